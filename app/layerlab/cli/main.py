@@ -1,0 +1,37 @@
+"""`layerlab` entry point. Each subcommand lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from layerlab import __version__
+from layerlab.cli import worker_cmd
+
+# (name, module): each module has add_arguments(parser) and run(args) -> int
+SUBCOMMANDS = [
+    ("worker", worker_cmd),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="layerlab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"LayerLab {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    for name, module in SUBCOMMANDS:
+        p = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not getattr(args, "_run", None):
+        build_parser().print_help()
+        return 2
+    return args._run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
