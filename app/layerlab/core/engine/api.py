@@ -1,0 +1,187 @@
+"""The engine's OpenAI-compatible HTTP API (FastAPI + uvicorn), on loopback with a token.
+
+One path serves LayerLab's chat pane and any other local app: chat completions (SSE
+streaming or not), models, health, plus LayerLab's placement and status routes.
+The model answers one request at a time; a few more wait in line, the rest are told so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sse_starlette.sse import EventSourceResponse
+
+from layerlab.core.engine.model_session import ModelSession
+
+MAX_WAITING = 4  # requests allowed to queue behind the one being answered
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[Any] | None = ""
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str | None = None
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=0.7, ge=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    top_k: int = Field(default=40, ge=0)
+    min_p: float = Field(default=0.05, ge=0, le=1)
+    repeat_penalty: float = Field(default=1.0, gt=0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+
+    def sampling(self) -> dict:
+        return {"max_tokens": self.max_tokens, "temperature": self.temperature,
+                "top_p": self.top_p, "top_k": self.top_k, "min_p": self.min_p,
+                "repeat_penalty": self.repeat_penalty, "seed": self.seed,
+                "stop": self.stop or []}
+
+
+def error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+class Line:
+    """One model, one request at a time; at most MAX_WAITING more wait their turn."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
+
+    def full(self) -> bool:
+        return self.lock.locked() and self.waiting >= MAX_WAITING
+
+
+def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
+    app = FastAPI(title="LayerLab engine", docs_url=None, redoc_url=None, openapi_url=None)
+    line = Line()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+    started = time.time()
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        if request.url.path == "/health":
+            return await call_next(request)
+        given = request.headers.get("authorization", "")
+        if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return error(401, "Missing or wrong API key (send 'Authorization: Bearer <key>').",
+                         "invalid_api_key")
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": model_id,
+                "state": "generating" if session.generating else "idle"}
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        return {"object": "list", "data": [{"id": model_id, "object": "model",
+                                            "created": int(started), "owned_by": "layerlab"}]}
+
+    @app.get("/layerlab/placement")
+    async def placement() -> dict:
+        return asdict(session.placement) if session.placement else {}
+
+    @app.get("/layerlab/status")
+    async def status() -> dict:
+        return {"state": "generating" if session.generating else "idle",
+                "since_progress_s": time.monotonic() - session.last_progress,
+                "waiting": line.waiting, "plan": session.plan.to_dict()}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError) as e:
+            return error(400, f"The request body is not valid JSON: {e}", "invalid_request_error")
+        try:
+            req = ChatRequest.model_validate(body)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            return error(400, f"Invalid request: {where}: {first['msg']}", "invalid_request_error")
+        if line.full():
+            return error(429, "The model is busy answering other requests; try again shortly.",
+                         "busy")
+        messages = [m.model_dump(exclude_none=True) for m in req.messages]
+        if req.stream:
+            return EventSourceResponse(_sse(messages, req), ping=15)
+        try:
+            chunks = [c async for c in _generate(messages, req)]
+        except Exception as e:
+            return error(500, f"The engine failed while answering: {e}", "engine_error")
+        return _collect(chunks, model_id)
+
+    async def _generate(messages: list[dict], req: ChatRequest) -> AsyncIterator[dict]:
+        line.waiting += 1
+        async with line.lock:
+            line.waiting -= 1
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue = asyncio.Queue()
+            stop = threading.Event()
+            end = object()
+
+            def work() -> None:
+                try:
+                    for item in session.stream_chat(messages, stop, **req.sampling()):
+                        loop.call_soon_threadsafe(queue.put_nowait, item)
+                except Exception as e:  # llama.cpp errors surface as Python exceptions
+                    loop.call_soon_threadsafe(queue.put_nowait, e)
+                finally:
+                    loop.call_soon_threadsafe(queue.put_nowait, end)
+
+            done = loop.run_in_executor(executor, work)
+            try:
+                while (item := await queue.get()) is not end:
+                    if isinstance(item, Exception):
+                        raise item
+                    yield item
+            finally:
+                # The client left (Stop) or we finished: either way let the thread wind down
+                # before the next request may touch the model.
+                stop.set()
+                await asyncio.shield(done)
+
+    async def _sse(messages: list[dict], req: ChatRequest) -> AsyncIterator[dict]:
+        try:
+            async for chunk in _generate(messages, req):
+                yield {"data": json.dumps(chunk)}
+        except Exception as e:
+            yield {"data": json.dumps({"error": {"message": str(e), "type": "engine_error"}})}
+        yield {"data": "[DONE]"}
+
+    return app
+
+
+def _collect(chunks: list[dict], model_id: str) -> JSONResponse:
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    last = chunks[-1] if chunks else {}
+    finish = last.get("choices", [{}])[0].get("finish_reason") if last else None
+    return JSONResponse({
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model_id,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": finish}],
+        "usage": last.get("usage"),
+        "timings": last.get("timings"),
+    })

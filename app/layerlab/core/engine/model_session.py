@@ -1,0 +1,181 @@
+"""One loaded model inside the engine process: load it as a LoadPlan says, stream answers.
+
+This is the only module (with ggml_lib) that imports llama_cpp, and it only ever runs in
+the engine process: llama.cpp aborts on fatal errors, and a model's memory is surely
+freed only when its process ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerlab.core import ggml_lib
+from layerlab.core.engine.events import Placement
+from layerlab.core.engine.llama_log import LlamaLog, allocations_by_device
+from layerlab.core.load_plan import LoadPlan
+
+# ggml_type numbers for the KV cache types a person may pick (ggml.h)
+KV_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
+SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
+
+
+@dataclass
+class Timings:
+    """What llama.cpp measured for one completion (llama_perf_context)."""
+
+    prompt_n: int
+    prompt_ms: float
+    predicted_n: int
+    predicted_ms: float
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt_n": self.prompt_n,
+            "prompt_ms": round(self.prompt_ms, 3),
+            "prompt_per_second": self.prompt_n / self.prompt_ms * 1000 if self.prompt_ms else None,
+            "predicted_n": self.predicted_n,
+            "predicted_ms": round(self.predicted_ms, 3),
+            "predicted_per_second": (
+                self.predicted_n / self.predicted_ms * 1000 if self.predicted_ms else None
+            ),
+        }
+
+
+class ModelSession:
+    def __init__(self, plan: LoadPlan, log: LlamaLog):
+        plan.validate()
+        self.plan = plan
+        self.log = log
+        self.llm = None
+        self.placement: Placement | None = None
+        self.model_id = plan.model_name or Path(plan.model_path).name
+        self._device_names: dict[str, str] = {"CPU": "CPU"}  # llama.cpp name -> label
+        self._keep: list = []  # ctypes objects llama.cpp points into; must outlive the model
+        # Watchdog inputs, read by the API's status route from another thread.
+        self.generating = False
+        self.last_progress = time.monotonic()
+
+    # -- loading ------------------------------------------------------------------------
+    def _device_array(self) -> ctypes.Array:
+        handles: list[int] = []
+        rpc_cache: dict[str, list[int]] = {}
+        for ref in self.plan.devices:
+            if ref.kind == "rpc":
+                if ref.endpoint not in rpc_cache:
+                    rpc_cache[ref.endpoint] = ggml_lib.rpc_devices(ref.endpoint)
+                devs = rpc_cache[ref.endpoint]
+                if ref.index >= len(devs):
+                    raise ValueError(f"worker {ref.endpoint} has {len(devs)} devices, "
+                                     f"the plan asks for #{ref.index}")
+                h = devs[ref.index]
+            else:
+                h = ggml_lib.device_by_name(ref.name)
+            self._device_names[ggml_lib.describe(h).name] = ref.label
+            handles.append(h)
+        # NULL-terminated; an empty list means "CPU only", not "every device".
+        arr = (ctypes.c_void_p * (len(handles) + 1))(*handles, None)
+        self._keep.append(arr)
+        return arr
+
+    def load(self, on_progress: Callable[[float], None]) -> Placement:
+        import llama_cpp
+        import llama_cpp.llama_cpp as low
+
+        plan = self.plan
+        devices = self._device_array()
+
+        @low.llama_progress_callback
+        def progress(fraction: float, _user: ctypes.c_void_p) -> bool:
+            on_progress(float(fraction))
+            return True
+
+        self._keep.append(progress)
+        original = low.llama_model_default_params
+
+        def params_for_this_plan():
+            # Llama() does not expose these fields; set them on the params it builds.
+            p = original()
+            p.devices = ctypes.cast(devices, ctypes.c_void_p)
+            p.use_extra_bufts = plan.use_extra_bufts
+            p.progress_callback = progress
+            return p
+
+        low.llama_model_default_params = params_for_this_plan
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=plan.model_path,
+                n_ctx=plan.n_ctx,
+                n_gpu_layers=plan.n_gpu_layers,
+                split_mode=SPLIT_MODES[plan.split_mode],
+                main_gpu=plan.main_gpu,
+                tensor_split=plan.tensor_split or None,
+                n_threads=plan.n_threads,
+                n_threads_batch=plan.n_threads,
+                n_batch=plan.n_batch,
+                n_ubatch=plan.n_ubatch,
+                type_k=KV_TYPES[plan.type_k],
+                type_v=KV_TYPES[plan.type_v],
+                flash_attn=plan.flash_attn,
+                use_mmap=plan.use_mmap,
+                seed=plan.seed,
+                verbose=True,  # keeps Llama from redirecting fds 1/2, which carry our events
+            )
+        finally:
+            low.llama_model_default_params = original
+        n_layer = self.llm._model.n_layer() if hasattr(self.llm._model, "n_layer") else None
+        by_index = self.log.layer_devices()
+        if n_layer is None:
+            n_layer = max(by_index) if by_index else 0
+        layer_devices = [self._device_names.get(by_index.get(i, "CPU"), by_index.get(i, "CPU"))
+                         for i in range(n_layer + 1)]
+        self.placement = Placement(layer_devices, allocations_by_device(self.log,
+                                                                        self._device_names))
+        return self.placement
+
+    # -- answering ----------------------------------------------------------------------
+    def stream_chat(self, messages: list[dict], stop_event: threading.Event,
+                    **sampling) -> Iterator[dict]:
+        """Yield OpenAI chat.completion.chunk dicts; the last carries 'timings' and 'usage'."""
+        import llama_cpp.llama_cpp as low
+
+        assert self.llm is not None
+        low.llama_perf_context_reset(self.llm.ctx)
+        self.generating = True
+        self.last_progress = time.monotonic()
+        last: dict | None = None
+        n_chunks = 0
+        try:
+            stream = self.llm.create_chat_completion(messages=messages, stream=True, **sampling)
+            with contextlib.closing(stream):
+                for chunk in stream:
+                    self.last_progress = time.monotonic()
+                    if stop_event.is_set():
+                        break
+                    chunk["model"] = self.model_id  # not the file path: it names the user's home
+                    if last is not None:
+                        yield last
+                    last = chunk
+                    n_chunks += 1
+        finally:
+            self.generating = False
+            self.last_progress = time.monotonic()
+        perf = low.llama_perf_context(self.llm.ctx)
+        timings = Timings(perf.n_p_eval, perf.t_p_eval_ms, perf.n_eval, perf.t_eval_ms)
+        if last is None:
+            last = {"id": "chatcmpl-stopped", "object": "chat.completion.chunk",
+                    "created": int(time.time()), "model": self.model_id,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": None}]}
+        if stop_event.is_set():
+            last["choices"][0]["finish_reason"] = "stop"
+            last["stopped_by_client"] = True
+        last["timings"] = timings.to_dict()
+        last["usage"] = {"prompt_tokens": timings.prompt_n,
+                         "completion_tokens": timings.predicted_n,
+                         "total_tokens": timings.prompt_n + timings.predicted_n}
+        yield last
