@@ -29,6 +29,11 @@ class DeviceInfo:
     pcie_width: int | None = None
     llama_name: str | None = None  # llama.cpp's device name once matched ("CUDA0", "RPC0")
     partial: bool = False  # True when the probe could read only part of this (Intel, other)
+    # Added for the Devices panel (tooltips); None where the hardware does not say.
+    memory_clock_mhz: int | None = None  # peak memory clock as the driver reports it
+    memory_bus_width: int | None = None  # bits
+    power_limit_w: float | None = None
+    llama_description: str | None = None  # llama.cpp's description of the matched device
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -70,7 +70,14 @@ class LlamaLog:
 
 
 def buffer_device(buffer_name: str, names: dict[str, str]) -> str:
-    """Map a buffer name to a device label: 'RPC0[127.0.0.1:50052]' -> names['RPC0']."""
+    """Map a buffer name to a device label.
+
+    RPC buffers are named by the device's index *on its worker* plus the endpoint
+    ('RPC0[127.0.0.1:50052]'), unlike RPC devices ('RPC0', 'RPC1', ... per process), so the
+    full buffer name is looked up first.
+    """
+    if buffer_name in names:
+        return names[buffer_name]
     base = buffer_name.split("[", 1)[0]
     if base in names:
         return names[base]

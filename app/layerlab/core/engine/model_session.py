@@ -77,6 +77,8 @@ class ModelSession:
             else:
                 h = ggml_lib.device_by_name(ref.name)
             self._device_names[ggml_lib.describe(h).name] = ref.label
+            if ref.kind == "rpc":
+                self._device_names[f"RPC{ref.index}[{ref.endpoint}]"] = ref.label
             handles.append(h)
         # NULL-terminated; an empty list means "CPU only", not "every device".
         arr = (ctypes.c_void_p * (len(handles) + 1))(*handles, None)
@@ -175,7 +177,9 @@ class ModelSession:
             last["choices"][0]["finish_reason"] = "stop"
             last["stopped_by_client"] = True
         last["timings"] = timings.to_dict()
-        last["usage"] = {"prompt_tokens": timings.prompt_n,
-                         "completion_tokens": timings.predicted_n,
-                         "total_tokens": timings.prompt_n + timings.predicted_n}
+        # The first token comes out of the prompt's decode and the last one sampled is never
+        # decoded, so a completion of N tokens takes N - 1 generation decodes (n_eval).
+        generated = timings.predicted_n + 1 if n_chunks > 1 else 0
+        last["usage"] = {"prompt_tokens": timings.prompt_n, "completion_tokens": generated,
+                         "total_tokens": timings.prompt_n + generated}
         yield last

@@ -1,0 +1,78 @@
+"""Move bytes between two connected sockets (one of them TLS) until either side ends.
+
+This is on the per-token path: llama.cpp's RPC is a strict request/answer exchange of many
+small messages, so latency per message matters more than throughput. One thread serves both
+directions of a pair with poll(): only one direction is busy at a time, there is no thread
+hand-off per message, and one SSL object is never used from two threads at once (OpenSSL
+does not allow that). Buffers are preallocated; TLS data already decrypted and buffered
+(`pending()`) is drained before waiting again, since poll() cannot see it.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+
+BUF_SIZE = 1 << 20
+
+# How long a silent peer may hold unacknowledged data before the kernel gives up on it,
+# and how an idle connection notices a peer that vanished (cut cable, frozen host).
+USER_TIMEOUT_MS = 8000
+KEEPALIVE_IDLE_S = 4
+KEEPALIVE_INTERVAL_S = 1
+KEEPALIVE_COUNT = 4
+
+
+def tune(sock: socket.socket, lan: bool = False) -> None:
+    """No Nagle (many small messages), big buffers; on the LAN, notice a vanished peer."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+        except OSError:
+            pass
+    if lan:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE_S), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+                            ("TCP_KEEPCNT", KEEPALIVE_COUNT), ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS)):
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def pump(a: socket.socket, b: socket.socket, stats: dict | None = None) -> str:
+    """Relay until one side closes or fails; returns why ('a closed', 'b error: ...').
+
+    Both sockets must be blocking. The caller closes them.
+    """
+    buf = bytearray(BUF_SIZE)
+    view = memoryview(buf)
+    poller = select.poll()
+    fa, fb = a.fileno(), b.fileno()
+    poller.register(fa, select.POLLIN)
+    poller.register(fb, select.POLLIN)
+    names = {fa: "a", fb: "b"}
+    peers = {fa: (a, b), fb: (b, a)}
+    moved = {"a": 0, "b": 0}
+    try:
+        while True:
+            for fd, _events in poller.poll():
+                src, dst = peers[fd]
+                try:
+                    n = src.recv_into(buf)
+                    if n == 0:
+                        return f"{names[fd]} closed"
+                    dst.sendall(view[:n])
+                    moved[names[fd]] += n
+                    if isinstance(src, ssl.SSLSocket):
+                        while (p := src.pending()) > 0:
+                            n = src.recv_into(buf, min(p, BUF_SIZE))
+                            if n == 0:
+                                return f"{names[fd]} closed"
+                            dst.sendall(view[:n])
+                            moved[names[fd]] += n
+                except (OSError, ValueError) as e:
+                    return f"{names[fd]} error: {e}"
+    finally:
+        if stats is not None:
+            stats.update(moved)

@@ -1,0 +1,113 @@
+"""Shared fixtures: the demo model, free ports, real RPC workers on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from layerlab.core.cluster.probe import probe
+from layerlab.core.demo_model import demo_model_path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def demo_model() -> Path:
+    return demo_model_path()
+
+
+def free_port_pair() -> int:
+    """A port p with p+1 also free (a worker serves its status on the next port)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        if p >= 65535:
+            continue
+        try:
+            with socket.socket() as s2:
+                s2.bind(("127.0.0.1", p + 1))
+            return p
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+class WorkerProcess:
+    """A real `layerlab worker` on loopback, for tests."""
+
+    def __init__(self, port: int, tmp: Path, threads: int = 1, cache: bool = True):
+        self.port = port
+        self.endpoint = f"127.0.0.1:{port}"
+        cache_dir = str(tmp / f"cache-{port}") if cache else ""
+        self.log = tmp / f"worker-{port}.log"
+        self._log_file = open(self.log, "w")  # noqa: SIM115 (closed in stop())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "layerlab.cli.main", "worker", "--listen", self.endpoint,
+             "--threads", str(threads), "--cache-dir", cache_dir],
+            stdout=self._log_file, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log.read_text()}")
+            if "ready on" in self.log.read_text():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"worker did not start: {self.log.read_text()}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+
+    def freeze(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        self._log_file.close()
+        if self.proc.poll() is None:
+            self.thaw()
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def wait_idle(self, timeout: float = 10) -> None:
+        """Until the worker answers a probe again (it serves one head at a time)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if probe(self.endpoint, timeout=0.5).ok:
+                return
+        raise TimeoutError(f"worker {self.endpoint} still busy")
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator:
+    started: list[WorkerProcess] = []
+
+    def start(threads: int = 1, cache: bool = True) -> WorkerProcess:
+        w = WorkerProcess(free_port_pair(), tmp_path, threads, cache)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
+def worker(start_worker) -> WorkerProcess:
+    return start_worker()
