@@ -19,7 +19,8 @@ from layerlab.core.cluster import rpc_wire
 from layerlab.core.endpoint import Endpoint
 from layerlab.core.units import format_bytes
 
-DEFAULT_TIMEOUT_S = 2.0
+DEFAULT_TIMEOUT_S = 1.5  # a healthy worker answers HELLO in milliseconds, even over Wi-Fi
+FOLLOW_UP_TIMEOUT_S = 0.75  # the extra questions asked of a silent port
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,16 @@ def probe(endpoint: Endpoint | str, timeout: float = DEFAULT_TIMEOUT_S) -> Probe
 
 def _silent(ep: Endpoint, timeout: float) -> ProbeResult:
     """The port accepted us but the worker said nothing: busy with a head, or frozen."""
-    status = fetch_status(ep, timeout)
+    follow_up = min(timeout, FOLLOW_UP_TIMEOUT_S)
+    status = fetch_status(ep, follow_up)
+    if status is None and _speaks_http(ep, follow_up):
+        # A web server waits for a full request line, so our binary HELLO met silence too.
+        return ProbeResult(
+            ep, False,
+            f"{ep} answered, but it is not a llama.cpp RPC worker (it is a web server). "
+            "Check the port.",
+            "not_a_worker",
+        )
     if status is not None:
         peer = status.get("serving") or "another head"
         return ProbeResult(
@@ -150,6 +160,17 @@ def _silent(ep: Endpoint, timeout: float) -> ProbeResult:
         "with another head, or frozen.",
         "frozen",
     )
+
+
+def _speaks_http(ep: Endpoint, timeout: float) -> bool:
+    """Does a fresh connection to this port answer an HTTP request? (A busy worker does not.)"""
+    try:
+        with socket.create_connection((ep.host, ep.port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+            return s.recv(5) == b"HTTP/"
+    except OSError:
+        return False
 
 
 def _reason(e: BaseException) -> str:

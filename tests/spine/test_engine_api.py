@@ -1,0 +1,150 @@
+"""The engine's HTTP API, spoken to with real HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import httpx
+import pytest
+
+from layerlab.core.engine.client import EngineRefused
+from layerlab.core.load_plan import LoadPlan
+from tests.spine.engine_helpers import answer, load
+
+
+@pytest.fixture(scope="module")
+def engine(demo_model):
+    sup, ready = load(LoadPlan(str(demo_model), n_ctx=1024, n_threads=2))
+    yield sup, ready
+    sup.stop()
+
+
+def auth(sup) -> dict:
+    return {"Authorization": f"Bearer {sup.token}"}
+
+
+def test_listens_on_loopback_only(engine):
+    _, ready = engine
+    assert ready.url.startswith("http://127.0.0.1:")
+
+
+def test_no_token_or_wrong_token_is_401(engine):
+    sup, ready = engine
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    r = httpx.post(ready.url + "/v1/chat/completions", json=body)
+    assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
+    r = httpx.post(ready.url + "/v1/chat/completions", json=body,
+                   headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401
+    assert httpx.get(ready.url + "/v1/models").status_code == 401
+    # /health says only that it is alive, so a launcher can wait on it without the key.
+    assert httpx.get(ready.url + "/health").json()["status"] == "ok"
+
+
+def test_models_lists_the_loaded_model(engine):
+    sup, ready = engine
+    data = httpx.get(ready.url + "/v1/models", headers=auth(sup)).json()
+    assert [m["id"] for m in data["data"]] == [ready.model]
+
+
+def test_non_streaming_completion_has_text_usage_and_timings(engine):
+    sup, ready = engine
+    body = {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 12,
+            "temperature": 0}
+    r = httpx.post(ready.url + "/v1/chat/completions", json=body, headers=auth(sup), timeout=60)
+    assert r.status_code == 200
+    data = r.json()
+    assert data["object"] == "chat.completion"
+    assert data["choices"][0]["message"]["content"].strip()
+    assert data["usage"]["completion_tokens"] == 12
+    t = data["timings"]
+    assert t["prompt_n"] > 5 and t["prompt_ms"] > 0 and t["predicted_n"] == 11
+
+
+def test_streaming_completion_ends_with_timings_and_done(engine):
+    sup, ready = engine
+    body = {"messages": [{"role": "user", "content": "Count to five."}], "max_tokens": 10,
+            "temperature": 0, "stream": True}
+    lines = []
+    with httpx.stream("POST", ready.url + "/v1/chat/completions", json=body, headers=auth(sup),
+                      timeout=60) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        lines = [ln[6:] for ln in r.iter_lines() if ln.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(x) for x in lines[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert "timings" in chunks[-1] and chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert "/" not in chunks[0]["model"]  # the model id, not a path into the user's home
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"{not json", "not valid JSON"),
+    (b'{"messages": []}', "messages"),
+    (b'{"messages": [{"role": "wizard", "content": "x"}]}', "role"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "temperature": -1}', "temperature"),
+])
+def test_malformed_requests_get_400_with_a_message(engine, payload, words):
+    sup, ready = engine
+    r = httpx.post(ready.url + "/v1/chat/completions", content=payload,
+                   headers={**auth(sup), "Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert words in r.json()["error"]["message"]
+
+
+def test_second_request_while_streaming_waits_its_turn(engine):
+    sup, ready = engine
+    client = sup.client()
+    results: dict[str, str] = {}
+
+    def first():
+        results["first"] = answer(client, max_tokens=40)[0]
+
+    t = threading.Thread(target=first)
+    t.start()
+    second = sup.client()
+    text, done = answer(second, messages=[{"role": "user", "content": "Say yes."}], max_tokens=5)
+    t.join(60)
+    assert results["first"] and text and done.finish_reason in ("length", "stop")
+
+
+def test_too_many_waiting_requests_are_refused_clearly(engine):
+    sup, ready = engine
+    from layerlab.core.engine.api import MAX_WAITING
+
+    clients = [sup.client() for _ in range(MAX_WAITING + 3)]
+    errors: list[Exception] = []
+    texts: list[str] = []
+
+    def ask(c):
+        try:
+            texts.append(answer(c, max_tokens=25)[0])
+        except EngineRefused as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=ask, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors, "expected some requests to be refused"
+    assert all(e.status == 429 and "busy" in str(e) for e in errors)
+    assert len(texts) + len(errors) == len(clients) and len(texts) >= MAX_WAITING
+    # and the engine is still fine
+    assert httpx.get(ready.url + "/health").json()["status"] == "ok"
+
+
+def test_stop_mid_stream_ends_quickly_and_the_engine_answers_again(engine):
+    sup, ready = engine
+    client = sup.client()
+    got = []
+    for ev in client.stream_chat([{"role": "user", "content": "Tell a long story."}],
+                                 max_tokens=400, temperature=0):
+        got.append(ev)
+        if len(got) == 5:
+            client.cancel()
+    assert got[-1].__class__.__name__ == "Finished" and got[-1].stopped
+    assert len(got) < 50
+    text, _ = answer(sup.client(), max_tokens=4)
+    assert text
