@@ -66,16 +66,25 @@ def _unb64(text: object) -> bytes:
 
 def _transcript(worker_fp: str, head_fp: str, msg_head: bytes, msg_worker: bytes) -> bytes:
     h = hashlib.sha256()
-    for part in (b"layerlab-pair-v%d" % PAIRING_VERSION, worker_fp.encode(), head_fp.encode(),
-                 msg_head, msg_worker):
+    for part in (
+        b"layerlab-pair-v%d" % PAIRING_VERSION,
+        worker_fp.encode(),
+        head_fp.encode(),
+        msg_head,
+        msg_worker,
+    ):
         h.update(len(part).to_bytes(4, "big"))
         h.update(part)
     return h.digest()
 
 
 def _confirm_keys(key: bytes, transcript: bytes) -> tuple[bytes, bytes]:
-    okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=transcript,
-               info=b"layerlab pairing key confirmation").derive(key)
+    okm = HKDF(
+        algorithm=hashes.SHA256(),
+        length=64,
+        salt=transcript,
+        info=b"layerlab pairing key confirmation",
+    ).derive(key)
     return okm[:32], okm[32:]  # (head's, worker's)
 
 
@@ -100,7 +109,7 @@ class HeadPairing:
         msg_worker = _unb64(answer.get("spake"))
         try:
             key = self._spake.finish(msg_worker)
-        except SPAKEError:
+        except (SPAKEError, ValueError):
             raise PairingFailed("The worker sent a malformed pairing message.") from None
         t = _transcript(self.worker_fp, self.head_fp, self._msg, msg_worker)
         k_head, k_worker = _confirm_keys(key, t)
@@ -127,7 +136,7 @@ class WorkerPairing:
         msg_worker = self._spake.start()
         try:
             key = self._spake.finish(msg_head)
-        except SPAKEError:
+        except (SPAKEError, ValueError):
             raise PairingFailed("malformed SPAKE2 message") from None
         self._t = _transcript(self.worker_fp, self.head_fp, msg_head, msg_worker)
         self._k_head, k_worker = _confirm_keys(key, self._t)

@@ -39,6 +39,9 @@ class WorkerOptions:
     cache_dir: str | None = None  # None: the default cache; "" turns the cache off
     threads: int | None = None
     allow_lan: bool = False
+    # Sharing on the LAN through LayerLab's TLS link (core/cluster/sharing.py); RPC and
+    # status then stay on loopback.
+    share: object | None = None  # a sharing.ShareOptions
 
 
 def default_cache_dir() -> str:
@@ -173,7 +176,8 @@ def run_worker(opts: WorkerOptions, out=sys.stdout) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    status = ThreadingHTTPServer((ep.host, ep.status_port), _status_handler(StatusDocument(ep, devices)))
+    status = ThreadingHTTPServer((ep.host, ep.status_port),
+                                 _status_handler(StatusDocument(ep, devices)))
     status.daemon_threads = True
     threading.Thread(target=status.serve_forever, name="worker-status", daemon=True).start()
 
@@ -187,11 +191,29 @@ def run_worker(opts: WorkerOptions, out=sys.stdout) -> int:
     threading.Thread(target=serve, name="rpc-server", daemon=True).start()
     if not _wait_listening(ep.port, failed, timeout=10):
         status.server_close()
-        raise WorkerStartError(f"llama.cpp's RPC server did not start on {ep} (see messages above).")
+        raise WorkerStartError(
+            f"llama.cpp's RPC server did not start on {ep} (see messages above)."
+        )
     names = ", ".join(ggml_lib.describe(d).name for d in devices)
-    print(f"LayerLab worker ready on {ep} (devices: {names}; status on port {ep.status_port}; "
-          f"tensor cache: {cache_dir or 'off'})", file=out, flush=True)
+    sharing = None
+    if opts.share is not None:
+        from layerlab.core.cluster.sharing import Sharing
+
+        doc = StatusDocument(ep, devices)
+        sharing = Sharing(opts.share, ep, doc.build, out)
+        try:
+            sharing.start()
+        except OSError as e:
+            status.server_close()
+            raise WorkerStartError(
+                f"Cannot share on {opts.share.address}: {e.strerror or e}."
+            ) from None
+    if sharing is None or not opts.share.json_events:
+        print(f"LayerLab worker ready on {ep} (devices: {names}; status on port {ep.status_port}; "
+              f"tensor cache: {cache_dir or 'off'})", file=out, flush=True)
     stop.wait()
+    if sharing is not None:
+        sharing.close()
     if failed.is_set():
         status.server_close()
         raise WorkerStartError(f"llama.cpp's RPC server stopped on {ep}.")
