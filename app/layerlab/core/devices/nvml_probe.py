@@ -9,6 +9,7 @@ a recording and a live machine take the same road.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -80,10 +81,8 @@ class Nvml:
     def shutdown(self) -> None:
         with self._lock:
             if self._mod is not None:
-                try:
+                with contextlib.suppress(self._mod.NVMLError):
                     self._mod.nvmlShutdown()
-                except self._mod.NVMLError:
-                    pass
                 self._mod = None
 
 

@@ -45,6 +45,7 @@ _KNOWN: dict[tuple[int, int, int | None], str] = {
     (VENDOR_AMD, 0x73DF, 0xC1): "AMD Radeon RX 6700 XT",
     (VENDOR_AMD, 0x67DF, 0xE7): "AMD Radeon RX 580 Series",
     (VENDOR_AMD, 0x1681, None): "AMD Radeon 680M",
+    (VENDOR_AMD, 0x164E, None): "AMD Radeon Graphics",
     (VENDOR_INTEL, 0x46A6, None): "Intel Iris Xe Graphics",
     (VENDOR_INTEL, 0x9A49, None): "Intel Iris Xe Graphics",
     (VENDOR_INTEL, 0xA7A0, None): "Intel Iris Xe Graphics",
@@ -89,7 +90,8 @@ def _amdgpu_ids_name(path: Path, device: int, revision: int | None) -> str | Non
         parts = [p.strip() for p in line.split(",", 2)]
         if len(parts) == 3 and not line.startswith("#"):
             try:
-                if int(parts[0], 16) == device and (revision is None or int(parts[1], 16) == revision):
+                rev_ok = revision is None or int(parts[1], 16) == revision
+                if int(parts[0], 16) == device and rev_ok:
                     return parts[2]
             except ValueError:
                 continue
