@@ -158,11 +158,14 @@ class EngineSupervisor:
         return True
 
     def _launch(self, plan: LoadPlan, gen: int) -> None:
+        with_status: list[str] = []  # LayerLab workers; plain rpc-servers have no status port
         for w in plan.workers:
             result = probe(w, timeout=self.watch.probe_timeout_s)
             if not result.ok:
                 self._set(Failed(plan, result.problem, [w]), gen)
                 return
+            if result.status is not None:
+                with_status.append(w)
         self._token = secrets.token_urlsafe(32)
         env = dict(os.environ, **{TOKEN_ENV: self._token})
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -201,7 +204,7 @@ class EngineSupervisor:
                 failure = ev
             elif isinstance(ev, events.Ready) and placement is not None:
                 if self._set(Ready(plan, ev.url, ev.model, placement), gen):
-                    threading.Thread(target=self._watch, args=(plan, gen, ev.url),
+                    threading.Thread(target=self._watch, args=(plan, gen, ev.url, with_status),
                                      name="engine-watch", daemon=True).start()
         proc.stdout.close()
         code = proc.wait()
@@ -236,14 +239,12 @@ class EngineSupervisor:
         tail = " | ".join(x for x in list(self._stderr_tail)[-3:] if x.strip())
         return Failed(plan, f"The engine stopped unexpectedly ({how}). {tail}".strip())
 
-    def _watch(self, plan: LoadPlan, gen: int, url: str) -> None:
+    def _watch(self, plan: LoadPlan, gen: int, url: str, with_status: list[str]) -> None:
         """While loaded: poll every worker's status endpoint and the engine's progress."""
         client = EngineClient(url, self._token)
-        watched = {w: time.monotonic() for w in plan.workers
-                   if fetch_status(Endpoint.parse(w), 1.0) is not None}
+        watched = {w: time.monotonic() for w in with_status}
         while gen == self._generation:
             time.sleep(self.watch.interval_s)
-            now = time.monotonic()
             for w in list(watched):
                 if fetch_status(Endpoint.parse(w), min(1.0, self.watch.worker_silence_s)) is not None:
                     watched[w] = time.monotonic()
@@ -264,7 +265,6 @@ class EngineSupervisor:
                     plan, f"The answer made no progress for {self.watch.stall_s:g} s; the engine "
                           "was stopped. Your conversation is kept."))
                 return
-            _ = now
 
     def _kill_for(self, plan: LoadPlan, gen: int, failure: Failed) -> None:
         with self._lock:

@@ -1,0 +1,101 @@
+"""A worker that dies or freezes mid-answer: the head reports it fast, names it, and
+reloads without it; nothing but the engine process is lost."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from layerlab.core.engine.client import Delta, EngineUnavailable
+from layerlab.core.engine.supervisor import Failed, Loading, Ready
+from layerlab.core.load_plan import DeviceRef, LoadPlan
+from tests.spine.engine_helpers import answer, load
+
+LONG = [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}]
+
+
+def _stream_until_error(client, after_tokens: int, fault) -> tuple[float, Exception]:
+    """Stream; after some tokens apply the fault; return seconds from fault to the error."""
+    n = 0
+    t_fault = None
+    try:
+        for ev in client.stream_chat(LONG, max_tokens=2000, temperature=0):
+            if isinstance(ev, Delta):
+                n += 1
+                if n == after_tokens:
+                    fault()
+                    t_fault = time.monotonic()
+    except EngineUnavailable as e:
+        assert t_fault is not None, f"failed before the fault: {e}"
+        return time.monotonic() - t_fault, e
+    pytest.fail("the stream finished although a worker was lost")
+
+
+def test_kill_9_worker_mid_generation(demo_model, start_worker):
+    w1, w2 = start_worker(), start_worker()
+    plan = LoadPlan(str(demo_model), n_ctx=2048,
+                    devices=[DeviceRef.rpc(w1.endpoint), DeviceRef.rpc(w2.endpoint)],
+                    tensor_split=[1, 2])
+    sup, _ = load(plan)
+    try:
+        took, err = _stream_until_error(sup.client(), 5, w2.kill)
+        assert took < 2.0, f"the client saw the loss after {took:.2f} s"
+        state = sup.wait_for((Failed,), 10)
+        assert state.lost_workers == [w2.endpoint]
+        assert w2.endpoint in state.message and "conversation is kept" in state.message
+        # one call reloads without it, and the model answers again from w1 alone
+        w1.wait_idle()
+        sup.reload_without_lost()
+        ready = sup.wait_for((Ready, Failed), 60)
+        assert isinstance(ready, Ready), ready
+        assert set(ready.placement.layer_devices) == {f"RPC {w1.endpoint}"}
+        assert answer(sup.client(), max_tokens=8)[0]
+    finally:
+        sup.stop()
+
+
+def test_sigstop_worker_mid_generation_is_caught_by_the_watchdog(demo_model, start_worker):
+    w1 = start_worker()
+    plan = LoadPlan(str(demo_model), n_ctx=2048, devices=[DeviceRef.rpc(w1.endpoint)],
+                    n_gpu_layers=15)
+    sup, _ = load(plan)
+    try:
+        took, _ = _stream_until_error(sup.client(), 5, w1.freeze)
+        assert took < 10.0, f"the client saw the freeze after {took:.2f} s"
+        state = sup.wait_for((Failed,), 10)
+        assert state.lost_workers == [w1.endpoint] and "stopped answering" in state.message
+        sup.reload_without_lost()  # CPU only now
+        ready = sup.wait_for((Ready, Failed), 60)
+        assert isinstance(ready, Ready) and set(ready.placement.layer_devices) == {"CPU"}
+    finally:
+        w1.thaw()
+        sup.stop()
+
+
+def test_worker_lost_while_idle_is_noticed_before_the_next_question(demo_model, start_worker):
+    w1 = start_worker()
+    sup, _ = load(LoadPlan(str(demo_model), n_ctx=512, devices=[DeviceRef.rpc(w1.endpoint)]))
+    try:
+        w1.kill()
+        state = sup.wait_for((Failed,), 10)
+        assert state.lost_workers == [w1.endpoint]
+    finally:
+        sup.stop()
+
+
+def test_stop_while_loading_leaves_nothing_running(demo_model):
+    from layerlab.core.engine.supervisor import EngineSupervisor, Stopped
+    from tests.spine.test_probe import _engine_children
+
+    states = []
+    sup = EngineSupervisor(on_state=states.append)
+    sup.start(LoadPlan(str(demo_model), n_ctx=512))
+    deadline = time.monotonic() + 20
+    while _engine_children() == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the engine process is up and loading
+    sup.stop()
+    time.sleep(1.0)  # a late event from the stopped engine must not revive it
+    assert isinstance(sup.state, Stopped) and isinstance(states[-1], Stopped)
+    assert not any(isinstance(s, Ready) for s in states)
+    assert _engine_children() == 0
