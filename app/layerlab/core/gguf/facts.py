@@ -37,6 +37,8 @@ class TensorInfo:
     layer: int | None  # block index for blk.N.*; None for global tensors
     n_elements: int = 0
     is_expert: bool = False  # an MoE expert tensor (read for n_expert_used of n_expert)
+    offset: int = 0  # from the start of its file's data section
+    part: int = 0  # which file of a split model holds it
 
 
 @dataclass
@@ -72,6 +74,7 @@ class ModelFacts:
     layer_expert_bytes: list[int] = field(default_factory=list)
     token_embd_bytes: int = 0
     output_bytes: int = 0  # output matrix + output norm (on the output device)
+    output_dup_bytes: int = 0  # part of output_bytes that is token_embd reused (tied)
     other_host_bytes: int = 0  # global tensors that llama.cpp keeps with the input layer
 
     @property
@@ -190,7 +193,8 @@ def facts_from_header(headers: list[GGUFHeader]) -> ModelFacts:
     layer_expert = [0] * n_layer
     token_embd = output = other = 0
     params = 0
-    for t in tensors_raw:
+    part_of = [i for i, h in enumerate(headers) for _ in h.tensors]
+    for t, part in zip(tensors_raw, part_of, strict=True):
         m = _BLOCK.match(t.name)
         layer = int(m.group(1)) if m else None
         if layer is not None and layer >= n_layer:
@@ -198,7 +202,7 @@ def facts_from_header(headers: list[GGUFHeader]) -> ModelFacts:
             layer = None
         is_expert = "_exps." in t.name or "_exps_" in t.name
         info = TensorInfo(t.name, t.type_name, t.shape, t.nbytes, layer, t.n_elements,
-                          is_expert)
+                          is_expert, t.offset, part)
         tensors.append(info)
         params += t.n_elements
         if layer is not None:
@@ -212,9 +216,12 @@ def facts_from_header(headers: list[GGUFHeader]) -> ModelFacts:
         elif not t.name.startswith("rope_") and not t.name.startswith("blk."):
             other += t.nbytes
     tied = "output.weight" not in names
+    dup = 0
     if tied:
-        # llama.cpp duplicates token_embd as the output matrix on the output device.
-        output += next((t.nbytes for t in tensors_raw if t.name == "token_embd.weight"), 0)
+        # llama.cpp duplicates token_embd as the output matrix on the output device
+        # (on the host it is the same tensor, so no second copy there).
+        dup = next((t.nbytes for t in tensors_raw if t.name == "token_embd.weight"), 0)
+        output += dup
 
     ftype = kv.get("general.file_type")
     quant = ""
@@ -236,5 +243,5 @@ def facts_from_header(headers: list[GGUFHeader]) -> ModelFacts:
         parameters=params, file_size=sum(t.nbytes for t in tensors), split_count=len(headers),
         tensors=tensors, size_label=str(kv.get("general.size_label", "")),
         layer_bytes=layer_bytes, layer_expert_bytes=layer_expert, token_embd_bytes=token_embd,
-        output_bytes=output, other_host_bytes=other,
+        output_bytes=output, output_dup_bytes=dup, other_host_bytes=other,
     )

@@ -65,11 +65,26 @@ class Measured:
     no_alloc: bool = True
     log_tail: str = ""
 
+    def totals(self) -> dict[str, int]:
+        return {k: v.total for k, v in self.devices.items()}
+
+
+_RPC_BUF = re.compile(r"^RPC(\d+)\[(.+)\]$")
+
 
 def buffer_device(buf: str) -> str:
-    """llama.cpp buffer type name -> device name: 'CPU_Mapped' -> 'CPU', 'RPC0[..]' -> same."""
+    """llama.cpp buffer type name -> the plan's device label (DeviceRef.label).
+
+    'CPU', 'CPU_Mapped', 'CPU_REPACK' -> 'CPU'; 'RPC0[127.0.0.1:50052]' -> 'RPC 127.0.0.1:50052'
+    (device 0 of that worker); local GPUs keep their name ('CUDA0').
+    """
     if buf.startswith("CPU"):
         return "CPU"
+    m = _RPC_BUF.match(buf)
+    if m:
+        from layerlab.core.load_plan import DeviceRef
+
+        return DeviceRef.rpc(m.group(2), int(m.group(1))).label
     return buf
 
 
@@ -137,7 +152,7 @@ def _child() -> int:  # pragma: no cover - runs in the child process
     lines: list[str] = []
 
     @L.llama_log_callback
-    def on_log(level, text, user):  # noqa: ARG001 (ctypes callback signature)
+    def on_log(level, text, user):
         lines.append(text.decode("utf-8", errors="replace"))
 
     L.llama_log_set(on_log, None)
