@@ -87,6 +87,9 @@ class StatusDocument:
     def __init__(self, listen: Endpoint, device_handles: list[int]):
         self.listen = listen
         self.device_handles = device_handles
+        from layerlab.core.devices.remote import LocalTelemetry  # Devices panel gauges
+
+        self.telemetry = LocalTelemetry()
 
     def build(self) -> dict:
         from layerlab.core import ggml_lib
@@ -110,6 +113,7 @@ class StatusDocument:
             "serving": serving_peer(self.listen.port),
             "devices": devices,
             "host_memory": {"total": vm.total, "available": vm.available},
+            "telemetry": self.telemetry.read(devices),
             "time": time.time(),
         }
 

@@ -47,10 +47,13 @@ class AmdSysfsProbe:
             gen, width = drm.pcie_link(t, c.dir)
             hw = drm.hwmon(t, c.dir)
             key = f"drm:{c.bus_id or c.card}"
+            igpu = total <= _APU_CARVE_OUT
+            if igpu:
+                gen = width = None  # an APU's "link" is on-die; sysfs numbers mean nothing
             infos.append(DeviceInfo(
                 key=key, vendor="amd",
                 name=t.read(f"{c.dir}/product_name") or device_name(c.vendor, c.device, c.revision),
-                kind="igpu" if total <= _APU_CARVE_OUT else "gpu",
+                kind="igpu" if igpu else "gpu",
                 pci_bus_id=c.bus_id, memory_total=total,
                 driver=f"amdgpu (Linux {self.kernel})" if self.kernel else "amdgpu",
                 pcie_gen=gen, pcie_width=width,

@@ -26,6 +26,7 @@ def cpu_name() -> str:
 
 
 def read_static() -> dict:
+    psutil.cpu_percent(interval=None)  # the first call only starts the measurement
     return {"hostname": socket.gethostname(), "kernel": platform.release(),
             "cpu_name": cpu_name(), "logical_cpus": psutil.cpu_count() or 1,
             "memory_total": psutil.virtual_memory().total}
