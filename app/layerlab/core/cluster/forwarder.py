@@ -124,7 +124,7 @@ class LinkForwarder:
                     return
                 code = 200
                 try:
-                    doc = worker_status(fwd.identity, fwd.worker, timeout=2.0)
+                    doc = worker_status(fwd.identity, fwd.worker, timeout=2.0, address=fwd.address)
                 except LinkError as e:
                     # Not 200: probe.fetch_status() and the supervisor's watch then read
                     # "no status", exactly as for a plain worker that is gone.

@@ -607,10 +607,12 @@ def pair(
         return peer
 
 
-def worker_status(identity: Identity, worker: Peer, timeout: float = 3.0) -> dict:
+def worker_status(
+    identity: Identity, worker: Peer, timeout: float = 3.0, address: Endpoint | None = None
+) -> dict:
     """A paired worker's status document (devices, memory, whom it serves), over the link."""
     t0 = time.perf_counter()
-    tls, reply = open_link(identity, worker, "status", timeout)
+    tls, reply = open_link(identity, worker, "status", timeout, address=address)
     tls.close()
     doc = dict(reply.get("status") or {})
     doc["link_rtt_ms"] = (time.perf_counter() - t0) * 1000
