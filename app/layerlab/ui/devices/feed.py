@@ -79,6 +79,10 @@ class DeviceFeed(QObject):
         self._wake.set()
 
     @property
+    def interval(self) -> float:
+        return self._interval
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
