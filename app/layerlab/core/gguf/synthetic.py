@@ -134,8 +134,9 @@ def write_model(path: str | Path, spec: ModelSpec, sparse: bool = False) -> Path
     shapes = tensor_shapes(spec)
     for name, shape, t in shapes:
         nb = _nbytes(shape, t)
-        rows = nb // (shape[0] // GGML_QUANT_SIZES[t][0] * GGML_QUANT_SIZES[t][1])
-        w.add_tensor_info(name, (rows, nb // rows), np.dtype(np.uint8), nb, raw_dtype=t)
+        row = shape[0] // GGML_QUANT_SIZES[t][0] * GGML_QUANT_SIZES[t][1]
+        byte_shape = (*reversed(shape[1:]), row)  # numpy order, rows in bytes
+        w.add_tensor_info(name, byte_shape, np.dtype(np.uint8), nb, raw_dtype=t)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()

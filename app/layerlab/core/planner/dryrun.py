@@ -115,12 +115,13 @@ def parse_log(text: str) -> Measured:
     return m
 
 
-def measure(plan: LoadPlan, no_alloc: bool = True, timeout: float = 120.0) -> Measured:
+def measure(plan: LoadPlan, no_alloc: bool = True, timeout: float = 120.0,
+            swa_full: bool | None = None) -> Measured:
     """Run the plan through llama.cpp in a child process and return what it allocates.
 
     Workers in the plan must have been probed first (llama.cpp aborts on a dead one).
     """
-    request = json.dumps({"plan": plan.to_dict(), "no_alloc": no_alloc})
+    request = json.dumps({"plan": plan.to_dict(), "no_alloc": no_alloc, "swa_full": swa_full})
     env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, "-m", "layerlab.core.planner.dryrun"], input=request,
@@ -191,6 +192,8 @@ def _child() -> int:  # pragma: no cover - runs in the child process
     cp.type_v = GGML_TYPES[plan.type_v]
     cp.flash_attn_type = (L.LLAMA_FLASH_ATTN_TYPE_ENABLED if plan.flash_attn
                           else L.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    if req.get("swa_full") is not None:
+        cp.swa_full = bool(req["swa_full"])
     if plan.n_threads:
         cp.n_threads = cp.n_threads_batch = plan.n_threads
     ctx = L.llama_init_from_model(model, cp)

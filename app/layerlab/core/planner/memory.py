@@ -6,7 +6,7 @@ The rules (FACTS.md, "Memory that llama.cpp allocates", and llama.cpp 0c1e570's 
   token_embd there, unless that device is the host);
 - KV cache per layer on that layer's device: (row(type_k, hd_k*n_head_kv) +
   row(type_v, hd_v*n_head_kv)) * cells; cells = n_ctx padded to 256; sliding-window
-  layers keep min(cells, pad(n_swa + n_ubatch, 256)) cells;
+  layers keep min(cells, pad(n_swa + n_ubatch, 256)) cells when swa_full is off;
 - compute buffers: one per device, sized for the worst ubatch; the output device holds
   the logits of a whole ubatch (n_vocab * n_ubatch * 4); the host has one too, and the
   host's output buffer holds one row of logits.
@@ -50,6 +50,9 @@ class ContextSettings:
     # more than one device holds every layer and the output; inputs are then kept per copy.
     n_copies: int = 1
     use_mmap: bool = False  # host weights are the file range llama.cpp maps
+    # llama.cpp's default (llama_context_params.swa_full = true) gives sliding-window layers
+    # a full-size cache; with it off they keep only the window (+ one ubatch).
+    swa_full: bool = True
 
     def __post_init__(self) -> None:
         for t in (self.type_k, self.type_v):
@@ -89,8 +92,8 @@ class MemoryModel:
         n = facts.n_layer
         self.cells = pad(max(ctx.n_ctx, 1))
         swa = facts.sliding_window
-        self.cells_swa = (min(self.cells, pad(swa * ctx.n_seq + ctx.n_ubatch)) if swa
-                          else self.cells)
+        self.cells_swa = (min(self.cells, pad(swa * ctx.n_seq + ctx.n_ubatch))
+                          if swa and not ctx.swa_full else self.cells)
         self.layer_weights = list(facts.layer_bytes)
         self.layer_kv = [self._kv(il) for il in range(n)]
         self._w = [0, *accumulate(self.layer_weights)]

@@ -67,7 +67,8 @@ class DevicePlan:
     @property
     def layers_text(self) -> str:
         if self.last > self.first:
-            text = f"{self.first}-{self.last - 1}" if self.last - self.first > 1 else str(self.first)
+            n = self.last - self.first
+            text = f"{self.first}-{self.last - 1}" if n > 1 else str(self.first)
             return text + (" + output" if self.has_output else "")
         return "output" if self.has_output else "-"
 

@@ -75,7 +75,8 @@ class SpeedModel:
             t_pp += max(nbytes / bw, 2 * nparams * n_ubatch / flops)
             if dev.machine != prev_machine:
                 t_gen += RPC_CALLS_PER_TOKEN * dev.rtt_s + f.n_embd * 4 / dev.link_bandwidth
-                t_pp += RPC_CALLS_PER_TOKEN * dev.rtt_s + f.n_embd * 4 * n_ubatch / dev.link_bandwidth
+                t_pp += (RPC_CALLS_PER_TOKEN * dev.rtt_s
+                         + f.n_embd * 4 * n_ubatch / dev.link_bandwidth)
                 prev_machine = dev.machine
             if out and not dev.local:
                 # the logits come back to the head over the link
