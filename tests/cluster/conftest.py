@@ -289,3 +289,6 @@ class HeadAgent:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()

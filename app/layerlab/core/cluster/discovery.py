@@ -15,7 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
+from zeroconf import (
+    InterfaceChoice,
+    IPVersion,
+    ServiceBrowser,
+    ServiceInfo,
+    ServiceStateChange,
+    Zeroconf,
+)
 
 from layerlab import __version__
 from layerlab.core.endpoint import Endpoint
@@ -48,7 +55,8 @@ class Announcement:
     ):
         self.name = name
         self.zc = Zeroconf(
-            interfaces=_interfaces(address.host) or ["0.0.0.0"], ip_version=IPVersion.V4Only
+            interfaces=_interfaces(address.host) or InterfaceChoice.All,
+            ip_version=IPVersion.V4Only,
         )
         addrs = [address.host] if _interfaces(address.host) else _local_ipv4s()
         label = "".join(ch if ch.isalnum() or ch in "-_ " else "-" for ch in name)[:50] or "worker"
@@ -119,7 +127,10 @@ class WorkerBrowser:
         self.on_change = on_change or (lambda workers: None)
         self._found: dict[str, DiscoveredWorker] = {}
         self._lock = threading.Lock()
-        self.zc = Zeroconf(interfaces=interfaces or ["0.0.0.0"], ip_version=IPVersion.V4Only)
+        # Every interface by address: joining the group on 0.0.0.0 needs a default route,
+        # which a LAN without internet access may not have.
+        self.zc = Zeroconf(interfaces=interfaces or InterfaceChoice.All,
+                           ip_version=IPVersion.V4Only)
         self.browser = ServiceBrowser(self.zc, SERVICE_TYPE, handlers=[self._handler])
 
     def _handler(
