@@ -30,7 +30,7 @@ def test_listens_on_loopback_only(engine):
 
 
 def test_no_token_or_wrong_token_is_401(engine):
-    sup, ready = engine
+    _sup, ready = engine
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     r = httpx.post(ready.url + "/v1/chat/completions", json=body)
     assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
@@ -94,7 +94,7 @@ def test_malformed_requests_get_400_with_a_message(engine, payload, words):
 
 
 def test_second_request_while_streaming_waits_its_turn(engine):
-    sup, ready = engine
+    sup, _ready = engine
     client = sup.client()
     results: dict[str, str] = {}
 
@@ -136,7 +136,7 @@ def test_too_many_waiting_requests_are_refused_clearly(engine):
 
 
 def test_stop_mid_stream_ends_quickly_and_the_engine_answers_again(engine):
-    sup, ready = engine
+    sup, _ready = engine
     client = sup.client()
     got = []
     for ev in client.stream_chat([{"role": "user", "content": "Tell a long story."}],

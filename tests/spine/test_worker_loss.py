@@ -8,7 +8,7 @@ import time
 import pytest
 
 from layerlab.core.engine.client import Delta, EngineUnavailable
-from layerlab.core.engine.supervisor import Failed, Loading, Ready
+from layerlab.core.engine.supervisor import Failed, Ready
 from layerlab.core.load_plan import DeviceRef, LoadPlan
 from tests.spine.engine_helpers import answer, load
 
@@ -39,7 +39,7 @@ def test_kill_9_worker_mid_generation(demo_model, start_worker):
                     tensor_split=[1, 2])
     sup, _ = load(plan)
     try:
-        took, err = _stream_until_error(sup.client(), 5, w2.kill)
+        took, _err = _stream_until_error(sup.client(), 5, w2.kill)
         assert took < 2.0, f"the client saw the loss after {took:.2f} s"
         state = sup.wait_for((Failed,), 10)
         assert state.lost_workers == [w2.endpoint]

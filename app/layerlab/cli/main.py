@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from layerlab import __version__
-from layerlab.cli import devices_cmd, plan_cmd, worker_cmd
+from layerlab.cli import app_cmd, devices_cmd, plan_cmd, worker_cmd
 
 # (name, module): each module has add_arguments(parser) and run(args) -> int
 SUBCOMMANDS = [
@@ -19,6 +19,7 @@ SUBCOMMANDS = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="layerlab", description=__doc__)
     parser.add_argument("--version", action="version", version=f"LayerLab {__version__}")
+    app_cmd.add_arguments(parser)  # `layerlab` alone opens the window
     sub = parser.add_subparsers(dest="command")
     for name, module in SUBCOMMANDS:
         p = sub.add_parser(name, help=module.HELP, description=module.__doc__)
@@ -29,10 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not getattr(args, "_run", None):
-        build_parser().print_help()
-        return 2
-    return args._run(args)
+    run = getattr(args, "_run", app_cmd.run)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass
 
 DEFAULT_RPC_PORT = 50052
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 
 
 class BadAddress(ValueError):
@@ -72,5 +73,7 @@ class Endpoint:
             ipaddress.ip_address(host)
         except ValueError:
             if not _HOSTNAME.match(host):
-                raise BadAddress(f"'{raw}': '{host}' is not a valid host name or IP address.") from None
+                raise BadAddress(
+                    f"'{raw}': '{host}' is not a valid host name or IP address."
+                ) from None
         return cls(host, port)

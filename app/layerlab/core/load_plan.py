@@ -171,3 +171,11 @@ def describe_ranges(devices_per_layer: list[str]) -> str:
             text = f"{text} + output" if text else "output"
         parts.append(f"{dev}: {text}")
     return " · ".join(parts)
+
+
+def default_plan(model_path: str, workers: dict[str, int] | None = None, n_ctx: int = 4096,
+                 model_name: str = "") -> LoadPlan:
+    """llama.cpp's own default: every layer on the given workers' devices (`endpoint ->
+    device count`), split in proportion to their free memory; the CPU alone without them."""
+    devices = [DeviceRef.rpc(ep, i) for ep, n in (workers or {}).items() for i in range(max(n, 1))]
+    return LoadPlan(model_path=model_path, model_name=model_name, n_ctx=n_ctx, devices=devices)

@@ -37,10 +37,12 @@ class ProbeResult:
     endpoint: Endpoint
     ok: bool
     problem: str = ""  # the reason in the person's words, empty when ok
-    kind: str = "ok"  # ok | unreachable | refused | not_a_worker | version | busy | frozen | bad_address
+    # ok | unreachable | refused | not_a_worker | version | busy | frozen | bad_address
+    kind: str = "ok"
     version: rpc_wire.RpcVersion | None = None
     devices: list[RemoteDevice] = field(default_factory=list)
-    status: dict | None = None  # what a LayerLab worker says about itself, when it has a status endpoint
+    # what a LayerLab worker says about itself (plain llama.cpp rpc-servers have no status)
+    status: dict | None = None
     rtt_ms: float | None = None
 
     @property
@@ -61,7 +63,7 @@ def fetch_status(endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT_S) -> dict
     if ":" in endpoint.host:
         url = f"http://[{endpoint.host}]:{endpoint.status_port}/status"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http on LAN/loopback only)
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             if resp.status != 200:
                 return None
             return json.loads(resp.read(1 << 20))

@@ -202,10 +202,10 @@ class EngineSupervisor:
                 placement = ev
             elif isinstance(ev, events.LoadFailed):
                 failure = ev
-            elif isinstance(ev, events.Ready) and placement is not None:
-                if self._set(Ready(plan, ev.url, ev.model, placement), gen):
-                    threading.Thread(target=self._watch, args=(plan, gen, ev.url, with_status),
-                                     name="engine-watch", daemon=True).start()
+            elif (isinstance(ev, events.Ready) and placement is not None
+                  and self._set(Ready(plan, ev.url, ev.model, placement), gen)):
+                threading.Thread(target=self._watch, args=(plan, gen, ev.url, with_status),
+                                 name="engine-watch", daemon=True).start()
         proc.stdout.close()
         code = proc.wait()
         with self._lock:
@@ -246,7 +246,8 @@ class EngineSupervisor:
         while gen == self._generation:
             time.sleep(self.watch.interval_s)
             for w in list(watched):
-                if fetch_status(Endpoint.parse(w), min(1.0, self.watch.worker_silence_s)) is not None:
+                answer = fetch_status(Endpoint.parse(w), min(1.0, self.watch.worker_silence_s))
+                if answer is not None:
                     watched[w] = time.monotonic()
                 elif time.monotonic() - watched[w] > self.watch.worker_silence_s or _refused(w):
                     self._kill_for(plan, gen, Failed(
@@ -260,7 +261,8 @@ class EngineSupervisor:
                 continue  # the engine's own exit is reported by _launch
             except Exception:
                 continue
-            if st.get("state") == "generating" and st.get("since_progress_s", 0) > self.watch.stall_s:
+            stalled = st.get("since_progress_s", 0) > self.watch.stall_s
+            if st.get("state") == "generating" and stalled:
                 self._kill_for(plan, gen, Failed(
                     plan, f"The answer made no progress for {self.watch.stall_s:g} s; the engine "
                           "was stopped. Your conversation is kept."))

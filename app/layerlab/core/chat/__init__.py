@@ -1,0 +1,1 @@
+"""Conversations and the live numbers of an answer being written."""

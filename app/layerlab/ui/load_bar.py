@@ -1,0 +1,97 @@
+"""Load / Unload, the load progress, and what went wrong with one-click recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from layerlab.core.engine.supervisor import EngineState, Failed, Loading, Ready, Stopped
+
+
+class LoadBar(QGroupBox):
+    loadRequested = Signal()
+    unloadRequested = Signal()
+    reloadWithoutRequested = Signal()
+    modelChosen = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("Model", parent)
+        self.model_label = QLabel()
+        self.model_label.setWordWrap(True)
+        self.open_button = QPushButton("Open GGUF…")
+        self.load_button = QPushButton("Load")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.hide()
+        self.reload_button = QPushButton("Reload without it")
+        self.reload_button.hide()
+
+        row = QHBoxLayout()
+        row.addWidget(self.open_button)
+        row.addStretch(1)
+        row.addWidget(self.load_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.model_label)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.message)
+        layout.addWidget(self.reload_button)
+
+        self._loaded = False
+        self.load_button.clicked.connect(self._toggle)
+        self.reload_button.clicked.connect(self.reloadWithoutRequested)
+        self.open_button.clicked.connect(self._choose_file)
+
+    def set_model_name(self, name: str) -> None:
+        self.model_label.setText(name)
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", str(Path.home()),
+                                              "GGUF models (*.gguf)")
+        if path:
+            self.modelChosen.emit(path)
+
+    def _toggle(self) -> None:
+        (self.unloadRequested if self._loaded else self.loadRequested).emit()
+
+    def show_state(self, state: EngineState) -> None:
+        busy = isinstance(state, Loading)
+        self._loaded = isinstance(state, Ready | Loading)
+        self.load_button.setText("Unload" if self._loaded else "Load")
+        self.open_button.setEnabled(not busy)
+        self.progress.setVisible(busy)
+        if busy:
+            self.progress.setValue(int(state.fraction * 1000))
+            self.progress.setFormat(state.stage)
+        self.reload_button.hide()
+        if isinstance(state, Failed):
+            self._say(state.message, error=True)
+            if state.can_reload_without:
+                self.reload_button.setText(f"Reload without {', '.join(state.lost_workers)}")
+                self.reload_button.show()
+        elif isinstance(state, Loading):
+            self._say(f"{state.stage.capitalize()}…")
+        elif isinstance(state, Ready):
+            self._say(f"Ready · context {state.plan.n_ctx} tokens")
+        elif isinstance(state, Stopped):
+            self._say(state.message)
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.message.setText(text)
+        self.message.setStyleSheet("color: #a33; font-weight: bold" if error else "")
+        self.message.setVisible(bool(text))
