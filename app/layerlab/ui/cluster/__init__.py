@@ -1,0 +1,1 @@
+"""Cluster widgets: share this machine, pair with a worker."""

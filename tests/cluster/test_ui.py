@@ -1,0 +1,76 @@
+"""The share switch and the pairing dialog, against a real sharing worker child."""
+
+from __future__ import annotations
+
+import pytest
+
+from layerlab.core.cluster import link
+from layerlab.ui.cluster.pairing_dialog import PairingDialog
+from layerlab.ui.cluster.share_process import ShareProcess
+from layerlab.ui.cluster.share_switch import ShareSwitch
+from tests.conftest import free_port_pair
+
+pytestmark = pytest.mark.gui
+
+
+def test_share_switch_shows_the_code_and_who_paired(qtbot, tmp_path, make_head):
+    lan_port = free_port_pair()
+    proc = ShareProcess(
+        [
+            "--listen",
+            f"127.0.0.1:{free_port_pair()}",
+            "--threads",
+            "1",
+            "--cache-dir",
+            "",
+            "--share-on",
+            f"127.0.0.1:{lan_port}",
+            "--name",
+            "bench-box",
+            "--no-announce",
+            "--state-dir",
+            str(tmp_path / "worker"),
+        ]
+    )
+    widget = ShareSwitch(proc)
+    qtbot.addWidget(widget)
+    widget.show()
+    assert widget.status.text() == "Not shared." and not widget.code.isVisible()
+    widget.switch.setChecked(True)
+    try:
+        qtbot.waitUntil(lambda: len(widget.code.text()) == 7, timeout=30000)
+        assert widget.code.isVisible() and "bench-box" in widget.identity.text()
+        first = widget.code.text()
+        head, trust = make_head("desk")
+        link.pair(head, trust, f"127.0.0.1:{lan_port}", first)
+        qtbot.waitUntil(lambda: widget.status.text().startswith("Paired with desk"), timeout=5000)
+        qtbot.waitUntil(lambda: widget.code.text() != first, timeout=5000)
+    finally:
+        with qtbot.waitSignal(proc.stopped, timeout=10000):
+            widget.switch.setChecked(False)
+    assert widget.status.text() == "Not shared." and not widget.code.isVisible()
+
+
+def test_pairing_dialog_wrong_then_right_code(qtbot, start_sharing, make_head):
+    w = start_sharing("bench-box")
+    head, trust = make_head("desk")
+    dialog = PairingDialog(
+        head, trust, address=w.address, worker_name="bench-box", fingerprint=w.fingerprint
+    )
+    qtbot.addWidget(dialog)
+    dialog.show()
+    code = w.code
+    wrong = "000-000" if code != "000-000" else "111-111"
+    dialog.code.setText(wrong)
+    dialog.pair_button.click()
+    qtbot.waitUntil(lambda: "did not match" in dialog.message.text(), timeout=10000)
+    assert dialog.peer is None and trust.workers() == []
+    dialog.code.setText(w.code)
+    with qtbot.waitSignal(dialog.paired, timeout=10000) as got:
+        dialog.pair_button.click()
+    assert got.args[0].fingerprint == w.fingerprint
+    assert dialog.message.text().startswith("Paired with bench-box")
+    dialog.code.setText("12")
+    dialog.pair_button.click()
+    assert dialog.message.text() == "A pairing code has 6 digits, like 482-913."
+    dialog.done(0)
