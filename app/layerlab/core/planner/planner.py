@@ -193,9 +193,11 @@ class Planner:
             pos = end
         return spans
 
-    def _memories(self, counts: list[int], n_ctx: int, opts: PlanOptions) -> list[DeviceMemory]:
+    def _memories(self, counts: list[int], n_ctx: int, opts: PlanOptions,
+                  assume_pipelined: bool = False) -> list[DeviceMemory]:
         used = sum(1 for c in counts[1:] if c > 0)
-        model = self.memory_model(self._ctx(n_ctx, opts, pipelined=used > 1 and counts[0] == 0))
+        pipelined = assume_pipelined or (used > 1 and counts[0] == 0)
+        model = self.memory_model(self._ctx(n_ctx, opts, pipelined=pipelined))
         out = []
         for i, (first, last, has_out) in enumerate(self._spans(counts)):
             if i > 0 and last <= first and not has_out:
@@ -230,7 +232,9 @@ class Planner:
             chosen = set(order[:k])
             counts = [self.facts.n_layer] + [0] * len(gpus)
             for i in order[:k]:
-                counts = self._fill(host, gpus, counts, i, n_ctx, opts)
+                # With several devices and no block left on the CPU, llama.cpp pipelines and
+                # keeps 4 copies of the inputs: fill as if it will, so the last blocks fit.
+                counts = self._fill(host, gpus, counts, i, n_ctx, opts, assume_pipelined=k > 1)
             if not all(counts[1 + i] > 0 for i in chosen):
                 continue  # a device that takes nothing adds nothing
             t = self._speed(host, gpus, counts, n_ctx, opts).token_time_s
@@ -238,20 +242,24 @@ class Planner:
                 best = (t, counts)
         return best[1] if best else [self.facts.n_layer] + [0] * len(gpus)
 
-    def _fill(self, host, gpus, counts, i, n_ctx, opts) -> list[int]:
+    def _fill(self, host, gpus, counts, i, n_ctx, opts, assume_pipelined=False) -> list[int]:
         """Move as many units as fit from the CPU to gpus[i] (binary search)."""
-        lo, hi = 0, counts[0] + (1 if not any(counts[1:]) else 0)
-        # the output unit counts as a unit only once some device holds it
+        lo, hi = 0, counts[0] + 1  # +1: the output unit may come along (see trial)
         base = list(counts)
 
         def trial(k: int) -> list[int]:
+            # The output unit belongs to the last device (in llama.cpp order) with units:
+            # a device after the current holder takes the output over, and the holder keeps
+            # its blocks (its unit count drops by one).
             c = list(base)
-            gpu_total = sum(c[1:])
-            take = k
-            if gpu_total == 0 and k > 0:
-                c[0] -= k - 1  # the first device to get units also takes the output
+            holders = [j for j in range(len(gpus)) if c[1 + j] > 0]
+            if k > 0 and not holders:
+                c[0] -= k - 1
+            elif k > 0 and c[1 + i] == 0 and i > holders[-1]:
+                c[1 + holders[-1]] -= 1
+                c[0] -= k - 1
             else:
-                c[0] -= take
+                c[0] -= k
             c[1 + i] += k
             return c
 
@@ -259,7 +267,7 @@ class Planner:
             c = trial(k)
             if c[0] < 0:
                 return False
-            mems = self._memories(c, n_ctx, opts)
+            mems = self._memories(c, n_ctx, opts, assume_pipelined)
             return all(m.total <= d.capacity for m, d, cnt in zip(mems[1:], gpus, c[1:],
                                                                      strict=True) if cnt > 0)
 

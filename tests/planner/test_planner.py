@@ -1,0 +1,160 @@
+"""Strategies on recorded rigs and header-only big models; the CLI; worker advice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from layerlab.core.cluster.probe import probe
+from layerlab.core.devices.rig import load_rig
+from layerlab.core.gguf import read_facts
+from layerlab.core.gguf.synthetic import LLAMA_70B, MIXTRAL_8X7B, write_model
+from layerlab.core.load_plan import expected_layer_devices
+from layerlab.core.planner.devices import devices_from_machine, devices_from_probe, host_device
+from layerlab.core.planner.planner import Planner, PlanOptions
+from layerlab.core.units import GiB
+
+RIGS = sorted(Path(__file__).parents[1].joinpath("fixtures", "rigs").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    d = tmp_path_factory.mktemp("big")
+    return {
+        "70b": read_facts(write_model(d / "70b.gguf", LLAMA_70B, sparse=True)),
+        "8x7b": read_facts(write_model(d / "8x7b.gguf", MIXTRAL_8X7B, sparse=True)),
+    }
+
+
+def _check_invariants(result, devices):
+    by_label = {d.label: d for d in devices}
+    for row in result.devices:
+        if result.verdict != "does not fit":
+            assert row.memory.total <= by_label[row.device.label].capacity, row.device.label
+            assert row.memory.total <= row.device.free
+    # the map agrees with llama.cpp's own layer rule for the LoadPlan it produced
+    placement = expected_layer_devices(result.plan, result.facts.n_layer)
+    for row in result.devices:
+        for il in range(row.first, row.last):
+            assert placement[il] == row.device.label
+        if row.has_output:
+            assert placement[-1] == row.device.label
+    # output stays local when a local GPU takes part
+    if any(d.local for d in result.plan.devices):
+        assert result.plan.devices[-1].kind == "local"
+
+
+@pytest.mark.parametrize("rig", RIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("model", ["70b", "8x7b"])
+@pytest.mark.parametrize("strategy", ["proportional", "fastest", "manual"])
+def test_rigs_deterministic_within_memory(big, rig, model, strategy):
+    devices = devices_from_machine(load_rig(rig))
+    gpus = [d for d in devices if not d.is_host]
+    opts = PlanOptions(strategy=strategy, n_ctx=8192,
+                       ratios={d.label: float(i + 1) for i, d in enumerate(gpus)},
+                       reserves={gpus[0].label: 2 * GiB} if gpus else {})
+    planner = Planner(big[model])
+    a = planner.plan(devices, opts)
+    b = Planner(big[model]).plan(devices, opts)
+    assert a.to_dict() == b.to_dict()
+    _check_invariants(a, devices)
+    if gpus and a.verdict != "does not fit":
+        row = next((r for r in a.devices if r.device.label == gpus[0].label), None)
+        if row is not None:
+            assert row.device.capacity - row.memory.total >= 0
+            assert row.device.free - row.memory.total >= 2 * GiB
+
+
+@pytest.mark.parametrize("rig", ["3090-p40", "4090-7900xtx"])
+def test_fastest_first_beats_proportional_on_mixed_rigs(big, rig):
+    devices = devices_from_machine(load_rig(RIGS[0].parent / f"{rig}.json"))
+    for model in big.values():
+        p = Planner(model)
+        fast = p.plan(devices, PlanOptions(strategy="fastest", n_ctx=4096))
+        prop = p.plan(devices, PlanOptions(strategy="proportional", n_ctx=4096))
+        assert fast.speed.generation_tps >= prop.speed.generation_tps
+    # the 3090 (936 GB/s) is filled before the P40 (347 GB/s)
+    if rig == "3090-p40":
+        fast = Planner(big["70b"]).plan(devices, PlanOptions(strategy="fastest", n_ctx=4096))
+        cuda0 = fast.device("CUDA0")
+        assert cuda0.device.capacity - cuda0.memory.total < 1.5 * GiB
+
+
+def test_manual_fit_moves_layers_then_says_so(big):
+    devices = devices_from_machine(load_rig(RIGS[0].parent / "2x3060.json"))
+    r = Planner(big["70b"]).plan(devices, PlanOptions(strategy="manual", n_ctx=4096,
+                                                      ratios={"CUDA0": 1, "CUDA1": 1}))
+    assert r.verdict == "fits with CPU offload"
+    assert r.devices[0].last > 0 and any("to the CPU" in c for c in r.changes)
+    off = Planner(big["70b"]).plan(devices, PlanOptions(strategy="manual", n_ctx=4096, fit=False,
+                                                        ratios={"CUDA0": 1, "CUDA1": 1}))
+    assert off.verdict == "does not fit" and not off.changes
+
+
+def test_context_shrinks_only_when_the_host_is_short(big):
+    host = host_device(free=40 * GiB, total=64 * GiB)
+    r = Planner(big["70b"]).plan([host], PlanOptions(n_ctx=131072))
+    assert r.verdict == "fits" and r.plan.n_ctx < 131072
+    assert any("context reduced" in c for c in r.changes)
+    tiny = Planner(big["70b"]).plan([host_device(8 * GiB, 8 * GiB)], PlanOptions(n_ctx=4096))
+    assert tiny.verdict == "does not fit" and tiny.plan.n_ctx == 4096
+    assert any("even with" in n for n in tiny.notes)
+
+
+def test_exclude_and_reserve_reach_the_plan(big):
+    devices = devices_from_machine(load_rig(RIGS[0].parent / "3090-p40.json"))
+    r = Planner(big["8x7b"]).plan(devices, PlanOptions(excluded={"CUDA1"},
+                                                      reserves={"CUDA0": 4 * GiB}))
+    assert [d.label for d in r.plan.devices] == ["CUDA0"]
+    assert r.device("CUDA0").free_after >= 4 * GiB
+
+
+def test_planning_a_70b_on_five_devices_is_quick(big):
+    import time
+
+    devices = devices_from_machine(load_rig(RIGS[0].parent / "3090-p40.json"))
+    devices += devices_from_machine(load_rig(RIGS[0].parent / "2x3060.json"),
+                                    worker="10.0.0.2:50052", rtt_s=0.0005)
+    devices = [d for d in devices if d.kind != "cpu" or d.is_host]
+    assert len(devices) == 5
+    p = Planner(big["70b"])
+    t0 = time.perf_counter()
+    r = p.plan(devices, PlanOptions(strategy="fastest", n_ctx=8192))
+    elapsed = time.perf_counter() - t0
+    assert r.verdict == "fits"
+    assert [d.kind for d in r.plan.devices][-1] == "local"
+    print(f"70B on 5 devices: {elapsed * 1e3:.1f} ms")  # measured in bench/plan_speed.py
+
+
+def test_a_loopback_worker_is_said_to_cost_speed(demo_path, workers):
+    devices = [host_device(free=16 * GiB, total=16 * GiB)]
+    for ep in workers:
+        devices += devices_from_probe(probe(ep))
+    r = Planner(read_facts(demo_path), demo_path).plan(
+        devices, PlanOptions(strategy="manual", ratios={d.label: 1 for d in devices[1:]}))
+    assert r.verdict == "fits"
+    assert any("makes generation slower" in n for n in r.notes), r.notes
+
+
+def test_cli_json_on_a_rig(big, tmp_path):
+    path = write_model(tmp_path / "70b.gguf", LLAMA_70B, sparse=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "layerlab.cli.main", "plan", str(path), "--ctx", "8192",
+         "--rig", str(RIGS[0].parent / "3090-p40.json"), "--strategy", "fastest",
+         "--reserve", "CUDA0=1", "--json"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["verdict"] == "fits" and doc["n_ctx"] == 8192
+    labels = [d["device"]["label"] for d in doc["devices"]]
+    assert labels == ["CPU", "CUDA0", "CUDA1"]
+    assert doc["load_plan"]["devices"][-1]["name"] == "CUDA1"
+    bad = subprocess.run(
+        [sys.executable, "-m", "layerlab.cli.main", "plan", str(path), "--rig",
+         str(RIGS[0].parent / "3090-p40.json"), "--reserve", "CUDA7=1"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 2 and "CUDA7" in bad.stderr
