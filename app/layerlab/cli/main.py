@@ -6,11 +6,12 @@ import argparse
 import sys
 
 from layerlab import __version__
-from layerlab.cli import app_cmd, devices_cmd, plan_cmd, worker_cmd
+from layerlab.cli import app_cmd, devices_cmd, plan_cmd, serve_cmd, worker_cmd
 
 # (name, module): each module has add_arguments(parser) and run(args) -> int
 SUBCOMMANDS = [
     ("worker", worker_cmd),
+    ("serve", serve_cmd),
     ("plan", plan_cmd),
     ("devices", devices_cmd),
 ]

@@ -98,6 +98,8 @@ class MainWindow(QMainWindow):
             self.chat.set_client(self.controller.supervisor.client())
         elif isinstance(state, Failed | Stopped):
             self.chat.set_client(None)
+        if isinstance(state, Failed) and state.lost_workers:
+            self.workers.check_all()  # show the lost worker as it is now
 
     def _save_settings(self) -> None:
         self.settings.workers = self.workers.saved()

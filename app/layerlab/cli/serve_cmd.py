@@ -1,0 +1,101 @@
+"""Serve a model over the OpenAI-compatible API without a window (a head on a rack box)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+
+from layerlab.core.endpoint import BadAddress, Endpoint
+
+HELP = "serve a model over the OpenAI-compatible API, without a window"
+KEY_ENV = "LAYERLAB_API_KEY"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", help="GGUF file (default: the bundled demo model)")
+    p.add_argument("--workers", default="", help="HOST:PORT,... of workers to split over")
+    p.add_argument("--tensor-split", default="",
+                   help="shares per worker device, e.g. 1,2 (default: by free memory)")
+    p.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default loopback; a LAN address needs an API key)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--api-key", default=None,
+                   help=f"API key clients must send (or set {KEY_ENV}); generated when omitted "
+                        "on loopback")
+    p.add_argument("--no-auto-reload", action="store_true",
+                   help="stay failed when a worker is lost instead of reloading without it")
+
+
+def _fail(msg: str) -> int:
+    print(f"layerlab serve: {msg}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from layerlab.core.cluster.probe import probe
+    from layerlab.core.demo_model import DEMO_NAME, DemoModelMissing, demo_model_path
+    from layerlab.core.load_plan import default_plan
+
+    try:
+        if args.model:
+            model, name = os.path.abspath(args.model), os.path.basename(args.model)
+            if not os.path.isfile(model):
+                return _fail(f"there is no file at {model}")
+        else:
+            model, name = str(demo_model_path()), DEMO_NAME
+        workers = [str(Endpoint.parse(w)) for w in args.workers.split(",") if w.strip()]
+        split = [float(x) for x in args.tensor_split.split(",") if x.strip()]
+    except (DemoModelMissing, BadAddress) as e:
+        return _fail(str(e))
+    except ValueError:
+        return _fail(f"--tensor-split must be numbers separated by commas, not "
+                     f"'{args.tensor_split}'")
+    counts = {}
+    for w in workers:
+        result = probe(w)
+        if not result.ok:
+            return _fail(result.problem)
+        counts[w] = len(result.devices)
+    plan = default_plan(model, counts, args.ctx, name)
+    if split:
+        if len(split) != len(plan.devices):
+            return _fail(f"--tensor-split has {len(split)} shares for {len(plan.devices)} "
+                         "worker devices")
+        plan.tensor_split = split
+
+    key = args.api_key or os.environ.get(KEY_ENV)
+    try:
+        lan = not Endpoint.parse(f"{args.host}:{args.port}").is_loopback
+    except BadAddress as e:
+        return _fail(str(e))
+    if lan and not key:
+        return _fail(f"serving on {args.host} makes the API reachable from the LAN: give it an "
+                     f"API key with --api-key or {KEY_ENV}")
+    generated = not key
+    key = key or secrets.token_urlsafe(24)
+
+    import uvicorn
+
+    from layerlab.core.serve import HeadlessHead, create_front
+
+    head = HeadlessHead(plan, auto_reload=not args.no_auto_reload,
+                        log=lambda m: print(f"layerlab: {m}", flush=True))
+    head.start()
+    url = f"http://{args.host}:{args.port}/v1"
+    print(f"layerlab: serving {name} at {url}", flush=True)
+    if generated:
+        # Shown once, on the terminal only, so a local client can be pointed at it.
+        print(f"layerlab: API key for this run: {key}", flush=True)
+    config = uvicorn.Config(create_front(head, key), host=args.host, port=args.port,
+                            log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        head.stop()
+    return 0
+
