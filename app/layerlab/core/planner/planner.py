@@ -45,6 +45,7 @@ class PlanOptions:
     excluded: set[str] = field(default_factory=set)  # labels left out
     fit: bool = True
     use_mmap: bool = True
+    cpu_layers: int | None = None  # manual: blocks kept on the CPU (a dragged map)
 
 
 @dataclass
@@ -214,7 +215,8 @@ class Planner:
             shares = [max(0.0, float(opts.ratios.get(d.label, 0.0))) for d in gpus]
             if not any(shares):
                 shares = [float(d.capacity) for d in gpus]
-            return [0, *_split_units(shares, n_units)]
+            cpu = max(0, min(opts.cpu_layers or 0, self.facts.n_layer))
+            return [cpu, *_split_units(shares, n_units - cpu)]
         if opts.strategy == "proportional":
             return [0, *_split_units([float(d.capacity) for d in gpus], n_units)]
         if opts.strategy == "fastest":

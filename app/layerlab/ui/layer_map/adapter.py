@@ -1,0 +1,107 @@
+"""The thin Qt side of the planner: holds the inputs, re-plans on every change, emits results.
+
+Planning is pure core code and takes a few milliseconds, so it runs on the GUI thread;
+only the dry-run calibration (a child process) would need a worker, and it is not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtCore import QObject, Signal
+
+from layerlab.core.devices.model import Machine
+from layerlab.core.gguf.facts import ModelFacts
+from layerlab.core.planner.devices import PlanDevice, devices_from_machine
+from layerlab.core.planner.planner import Planner, PlanOptions, PlanResult
+
+
+class PlanModel(QObject):
+    """Inputs of one plan (model, devices, options) and its latest result."""
+
+    planned = Signal(object)  # PlanResult
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._planner: Planner | None = None
+        self._devices: list[PlanDevice] = []
+        self.options = PlanOptions()
+        self.result: PlanResult | None = None
+
+    # ---- inputs ----------------------------------------------------------------------
+    def set_facts(self, facts: ModelFacts, model_path: str = "") -> None:
+        self._planner = Planner(facts, model_path)
+        self.options.ratios = {}
+        self.options.cpu_layers = None
+        self.replan()
+
+    def set_machines(self, machines: list[Machine],
+                     rtts: dict[str, float] | None = None) -> None:
+        """machines[0] is this machine; the others are workers named 'host:port'."""
+        devices: list[PlanDevice] = []
+        for i, m in enumerate(machines):
+            worker = None if i == 0 else m.name
+            rtt = (rtts or {}).get(m.name, 0.0)
+            devs = devices_from_machine(m, worker=worker, rtt_s=rtt)
+            if worker is not None:
+                devs = [d for d in devs if not d.is_host]
+            devices += devs
+        self.set_devices(devices)
+
+    def set_devices(self, devices: list[PlanDevice]) -> None:
+        # llama.cpp's order, as the planner uses it: the host, workers, then local GPUs
+        self._devices = sorted(devices, key=lambda d: 0 if d.is_host else (1 if not d.local
+                                                                            else 2))
+        self.replan()
+
+    @property
+    def devices(self) -> list[PlanDevice]:
+        return list(self._devices)
+
+    def update(self, **changes) -> None:
+        """Change options (strategy, n_ctx, type_k, ...) and re-plan."""
+        self.options = replace(self.options, **changes)
+        self.replan()
+
+    def set_split(self, counts: list[int]) -> None:
+        """A dragged map: counts[0] blocks stay on the CPU, the rest are device units."""
+        labels = [d.device.label for d in self.result.devices[1:]] if self.result else []
+        ratios = {lb: float(c) for lb, c in zip(labels, counts[1:], strict=False)}
+        self.options = replace(self.options, strategy="manual", ratios=ratios,
+                               cpu_layers=counts[0])
+        self.replan()
+
+    def set_ratio(self, label: str, value: float) -> None:
+        ratios = dict(self.options.ratios) or self._current_ratios()
+        ratios[label] = value
+        self.options = replace(self.options, strategy="manual", ratios=ratios)
+        self.replan()
+
+    def set_reserve(self, label: str, nbytes: int) -> None:
+        reserves = dict(self.options.reserves)
+        reserves[label] = nbytes
+        self.options = replace(self.options, reserves=reserves)
+        self.replan()
+
+    def set_excluded(self, label: str, excluded: bool) -> None:
+        ex = set(self.options.excluded)
+        (ex.add if excluded else ex.discard)(label)
+        self.options = replace(self.options, excluded=ex)
+        self.replan()
+
+    def _current_ratios(self) -> dict[str, float]:
+        if not self.result:
+            return {}
+        return {r.device.label: float(r.n_units) for r in self.result.devices[1:]}
+
+    # ---- planning ----------------------------------------------------------------------
+    def replan(self) -> None:
+        if self._planner is None or not any(d.is_host for d in self._devices):
+            return
+        try:
+            self.result = self._planner.plan(self._devices, self.options)
+        except ValueError as e:
+            self.failed.emit(str(e))
+            return
+        self.planned.emit(self.result)

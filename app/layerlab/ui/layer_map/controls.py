@@ -1,0 +1,53 @@
+"""The plan's knobs: strategy, context size, KV cache type; and the one-line summary."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
+
+STRATEGY_NAMES = {"fastest": "Fastest first", "proportional": "llama.cpp default",
+                  "manual": "Manual"}
+
+
+class PlanControls(QWidget):
+    strategyChanged = Signal(str)
+    contextChanged = Signal(int)
+    cacheTypeChanged = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(4, 4, 4, 4)
+        self.strategy = QComboBox()
+        for key, text in STRATEGY_NAMES.items():
+            self.strategy.addItem(text, key)
+        self.ctx = QSpinBox()
+        self.ctx.setRange(256, 1 << 20)
+        self.ctx.setSingleStep(1024)
+        self.ctx.setValue(4096)
+        self.ctx.setSuffix(" tokens")
+        self.ctx.setKeyboardTracking(False)  # re-plan on Enter / arrows, not per keystroke
+        self.cache = QComboBox()
+        for t in ("f16", "q8_0", "q4_0"):
+            self.cache.addItem(t, t)
+        row.addWidget(QLabel("Strategy"))
+        row.addWidget(self.strategy)
+        row.addWidget(QLabel("Context"))
+        row.addWidget(self.ctx)
+        row.addWidget(QLabel("KV cache"))
+        row.addWidget(self.cache)
+        row.addStretch(1)
+        self.strategy.currentIndexChanged.connect(
+            lambda _: self.strategyChanged.emit(self.strategy.currentData()))
+        self.ctx.valueChanged.connect(self.contextChanged.emit)
+        self.cache.currentIndexChanged.connect(
+            lambda _: self.cacheTypeChanged.emit(self.cache.currentData()))
+
+    def show_values(self, strategy: str, n_ctx: int, cache: str) -> None:
+        for w in (self.strategy, self.ctx, self.cache):
+            w.blockSignals(True)
+        self.strategy.setCurrentIndex(max(0, self.strategy.findData(strategy)))
+        self.ctx.setValue(n_ctx)
+        self.cache.setCurrentIndex(max(0, self.cache.findData(cache)))
+        for w in (self.strategy, self.ctx, self.cache):
+            w.blockSignals(False)
