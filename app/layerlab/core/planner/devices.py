@@ -82,7 +82,10 @@ def devices_from_machine(machine: Machine, worker: str | None = None,
     """
     out: list[PlanDevice] = []
     rpc_index = 0
+    has_gpu = any(d.kind != "cpu" and d.llama_name for d in machine.devices)
     for d in machine.devices:
+        if worker is not None and d.kind == "cpu" and has_gpu:
+            continue  # a worker shares its GPUs, or its CPU only when it has none
         s = machine.samples.get(d.key)
         free = s.memory_free if s else d.memory_total
         bw, flops = known_speed(d.name, d.kind)
