@@ -63,7 +63,7 @@ def test_gauges_follow_samples_go_amber_and_stale(qtbot, playback):
         total = 12 * 1024**3
         pb.devices[0]["memory"] = {"total": total, "free": total // 10, "used": total * 9 // 10}
         pb.devices[1]["memory"] = {"nvml_error": pynvml.NVML_ERROR_GPU_IS_LOST}
-        qtbot.waitUntil(lambda: a.memory.text().startswith("10.8 GiB") and b.stale, timeout=5000)
+        qtbot.waitUntil(lambda: a.memory.text() == "10.8 / 12.0 GiB" and b.stale, timeout=5000)
         assert a.bar.level == "near" and not a.stale
         assert b.problem.isVisibleTo(panel) and "GPU is lost" in b.problem.text()
         assert b.memory.text() == "250 MiB / 12.0 GiB"  # last good numbers, greyed
@@ -80,7 +80,7 @@ def test_placement_and_model_share_by_llama_name(qtbot, playback):
         panel.set_model_memory({"CUDA1": 3 * 1024**3})
         assert panel.gauge_for("CUDA0").placement.text() == "layers 0-9"
         assert panel.gauge_for("CUDA1").placement.text() == "layers 10-29 + output"
-        assert "model 3.0 GiB" in panel.gauge_for("CUDA1").memory.text()
+        assert panel.gauge_for("CUDA1").model_share.text() == "model 3.0 GiB"
         panel.set_layer_placement({})
         assert not panel.gauge_for("CUDA0").placement.isVisibleTo(panel)
     finally:

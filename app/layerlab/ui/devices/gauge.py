@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from layerlab.core.devices.model import DeviceInfo, DeviceSample
@@ -10,6 +12,22 @@ from layerlab.ui.devices.history_line import HistoryLine
 from layerlab.ui.devices.memory_bar import MemoryBar
 
 _KIND = {"gpu": "GPU", "igpu": "integrated GPU", "cpu": "CPU + RAM"}
+_CPU_NOISE = re.compile(r"\(R\)|\(TM\)|\d+th Gen |\d+-Core Processor| CPU| @ [\d.]+GHz")
+
+
+def display_name(info: DeviceInfo) -> str:
+    """What fits on a gauge: CPU brand strings lose their trademark noise."""
+    if info.kind != "cpu":
+        return info.name
+    return re.sub(r"\s+", " ", _CPU_NOISE.sub("", info.name)).replace(" )", ")").strip()
+
+
+def memory_text(used: int, total: int) -> str:
+    """'20.6 / 24.0 GiB' (one unit when both are GiB), else '28 MiB / 512 MiB'."""
+    u, t = format_bytes(used), format_bytes(total)
+    if u.endswith(" GiB") and t.endswith(" GiB"):
+        return f"{u[:-4]} / {t}"
+    return f"{u} / {t}"
 
 
 def tooltip(info: DeviceInfo) -> str:
@@ -52,7 +70,7 @@ class DeviceGauge(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setMinimumWidth(300)
 
-        self.title = QLabel(f"<b>{info.name}</b>")
+        self.title = QLabel(f"<b>{display_name(info)}</b>")
         self.badge = QLabel(info.llama_name or ("" if info.kind == "cpu" else "not in llama.cpp"))
         self.badge.setObjectName("llamaName")
         self.bar = MemoryBar()
@@ -62,6 +80,9 @@ class DeviceGauge(QFrame):
         self.placement = QLabel("")
         self.placement.setObjectName("placement")
         self.placement.hide()
+        self.model_share = QLabel("")
+        self.model_share.setObjectName("modelShare")
+        self.model_share.hide()
         self.problem = QLabel("")
         self.problem.setObjectName("problem")
         self.problem.setWordWrap(True)
@@ -80,7 +101,10 @@ class DeviceGauge(QFrame):
         lay.addWidget(self.bar)
         lay.addLayout(numbers)
         lay.addWidget(self.history)
-        lay.addWidget(self.placement)
+        model_line = QHBoxLayout()
+        model_line.addWidget(self.placement, 1)
+        model_line.addWidget(self.model_share)
+        lay.addLayout(model_line)
         lay.addWidget(self.problem)
         self.setToolTip(tooltip(info))
         self._style()
@@ -98,14 +122,12 @@ class DeviceGauge(QFrame):
         total = s.memory_total or self.info.memory_total
         if total:
             self.bar.set_values(s.memory_used, total, self.model_bytes, s.stale)
-            text = f"{format_bytes(s.memory_used)} / {format_bytes(total)}"
-            if self.model_bytes:
-                text += f" · model {format_bytes(self.model_bytes)}"
-            self.memory.setText(text)
+            self.memory.setText(memory_text(s.memory_used, total))
             if not s.stale:
                 self.history.add(s.time, s.memory_used / total, s.utilization)
-        else:
-            self.bar.set_values(0, 0, 0, s.stale)
+        else:  # sysfs-only device: nothing to draw a bar or a history of
+            self.bar.hide()
+            self.history.hide()
             self.memory.setText("memory not reported (shared with the system)"
                                 if self.info.kind == "igpu" else "memory not reported")
         parts = []
@@ -127,6 +149,8 @@ class DeviceGauge(QFrame):
 
     def set_model_memory(self, n: int) -> None:
         self.model_bytes = n
+        self.model_share.setText(f"model {format_bytes(n)}" if n else "")
+        self.model_share.setVisible(bool(n))
         if self.sample is not None:
             self.update_sample(self.sample)
 
@@ -145,4 +169,5 @@ class DeviceGauge(QFrame):
             f" #DeviceGauge QLabel {{ color: {fg}; }}"
             " #DeviceGauge QLabel#llamaName { color: #5a6472; font-family: monospace; }"
             " #DeviceGauge QLabel#placement { color: #6c4fc4; font-weight: bold; }"
+            " #DeviceGauge QLabel#modelShare { color: #6c4fc4; }"
             " #DeviceGauge QLabel#problem { color: #a33a30; }")
