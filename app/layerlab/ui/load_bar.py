@@ -87,7 +87,7 @@ class LoadBar(QGroupBox):
         elif isinstance(state, Loading):
             self._say(f"{state.stage.capitalize()}…")
         elif isinstance(state, Ready):
-            self._say(f"Ready · context {state.plan.n_ctx} tokens")
+            self._say(f"Ready · context {state.plan.n_ctx} tokens · loaded in {state.load_s:.1f} s")
         elif isinstance(state, Stopped):
             self._say(state.message)
 

@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+TOKEN_ENV = "LAYERLAB_ENGINE_TOKEN"  # how the supervisor hands the engine its API token
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -46,6 +48,7 @@ class Ready:
     url: str
     model: str
     n_ctx: int
+    load_s: float = 0.0  # seconds llama.cpp took to load (workers' transfers included)
 
 
 @dataclass(frozen=True)

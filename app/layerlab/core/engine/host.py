@@ -20,7 +20,6 @@ from layerlab.core.engine import events
 from layerlab.core.engine.llama_log import LlamaLog
 from layerlab.core.load_plan import LoadPlan
 
-TOKEN_ENV = "LAYERLAB_ENGINE_TOKEN"
 _out_lock = threading.Lock()
 
 
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    token = os.environ.pop(TOKEN_ENV, "")
+    token = os.environ.pop(events.TOKEN_ENV, "")
     if not token:
         print("engine: no API token given", file=sys.stderr)
         return 2
@@ -79,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             last[0] = now
             emit(events.Progress(fraction))
 
+    t_load = time.perf_counter()
     try:
         placement = session.load(on_progress)
     except Exception as e:  # a clean llama.cpp failure (bad file, split mode ROW, ...)
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(session, token, model_id)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
-    emit(events.Ready(url=f"http://127.0.0.1:{port}", model=model_id, n_ctx=plan.n_ctx))
+    emit(events.Ready(url=f"http://127.0.0.1:{port}", model=model_id, n_ctx=plan.n_ctx,
+                      load_s=time.perf_counter() - t_load))
     server.run(sockets=[sock])
     sys.stdout.flush()
     sys.stderr.flush()

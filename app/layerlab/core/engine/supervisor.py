@@ -26,7 +26,6 @@ from layerlab.core.cluster.probe import fetch_status, probe
 from layerlab.core.endpoint import Endpoint
 from layerlab.core.engine import events
 from layerlab.core.engine.client import EngineClient, EngineUnavailable
-from layerlab.core.engine.host import TOKEN_ENV
 from layerlab.core.load_plan import LoadPlan, describe_ranges
 
 
@@ -49,6 +48,7 @@ class Ready:
     url: str
     model: str
     placement: events.Placement
+    load_s: float = 0.0
 
     @property
     def placement_text(self) -> str:
@@ -167,7 +167,7 @@ class EngineSupervisor:
             if result.status is not None:
                 with_status.append(w)
         self._token = secrets.token_urlsafe(32)
-        env = dict(os.environ, **{TOKEN_ENV: self._token})
+        env = dict(os.environ, **{events.TOKEN_ENV: self._token})
         env.setdefault("PYTHONUNBUFFERED", "1")
         log_dir = engine_log_dir()
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -203,7 +203,7 @@ class EngineSupervisor:
             elif isinstance(ev, events.LoadFailed):
                 failure = ev
             elif (isinstance(ev, events.Ready) and placement is not None
-                  and self._set(Ready(plan, ev.url, ev.model, placement), gen)):
+                  and self._set(Ready(plan, ev.url, ev.model, placement, ev.load_s), gen)):
                 threading.Thread(target=self._watch, args=(plan, gen, ev.url, with_status),
                                  name="engine-watch", daemon=True).start()
         proc.stdout.close()
@@ -229,7 +229,14 @@ class EngineSupervisor:
 
     def _diagnose(self, plan: LoadPlan, code: int) -> Failed:
         """The engine ended on its own: find out whether a worker took it down."""
-        lost = [w for w in plan.workers if not probe(w, timeout=1.0).ok]
+        from concurrent.futures import ThreadPoolExecutor
+
+        # A killed worker refuses at once; ask every worker in parallel, refusals first.
+        lost = [w for w in plan.workers if _refused(w)]
+        if not lost and plan.workers:
+            with ThreadPoolExecutor(len(plan.workers)) as pool:
+                answers = list(pool.map(lambda w: probe(w, timeout=1.0), plan.workers))
+            lost = [w for w, r in zip(plan.workers, answers, strict=True) if not r.ok]
         if lost:
             names = ", ".join(lost)
             return Failed(plan, f"Lost worker {names}: the model had layers there, so it was "

@@ -1,0 +1,72 @@
+"""Engine overhead: generation tok/s for 128 greedy tokens through the engine's streaming
+HTTP API vs llama-cpp-python in this process (same model, threads, sampling). Runs are
+interleaved so both see the same machine load. Target: ratio >= 0.97.
+
+    .venv/bin/python bench/engine_overhead.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from _spine_common import N_TOKENS, PROMPT, machine_note, median, time_stream
+from layerlab.core.demo_model import demo_model_path
+from layerlab.core.engine.client import Delta
+from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready
+from layerlab.core.load_plan import LoadPlan
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    plan = LoadPlan(str(demo_model_path()), n_ctx=1024, n_threads=args.threads)
+    sampling = {"temperature": 0, "seed": 1, "max_tokens": N_TOKENS}
+
+    import threading
+
+    from layerlab.core.engine.host import install_log_capture
+    from layerlab.core.engine.llama_log import LlamaLog
+    from layerlab.core.engine.model_session import ModelSession
+
+    log = LlamaLog()
+    keep = install_log_capture(log)
+    local = ModelSession(plan, log)
+    local.load(lambda f: None)
+
+    sup = EngineSupervisor()
+    sup.start(plan)
+    state = sup.wait_for((Ready, Failed), 90)
+    assert isinstance(state, Ready), state
+    client = sup.client()
+
+    def via_api() -> float:
+        tps, _ = time_stream(e for e in client.stream_chat(PROMPT, **sampling)
+                             if isinstance(e, Delta))
+        return tps
+
+    def in_process() -> float:
+        chunks = local.stream_chat(PROMPT, threading.Event(), **sampling)
+        tps, _ = time_stream(c for c in chunks if c["choices"] and
+                             c["choices"][0]["delta"].get("content"))
+        return tps
+
+    via_api(), in_process()  # warm both
+    api, inproc = [], []
+    for _ in range(args.runs):
+        api.append(via_api())
+        inproc.append(in_process())
+    sup.stop()
+    del keep
+    a, b = median(api), median(inproc)
+    print(f"engine overhead, {N_TOKENS} greedy tokens, {args.threads} threads, "
+          f"median of {args.runs} interleaved runs")
+    print(f"  in-process llama-cpp-python : {b:7.1f} tok/s  {[round(x, 1) for x in inproc]}")
+    print(f"  engine streaming HTTP API   : {a:7.1f} tok/s  {[round(x, 1) for x in api]}")
+    print(f"  ratio API / in-process      : {a / b:7.3f}   (target >= 0.97)")
+    print(f"  {machine_note()}")
+
+
+if __name__ == "__main__":
+    main()

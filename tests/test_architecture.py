@@ -1,0 +1,69 @@
+"""The house rules, checked: core runs without Qt; the window never loads llama.cpp."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BLOCK_QT = """
+import importlib.abc, sys
+class NoQt(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] in ('PySide6', 'shiboken6'):
+            raise ImportError('Qt is not installed (blocked by the test)')
+sys.meta_path.insert(0, NoQt())
+"""
+
+
+def test_every_core_module_imports_without_qt():
+    code = BLOCK_QT + """
+import pkgutil, importlib, layerlab.core as core
+names = [m.name for m in pkgutil.walk_packages(core.__path__, 'layerlab.core.')]
+for n in names:
+    importlib.import_module(n)
+print(len(names))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.split()[-1]) > 20
+
+
+def test_core_engine_works_without_qt(demo_model):
+    """Not just imports: a whole load and answer through core with Qt blocked."""
+    code = BLOCK_QT + f"""
+from layerlab.core.engine.supervisor import EngineSupervisor, Ready, Failed
+from layerlab.core.load_plan import LoadPlan
+sup = EngineSupervisor()
+sup.start(LoadPlan({str(demo_model)!r}, n_ctx=512))
+s = sup.wait_for((Ready, Failed), 60)
+assert isinstance(s, Ready), s
+text = ''.join(getattr(e, 'text', '') for e in sup.client().stream_chat(
+    [{{'role': 'user', 'content': 'Hi'}}], max_tokens=5, temperature=0))
+sup.stop()
+print('ANSWER', bool(text))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ANSWER True" in r.stdout
+
+
+def test_the_window_never_imports_llama_cpp(tmp_path):
+    code = f"""
+import os, sys
+os.environ['QT_QPA_PLATFORM'] = 'offscreen'
+from pathlib import Path
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from layerlab.core.settings import Settings
+from layerlab.ui.engine_controller import EngineController
+from layerlab.ui.main_window import MainWindow
+import layerlab.ui.app, layerlab.cli.main
+settings_file = Path({str(tmp_path)!r}) / 's.json'
+win = MainWindow(EngineController(), Settings(), Path('x.gguf'), 'x', settings_file)
+win.show(); app.processEvents()
+print('LLAMA', 'llama_cpp' in sys.modules)
+win.close()
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "LLAMA False" in r.stdout
