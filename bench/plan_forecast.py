@@ -15,14 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.planner.conftest import SHAPES, _start_worker  # noqa: E402
-
 from layerlab.core.demo_model import demo_model_path  # noqa: E402
 from layerlab.core.gguf import read_facts  # noqa: E402
 from layerlab.core.gguf.synthetic import write_model  # noqa: E402
 from layerlab.core.load_plan import DeviceRef, LoadPlan  # noqa: E402
 from layerlab.core.planner.dryrun import measure  # noqa: E402
 from layerlab.core.planner.forecast import compare, forecast_plan  # noqa: E402
+from tests.planner.conftest import SHAPES, _start_worker  # noqa: E402
 
 MiB = 1 << 20
 

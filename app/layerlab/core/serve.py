@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from layerlab.core.api_auth import api_error, require_bearer_key
 from layerlab.core.engine.supervisor import EngineState, EngineSupervisor, Failed, Loading, Ready
 from layerlab.core.load_plan import LoadPlan
 
@@ -75,22 +75,13 @@ class HeadlessHead:
 def _unavailable(head: HeadlessHead) -> JSONResponse:
     _, body = head.health()
     message = body.get("message") or f"The model is {body['status']}; try again shortly."
-    return JSONResponse({"error": {"message": message, "type": "engine_unavailable"}},
-                        status_code=503)
+    return api_error(503, message, "engine_unavailable")
 
 
 def create_front(head: HeadlessHead, api_key: str) -> FastAPI:
     app = FastAPI(title="LayerLab", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.middleware("http")
-    async def require_key(request: Request, call_next):
-        if request.url.path == "/health":
-            return await call_next(request)
-        given = request.headers.get("authorization", "")
-        if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-            return JSONResponse({"error": {"message": "Missing or wrong API key.",
-                                           "type": "invalid_api_key"}}, status_code=401)
-        return await call_next(request)
+    require_bearer_key(app, api_key)
 
     @app.get("/health")
     async def health():
@@ -129,9 +120,14 @@ def create_front(head: HeadlessHead, api_key: str) -> FastAPI:
 async def _relay(upstream: httpx.Response, client: httpx.AsyncClient,
                  head: HeadlessHead, incidents_before: int) -> AsyncIterator[bytes]:
     """Pass SSE through; if the engine goes away mid-answer, end with an error event."""
+    tail = b""
     try:
         async for chunk in upstream.aiter_raw():
+            tail = (tail + chunk)[-64:]
             yield chunk
+        if b"data: [DONE]" not in tail:
+            # The connection just closed (the engine process died) without an error.
+            raise httpx.RemoteProtocolError("the engine closed the stream early")
     except httpx.HTTPError:
         # Give the supervisor a moment to find out which worker took the engine down (it may
         # already be reloading without it, so read the incident, not the current state).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import threading
 import time
 import uuid
@@ -23,6 +22,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette.sse import EventSourceResponse
 
+from layerlab.core.api_auth import api_error as error
+from layerlab.core.api_auth import require_bearer_key
 from layerlab.core.engine.model_session import ModelSession
 
 MAX_WAITING = 4  # requests allowed to queue behind the one being answered
@@ -55,10 +56,6 @@ class ChatRequest(BaseModel):
                 "stop": self.stop or []}
 
 
-def error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
-
-
 class Line:
     """One model, one request at a time; at most MAX_WAITING more wait their turn."""
 
@@ -76,15 +73,7 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
     started = time.time()
 
-    @app.middleware("http")
-    async def require_token(request: Request, call_next):
-        if request.url.path == "/health":
-            return await call_next(request)
-        given = request.headers.get("authorization", "")
-        if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return error(401, "Missing or wrong API key (send 'Authorization: Bearer <key>').",
-                         "invalid_api_key")
-        return await call_next(request)
+    require_bearer_key(app, token)
 
     @app.get("/health")
     async def health() -> dict:
