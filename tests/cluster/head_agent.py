@@ -1,8 +1,9 @@
 """A head inside a test namespace: reads one JSON command a line, answers one JSON line.
 
 Started by tests/cluster/conftest.py (HeadAgent) with `ip netns exec`. It uses the real
-parts a head uses: discovery, pairing, the loopback forwarder and heartbeat watch, and the
-engine supervisor with a LoadPlan that names the forwarders' endpoints.
+parts a head uses: discovery, pairing, HeadLinks (a loopback forwarder and a heartbeat watch
+per paired worker) and the engine supervisor routed through them: a LoadPlan names each
+paired worker by its LAN link address.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ import traceback
 from pathlib import Path
 
 from layerlab.core.cluster import discovery, link
-from layerlab.core.cluster.forwarder import LinkForwarder, WorkerWatch
-from layerlab.core.cluster.identity import TrustStore, load_or_create_identity
-from layerlab.core.cluster.probe import probe
+from layerlab.core.cluster.head_links import HeadLinks
 from layerlab.core.demo_model import demo_model_path
 from layerlab.core.engine.client import Delta
 from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready, WatchSettings
@@ -28,15 +27,32 @@ PROMPT = [{"role": "user", "content": "Write a short poem about the sea."}]
 
 class Head:
     def __init__(self, state_dir: str, name: str):
-        self.identity = load_or_create_identity(Path(state_dir), name)
-        self.trust = TrustStore(Path(state_dir))
-        self.forwarders: dict[str, LinkForwarder] = {}
-        self.watches: dict[str, WorkerWatch] = {}
         self.watch_events: list[dict] = []
+        self._last: dict[str, tuple] = {}
+        # Links to paired workers as the window and `layerlab serve` hold them: a forwarder
+        # and a heartbeat watch each, routed by the supervisor, with its lost-worker hook.
+        self.links = HeadLinks(Path(state_dir), name, on_change=self._on_link, watch_retry_s=0.5)
+        self.identity = self.links.identity
+        self.trust = self.links.trust
         self.sup: EngineSupervisor | None = None
         self.states: list[dict] = []
         self.answer_thread: threading.Thread | None = None
         self.answer_result: dict = {}
+
+    def _on_link(self, address: str) -> None:
+        info = self.links.info(address)
+        if info is None or self._last.get(address) == (info.state, info.kind):
+            return
+        self._last[address] = (info.state, info.kind)
+        self.watch_events.append(
+            {
+                "fp": info.fingerprint,
+                "state": info.state,
+                "kind": info.kind,
+                "t": time.monotonic(),
+                "problem": info.problem,
+            }
+        )
 
     def browse(self, seconds: float, want: int) -> dict:
         found = discovery.browse(seconds, until=lambda ws: len(ws) >= want)
@@ -55,7 +71,7 @@ class Head:
 
     def pair(self, address: str, code: str, fp: str | None = None) -> dict:
         try:
-            peer = link.pair(self.identity, self.trust, address, code, fp)
+            peer = self.links.pair(address, code, fp)
         except link.LinkError as e:
             return {"ok": False, "kind": e.kind, "problem": e.problem}
         return {"ok": True, "name": peer.name, "fingerprint": peer.fingerprint}
@@ -63,28 +79,10 @@ class Head:
     def forward(self, fingerprint: str) -> dict:
         peer = self.trust.worker(fingerprint)
         assert peer is not None, "not paired"
-        fwd = self.forwarders.get(fingerprint)
-        if fwd is None:
-            fwd = self.forwarders[fingerprint] = LinkForwarder(self.identity, peer).start()
-
-            def on_change(st, fp=fingerprint) -> None:
-                self.watch_events.append(
-                    {
-                        "fp": fp,
-                        "state": st.state,
-                        "kind": st.kind,
-                        "t": time.monotonic(),
-                        "problem": st.problem,
-                    }
-                )
-
-            self.watches[fingerprint] = WorkerWatch(
-                self.identity, peer, on_change, retry_s=0.5
-            ).start()
-        return {"endpoint": fwd.endpoint}
+        return {"endpoint": self.links.open(peer.address), "address": peer.address}
 
     def probe(self, endpoint: str) -> dict:
-        r = probe(endpoint)
+        r = self.links.probe(endpoint)
         return {"ok": r.ok, "kind": r.kind, "problem": r.problem}
 
     def load(self, endpoints: list[str], split: list[float], n_ctx: int = 1024) -> dict:
@@ -107,6 +105,7 @@ class Head:
             ),
             watch=WatchSettings(interval_s=0.5, worker_silence_s=3.0),
         )
+        self.links.attach(self.sup)
         t0 = time.monotonic()
         self.sup.start(plan)
         st = self.sup.wait_for((Ready, Failed), 120)
@@ -164,6 +163,7 @@ def main() -> None:
         cmd = req.pop("cmd")
         if cmd == "exit":
             head.stop_engine()
+            head.links.close_all()
             print(json.dumps({}), flush=True)
             return
         try:

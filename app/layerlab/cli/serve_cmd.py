@@ -6,8 +6,12 @@ import argparse
 import os
 import secrets
 import sys
+from typing import TYPE_CHECKING
 
 from layerlab.core.endpoint import BadAddress, Endpoint
+
+if TYPE_CHECKING:
+    from layerlab.core.cluster.head_links import HeadLinks
 
 HELP = "serve a model over the OpenAI-compatible API, without a window"
 KEY_ENV = "LAYERLAB_API_KEY"
@@ -15,7 +19,11 @@ KEY_ENV = "LAYERLAB_API_KEY"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", help="GGUF file (default: the bundled demo model)")
-    p.add_argument("--workers", default="", help="HOST:PORT,... of workers to split over")
+    p.add_argument("--workers", default="",
+                   help="workers to split over, comma-separated: HOST:PORT of a plain RPC "
+                        "worker, or a paired worker's name or link address (see layerlab pair)")
+    p.add_argument("--state-dir", default=None,
+                   help="where this head's key and paired workers are kept")
     p.add_argument("--tensor-split", default="",
                    help="shares per worker device, e.g. 1,2 (default: by free memory)")
     p.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
@@ -35,7 +43,20 @@ def _fail(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerlab.core.cluster.probe import probe
+    from pathlib import Path
+
+    from layerlab.core.cluster.head_links import HeadLinks
+
+    # Paired workers are reached through a local forwarder per worker, owned by this process
+    # (it outlives every engine); plans and messages keep the worker's own address.
+    links = HeadLinks(Path(args.state_dir) if args.state_dir else None)
+    try:
+        return _serve(args, links)
+    finally:
+        links.close_all()
+
+
+def _serve(args: argparse.Namespace, links: HeadLinks) -> int:
     from layerlab.core.demo_model import DEMO_NAME, DemoModelMissing, demo_model_path
     from layerlab.core.load_plan import default_plan
 
@@ -46,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
                 return _fail(f"there is no file at {model}")
         else:
             model, name = str(demo_model_path()), DEMO_NAME
-        workers = [str(Endpoint.parse(w)) for w in args.workers.split(",") if w.strip()]
+        workers = [links.address_of(w) if links.is_paired(w) else str(Endpoint.parse(w))
+                   for w in args.workers.split(",") if w.strip()]
         split = [float(x) for x in args.tensor_split.split(",") if x.strip()]
     except (DemoModelMissing, BadAddress) as e:
         return _fail(str(e))
@@ -55,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                      f"'{args.tensor_split}'")
     counts = {}
     for w in workers:
-        result = probe(w)
+        result = links.probe(w)
         if not result.ok:
             return _fail(result.problem)
         counts[w] = len(result.devices)
@@ -83,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     head = HeadlessHead(plan, auto_reload=not args.no_auto_reload,
                         log=lambda m: print(f"layerlab: {m}", flush=True))
+    links.attach(head.supervisor)
     head.start()
     url = f"http://{args.host}:{args.port}/v1"
     print(f"layerlab: serving {name} at {url}", flush=True)

@@ -37,6 +37,9 @@ class LinkForwarder:
         self.address = address or Endpoint.parse(worker.address)
         self.last_problem: LinkError | None = None
         self.stats = {"connections": 0, "refused": 0}
+        # Bytes carried to / from the worker: finished sessions, plus live ones in _flows.
+        self._carried = [0, 0]
+        self._flows: list[dict] = []
         self._rpc_sock: socket.socket | None = None
         self._status: ThreadingHTTPServer | None = None
         self._open: set[socket.socket] = set()
@@ -103,16 +106,28 @@ class LinkForwarder:
                 return
             self.last_problem = None
             self.stats["connections"] += 1
+            flow = {"a": 0, "b": 0}
             with self._lock:
                 self._open.update((local, tls))
+                self._flows.append(flow)
             try:
                 tls.settimeout(None)
                 local.settimeout(None)
-                relay.pump(local, tls)
+                relay.pump(local, tls, flow)
             finally:
                 with self._lock:
                     self._open.difference_update((local, tls))
+                    self._flows.remove(flow)
+                    self._carried[0] += flow["a"]
+                    self._carried[1] += flow["b"]
                 tls.close()
+
+    @property
+    def bytes_carried(self) -> tuple[int, int]:
+        """(to the worker, from the worker) over every session so far, live ones included."""
+        with self._lock:
+            return (self._carried[0] + sum(f["a"] for f in self._flows),
+                    self._carried[1] + sum(f["b"] for f in self._flows))
 
     def _status_handler(self) -> type[BaseHTTPRequestHandler]:
         fwd = self
@@ -134,7 +149,9 @@ class LinkForwarder:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                # A prober that gave up (its timeout is shorter than a silent worker's) is gone.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

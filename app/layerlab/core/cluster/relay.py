@@ -46,7 +46,8 @@ def tune(sock: socket.socket, lan: bool = False) -> None:
 def pump(a: socket.socket, b: socket.socket, stats: dict | None = None) -> str:
     """Relay until one side closes or fails; returns why ('a closed', 'b error: ...').
 
-    Both sockets must be blocking. The caller closes them.
+    Both sockets must be blocking. The caller closes them. `stats`, if given, counts the
+    bytes read from each side ('a', 'b') as they move, so a reader sees the traffic live.
     """
     buf = bytearray(BUF_SIZE)
     view = memoryview(buf)
@@ -56,26 +57,23 @@ def pump(a: socket.socket, b: socket.socket, stats: dict | None = None) -> str:
     poller.register(fb, select.POLLIN)
     names = {fa: "a", fb: "b"}
     peers = {fa: (a, b), fb: (b, a)}
-    moved = {"a": 0, "b": 0}
-    try:
-        while True:
-            for fd, _events in poller.poll():
-                src, dst = peers[fd]
-                try:
-                    n = src.recv_into(buf)
-                    if n == 0:
-                        return f"{names[fd]} closed"
-                    dst.sendall(view[:n])
-                    moved[names[fd]] += n
-                    if isinstance(src, ssl.SSLSocket):
-                        while (p := src.pending()) > 0:
-                            n = src.recv_into(buf, min(p, BUF_SIZE))
-                            if n == 0:
-                                return f"{names[fd]} closed"
-                            dst.sendall(view[:n])
-                            moved[names[fd]] += n
-                except (OSError, ValueError) as e:
-                    return f"{names[fd]} error: {e}"
-    finally:
-        if stats is not None:
-            stats.update(moved)
+    moved = stats if stats is not None else {}
+    moved.update(a=0, b=0)
+    while True:
+        for fd, _events in poller.poll():
+            src, dst = peers[fd]
+            try:
+                n = src.recv_into(buf)
+                if n == 0:
+                    return f"{names[fd]} closed"
+                dst.sendall(view[:n])
+                moved[names[fd]] += n
+                if isinstance(src, ssl.SSLSocket):
+                    while (p := src.pending()) > 0:
+                        n = src.recv_into(buf, min(p, BUF_SIZE))
+                        if n == 0:
+                            return f"{names[fd]} closed"
+                        dst.sendall(view[:n])
+                        moved[names[fd]] += n
+            except (OSError, ValueError) as e:
+                return f"{names[fd]} error: {e}"

@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import platformdirs
 
@@ -77,14 +78,32 @@ class WatchSettings:
     probe_timeout_s: float = 2.0
 
 
+class WorkerRoutes(Protocol):
+    """How the engine reaches a worker the person knows by another address.
+
+    A paired worker is known by its LAN link address ("10.0.0.5:50050"); llama.cpp reaches it
+    through a local forwarder ("127.0.0.1:P"). Plans, states and messages keep the person's
+    address; only the plan handed to the engine process names the forwarder
+    (core/cluster/head_links.py implements this).
+    """
+
+    def engine_endpoint(self, address: str) -> str: ...
+
+    def problem(self, address: str) -> str: ...  # why the link failed, in words; "" if fine
+
+    def label(self, address: str) -> str: ...  # "bench-box (10.0.0.5:50050)"
+
+
 def engine_log_dir() -> Path:
     return Path(platformdirs.user_log_dir("layerlab"))
 
 
 class EngineSupervisor:
     def __init__(self, on_state: Callable[[EngineState], None] | None = None,
-                 watch: WatchSettings | None = None, python: str = sys.executable):
+                 watch: WatchSettings | None = None, python: str = sys.executable,
+                 routes: WorkerRoutes | None = None):
         self._on_state = on_state or (lambda s: None)
+        self.routes = routes  # None: every worker address is an RPC endpoint as it stands
         self.watch = watch or WatchSettings()
         self._python = python
         self._lock = threading.RLock()
@@ -130,6 +149,28 @@ class EngineSupervisor:
         if not quiet:
             self._set(Stopped("Model unloaded."), self._generation)
 
+    def use_routes(self, routes: WorkerRoutes | None) -> None:
+        """Route paired workers through their links from the next load on."""
+        self.routes = routes
+
+    def worker_lost(self, address: str, problem: str = "") -> bool:
+        """A watcher (the link's heartbeat) saw `address` go: stop the engine now.
+
+        llama.cpp would abort or hang; waiting for that and then probing costs seconds.
+        Ignored unless the loading or loaded model uses that worker. Returns whether it acted.
+        """
+        with self._lock:
+            s, gen = self._state, self._generation
+        if not isinstance(s, Loading | Ready) or address not in s.plan.workers:
+            return False
+        detail = f"{problem.rstrip('.')}. The" if problem else "the"
+        # No grace: with a worker gone llama.cpp aborts or hangs, it never exits cleanly.
+        self._kill_for(s.plan, gen, Failed(
+            s.plan, f"Lost worker {self._label(address)}: {detail} model had layers there, so "
+                    "it was unloaded. Your conversation is kept. Reload without it to go on.",
+            [address]), grace=0.0)
+        return True
+
     def reload_without_lost(self) -> None:
         s = self._state
         if not (isinstance(s, Failed) and s.plan and s.lost_workers):
@@ -157,15 +198,32 @@ class EngineSupervisor:
         self._on_state(state)
         return True
 
+    # -- routes (paired workers reached through a local forwarder) ----------------------
+    def _route(self, address: str) -> str:
+        return self.routes.engine_endpoint(address) if self.routes else address
+
+    def _label(self, address: str) -> str:
+        return self.routes.label(address) if self.routes else address
+
+    def _link_problem(self, address: str) -> str:
+        return self.routes.problem(address) if self.routes else ""
+
     def _launch(self, plan: LoadPlan, gen: int) -> None:
         with_status: list[str] = []  # LayerLab workers; plain rpc-servers have no status port
+        try:
+            routes = {w: self._route(w) for w in plan.workers}
+        except Exception as e:  # a link that cannot be opened (unpaired since, key gone...)
+            self._set(Failed(plan, f"Could not open the link to a worker: {e}"), gen)
+            return
         for w in plan.workers:
-            result = probe(w, timeout=self.watch.probe_timeout_s)
+            result = probe(routes[w], timeout=self.watch.probe_timeout_s)
             if not result.ok:
-                self._set(Failed(plan, result.problem, [w]), gen)
+                self._set(Failed(plan, self._link_problem(w) or result.problem, [w]), gen)
                 return
             if result.status is not None:
                 with_status.append(w)
+        engine_plan = _routed(plan, routes)
+        back = {ep: w for w, ep in routes.items() if ep != w}
         self._token = secrets.token_urlsafe(32)
         env = dict(os.environ, **{events.TOKEN_ENV: self._token})
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -188,7 +246,7 @@ class EngineSupervisor:
             self._proc = proc
             self._expected_exit = False
         assert proc.stdin and proc.stdout and proc.stderr
-        proc.stdin.write(plan.to_json())
+        proc.stdin.write(engine_plan.to_json())
         proc.stdin.close()
         threading.Thread(target=self._pump_stderr, args=(proc, log_dir / "engine.log"),
                          name="engine-stderr", daemon=True).start()
@@ -199,12 +257,13 @@ class EngineSupervisor:
             if isinstance(ev, events.Progress):
                 self._set(Loading(plan, ev.fraction, ev.stage), gen)
             elif isinstance(ev, events.Placement):
-                placement = ev
+                placement = _relabelled(ev, back)
             elif isinstance(ev, events.LoadFailed):
-                failure = ev
+                failure = replace(ev, worker=back.get(ev.worker, ev.worker))
             elif (isinstance(ev, events.Ready) and placement is not None
                   and self._set(Ready(plan, ev.url, ev.model, placement, ev.load_s), gen)):
-                threading.Thread(target=self._watch, args=(plan, gen, ev.url, with_status),
+                threading.Thread(target=self._watch,
+                                 args=(plan, gen, ev.url, with_status, routes),
                                  name="engine-watch", daemon=True).start()
         proc.stdout.close()
         code = proc.wait()
@@ -216,7 +275,7 @@ class EngineSupervisor:
             self._set(Failed(plan, failure.reason, [failure.worker] if failure.worker else []),
                       gen)
             return
-        self._set(self._diagnose(plan, code), gen)
+        self._set(self._diagnose(plan, code, routes), gen)
 
     def _pump_stderr(self, proc: subprocess.Popen, path: Path) -> None:
         assert proc.stderr
@@ -227,18 +286,20 @@ class EngineSupervisor:
             log.flush()
         proc.stderr.close()
 
-    def _diagnose(self, plan: LoadPlan, code: int) -> Failed:
+    def _diagnose(self, plan: LoadPlan, code: int, routes: dict[str, str] | None = None) -> Failed:
         """The engine ended on its own: find out whether a worker took it down."""
         from concurrent.futures import ThreadPoolExecutor
 
+        routes = routes or {}
         # A killed worker refuses at once; ask every worker in parallel, refusals first.
-        lost = [w for w in plan.workers if _refused(w)]
+        lost = [w for w in plan.workers if _refused(routes.get(w, w))]
         if not lost and plan.workers:
             with ThreadPoolExecutor(len(plan.workers)) as pool:
-                answers = list(pool.map(lambda w: probe(w, timeout=1.0), plan.workers))
+                answers = list(pool.map(lambda w: probe(routes.get(w, w), timeout=1.0),
+                                        plan.workers))
             lost = [w for w, r in zip(plan.workers, answers, strict=True) if not r.ok]
         if lost:
-            names = ", ".join(lost)
+            names = ", ".join(self._label(w) for w in lost)
             return Failed(plan, f"Lost worker {names}: the model had layers there, so it was "
                                 f"unloaded. Your conversation is kept. Reload without it to go on.",
                           lost)
@@ -246,21 +307,24 @@ class EngineSupervisor:
         tail = " | ".join(x for x in list(self._stderr_tail)[-3:] if x.strip())
         return Failed(plan, f"The engine stopped unexpectedly ({how}). {tail}".strip())
 
-    def _watch(self, plan: LoadPlan, gen: int, url: str, with_status: list[str]) -> None:
+    def _watch(self, plan: LoadPlan, gen: int, url: str, with_status: list[str],
+               routes: dict[str, str] | None = None) -> None:
         """While loaded: poll every worker's status endpoint and the engine's progress."""
         client = EngineClient(url, self._token)
+        routes = routes or {}
         watched = {w: time.monotonic() for w in with_status}
         while gen == self._generation:
             time.sleep(self.watch.interval_s)
             for w in list(watched):
-                answer = fetch_status(Endpoint.parse(w), min(1.0, self.watch.worker_silence_s))
+                ep = routes.get(w, w)
+                answer = fetch_status(Endpoint.parse(ep), min(1.0, self.watch.worker_silence_s))
                 if answer is not None:
                     watched[w] = time.monotonic()
-                elif time.monotonic() - watched[w] > self.watch.worker_silence_s or _refused(w):
+                elif time.monotonic() - watched[w] > self.watch.worker_silence_s or _refused(ep):
                     self._kill_for(plan, gen, Failed(
-                        plan, f"Lost worker {w}: it stopped answering (frozen, switched off or "
-                              "unplugged). The model was unloaded; your conversation is kept. "
-                              "Reload without it to go on.", [w]))
+                        plan, f"Lost worker {self._label(w)}: it stopped answering (frozen, "
+                              "switched off or unplugged). The model was unloaded; your "
+                              "conversation is kept. Reload without it to go on.", [w]))
                     return
             try:
                 st = client.status()
@@ -275,7 +339,7 @@ class EngineSupervisor:
                           "was stopped. Your conversation is kept."))
                 return
 
-    def _kill_for(self, plan: LoadPlan, gen: int, failure: Failed) -> None:
+    def _kill_for(self, plan: LoadPlan, gen: int, failure: Failed, grace: float = 0.5) -> None:
         with self._lock:
             if gen != self._generation:
                 return
@@ -283,8 +347,34 @@ class EngineSupervisor:
             proc, self._proc = self._proc, None
             gen = self._generation
         if proc is not None:
-            _terminate(proc, grace=0.5)
+            _terminate(proc, grace=grace)
         self._set(failure, gen)
+
+
+def _routed(plan: LoadPlan, routes: dict[str, str]) -> LoadPlan:
+    """The plan as the engine process gets it: each worker at the endpoint llama.cpp dials."""
+    if all(ep == w for w, ep in routes.items()):
+        return plan
+    engine_plan = LoadPlan.from_dict(plan.to_dict())
+    engine_plan.devices = [replace(d, endpoint=routes.get(d.endpoint, d.endpoint))
+                           if d.kind == "rpc" else d for d in plan.devices]
+    return engine_plan
+
+
+def _relabelled(placement: events.Placement, back: dict[str, str]) -> events.Placement:
+    """Device labels name the person's address, not the local forwarder's."""
+    if not back:
+        return placement
+
+    def label(text: str) -> str:
+        for ep, address in back.items():
+            if text == f"RPC {ep}" or text.startswith(f"RPC {ep} "):
+                return f"RPC {address}" + text[len(f"RPC {ep}"):]
+        return text
+
+    return events.Placement(
+        [label(d) for d in placement.layer_devices],
+        [replace(a, device=label(a.device)) for a in placement.allocations])
 
 
 def _refused(endpoint: str) -> bool:
@@ -303,6 +393,10 @@ def _refused(endpoint: str) -> bool:
 
 def _terminate(proc: subprocess.Popen, grace: float = 5.0) -> None:
     if proc.poll() is not None:
+        return
+    if grace <= 0:
+        proc.kill()
+        proc.wait(timeout=5)
         return
     proc.terminate()
     try:
