@@ -61,9 +61,21 @@ import layerlab.ui.app, layerlab.cli.main
 settings_file = Path({str(tmp_path)!r}) / 's.json'
 win = MainWindow(EngineController(), Settings(), Path('x.gguf'), 'x', settings_file)
 win.show(); app.processEvents()
+# every tab once, and all the window's background work done: the model header read (it
+# fails here), this machine probed, the Devices lane's inventory (llama.cpp's list, in a child)
+import time
+for i in range(win.tabs.count()):
+    win.tabs.setCurrentIndex(i); app.processEvents()
+win.tabs.setCurrentWidget(win.devices)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and not (win.plan_feed.settled and not win.plan_feed.lane.busy
+                                           and win.devices.gauges):
+    app.processEvents(); time.sleep(0.01)
+print('SETTLED', win.plan_feed.settled and bool(win.devices.gauges))
 print('LLAMA', 'llama_cpp' in sys.modules)
 win.close()
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "SETTLED True" in r.stdout
     assert "LLAMA False" in r.stdout

@@ -6,6 +6,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from layerlab.core.engine.supervisor import Failed, Ready, WatchSettings
+from layerlab.core.load_plan import expected_layer_devices
 from layerlab.core.settings import SavedWorker, Settings
 from layerlab.ui.engine_controller import EngineController
 from layerlab.ui.main_window import MainWindow
@@ -85,10 +86,22 @@ def test_worker_killed_mid_answer_keeps_the_conversation_and_reloads_without_it(
     win.chat.params = {"temperature": 0, "max_tokens": 2000}
     qtbot.waitUntil(lambda: len(win.workers.results) == 2, timeout=10_000)
     assert all(r.ok for r in win.workers.results.values())
+    # What loads is what the layer map shows. Its default, fastest-first, keeps this small
+    # model on the CPU (loopback workers only cost speed); like a person who wants both
+    # workers used, pick llama.cpp's default split there.
+    qtbot.waitUntil(lambda: win.layer_map.result is not None, timeout=10_000)
+    strategy = win.layer_map.controls.strategy
+    strategy.setCurrentIndex(strategy.findData("proportional"))
+    labels = [f"RPC {w1.endpoint}", f"RPC {w2.endpoint}"]
+    qtbot.waitUntil(lambda: [d.label for d in win.layer_map.result.plan.devices] == labels,
+                    timeout=10_000)
+    planned = win.layer_map.result.plan
     win.load()
     ready = wait_ready(qtbot, win)
     for w in (w1, w2):
         assert f"RPC {w.endpoint}" in ready.placement_text
+    assert ready.placement.layer_devices == expected_layer_devices(planned,
+                                                                   ready.placement.n_layer)
 
     type_and_send(qtbot, win, "Write a long poem about rivers.")
     qtbot.waitUntil(lambda: len(win.chat.conversation.messages[-1].content) > 40, timeout=30_000)

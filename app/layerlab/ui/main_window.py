@@ -9,13 +9,20 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from layerlab.core.engine.supervisor import EngineState, Failed, Ready, Stopped
-from layerlab.core.load_plan import default_plan
+from layerlab.core.load_plan import LoadPlan, default_plan
 from layerlab.core.settings import Settings
 from layerlab.ui.chat.chat_pane import ChatPane
+from layerlab.ui.cluster.share_process import ShareProcess
+from layerlab.ui.cluster.share_switch import ShareSwitch
+from layerlab.ui.devices.panel import DevicesPanel
 from layerlab.ui.engine_controller import EngineController
+from layerlab.ui.layer_map.panel import LayerMapPanel
 from layerlab.ui.load_bar import LoadBar
 from layerlab.ui.status.placement_label import PlacementLabel
 from layerlab.ui.status.throughput_readout import ThroughputReadout
+from layerlab.ui.wiring.engine_views import LoadedModelView
+from layerlab.ui.wiring.plan_feed import PlanFeeder
+from layerlab.ui.wiring.side_tabs import SideTabs
 from layerlab.ui.workers.workers_panel import WorkersPanel
 
 
@@ -33,28 +40,39 @@ class MainWindow(QMainWindow):
         self.chat = ChatPane()
         self.load_bar = LoadBar()
         self.workers = WorkersPanel()
+        self.devices = DevicesPanel(auto_start=False)  # the tabs start it when shown
+        self.layer_map = LayerMapPanel()
+        self.share = ShareSwitch(ShareProcess(parent=self))
+        self.tabs = SideTabs(self.workers, self.devices, self.layer_map, self.share)
         self.placement = PlacementLabel()
         self.throughput = ThroughputReadout()
+        self.plan_feed = PlanFeeder(self.layer_map, self.workers, self)
+        self.loaded_view = LoadedModelView(self.devices, self.layer_map, self)
 
         side = QWidget()
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(self.load_bar)
-        side_layout.addWidget(self.workers, 1)
-        self.side_layout = side_layout  # the Devices panel and layer map join here
+        side_layout.addWidget(self.tabs, 1)
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.chat)
         split.addWidget(side)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
         self.setCentralWidget(split)
         self.statusBar().addWidget(self.placement, 1)
         self.statusBar().addPermanentWidget(self.throughput)
-        self.resize(1200, 760)
+        self.resize(1360, 860)
+        # the layer map's rows want ~800 px; the chat keeps a readable column beside them
+        split.setSizes([540, 820])
 
         self.load_bar.set_model_name(model_name)
         self.workers.set_saved(settings.workers)
+        self.devices.set_workers(self.workers.enabled_addresses())
+        self.layer_map.model.update(n_ctx=settings.n_ctx)  # until the person changes it
+        self.plan_feed.probe_this_machine()
+        self.plan_feed.set_model(model_path)
 
         controller.stateChanged.connect(self._on_state)
         self.load_bar.loadRequested.connect(self.load)
@@ -63,15 +81,24 @@ class MainWindow(QMainWindow):
         self.load_bar.modelChosen.connect(self._choose_model)
         self.chat.ratesChanged.connect(self.throughput.show_rates)
         self.workers.workersChanged.connect(self._save_settings)
+        self.workers.workersChanged.connect(
+            lambda: self.devices.set_workers(self.workers.enabled_addresses()))
         for problem in settings.problems:
             self.statusBar().showMessage(problem, 10000)
 
     def load(self) -> None:
-        counts = {}
-        for address in self.workers.enabled_addresses():
-            result = self.workers.results.get(address)
-            counts[address] = len(result.devices) if result and result.ok else 1
-        plan = default_plan(str(self.model_path), counts, self.settings.n_ctx, self.model_name)
+        """Load what the layer map shows (once it knows the model, this machine and the
+        workers); llama.cpp's default split only when the map has no plan."""
+        self.plan_feed.request_plan(self._load_plan)
+
+    def _load_plan(self, plan: LoadPlan | None) -> None:
+        if plan is None:
+            counts = {}
+            for address in self.workers.enabled_addresses():
+                result = self.workers.results.get(address)
+                counts[address] = len(result.devices) if result and result.ok else 1
+            plan = default_plan(str(self.model_path), counts, self.settings.n_ctx)
+        plan = LoadPlan.from_dict({**plan.to_dict(), "model_name": self.model_name})
         self.controller.load(plan)
 
     def _reload_without(self) -> None:
@@ -89,11 +116,13 @@ class MainWindow(QMainWindow):
         self.settings.model_path = path
         self.load_bar.set_model_name(self.model_name)
         self._save_settings()
-        self.load()
+        self.plan_feed.set_model(path)
+        self.load()  # waits for the new model's plan
 
     def _on_state(self, state: EngineState) -> None:
         self.load_bar.show_state(state)
         self.placement.show_state(state)
+        self.loaded_view.show_state(state)
         if isinstance(state, Ready):
             self.chat.set_client(self.controller.supervisor.client())
         elif isinstance(state, Failed | Stopped):
@@ -112,4 +141,7 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.chat.shutdown()
         self.workers.shutdown()
+        self.plan_feed.close()
+        self.devices.stop_sampling()
+        self.share.process.stop()
         super().closeEvent(event)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from layerlab.core.engine.events import DeviceAllocation
+
 
 def placement_by_device(layer_devices: list[str]) -> dict[str, str]:
     """layer_devices: the device of each block, then the output (events.Placement)."""
@@ -22,4 +26,15 @@ def placement_by_device(layer_devices: list[str]) -> dict[str, str]:
         out[dev] = ("layer " if single else "layers ") + text
     out_dev = layer_devices[-1]
     out[out_dev] = f"{out[out_dev]} + output" if out_dev in out else "output"
+    return out
+
+
+def memory_by_device(allocations: Iterable[DeviceAllocation]) -> dict[str, int]:
+    """Bytes the loaded model holds per device label (weights + KV cache + compute), from
+    the engine's `events.Placement.allocations`; devices holding nothing are left out."""
+    out: dict[str, int] = {}
+    for a in allocations:
+        total = a.weights + a.kv_cache + a.compute
+        if total:
+            out[a.device] = out.get(a.device, 0) + total
     return out

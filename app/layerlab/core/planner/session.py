@@ -98,3 +98,19 @@ def plan_from_args(model: str, ctx: int | None = None, workers: str = "",
             raise PlanInputError(f"--exclude names '{label}'; devices: {', '.join(sorted(known))}")
         opts.excluded.add(label)
     return Planner(facts, model).plan(devices, opts)
+
+
+def enabled_worker_devices(addresses: list[str], results: dict,
+                           last_good: dict | None = None) -> list[PlanDevice]:
+    """Plan devices of the enabled workers, from their probe results (`ProbeResult` by
+    address), in the person's order. A worker that answered 'busy' is serving a head (often
+    this one, with the model loaded): its last good answer stands in for it. Workers without
+    a good answer add nothing."""
+    out: list[PlanDevice] = []
+    for address in addresses:
+        r = results.get(address)
+        if r is not None and not r.ok and r.kind == "busy" and last_good:
+            r = last_good.get(address, r)
+        if r is not None and r.ok:
+            out += devices_from_probe(r)
+    return out

@@ -51,18 +51,23 @@ class DeviceFeed(QObject):
         if self._thread is not None and self._thread.is_alive():
             self._wake.set()
             return
-        self._stop.clear()
+        # Each lane gets its own stop flag: a lane told to stop (stop(wait=0)) may still be
+        # finishing a round, and must not be revived by the next start().
+        self._stop = threading.Event()
         self._rediscover.set()
-        self._thread = threading.Thread(target=self._lane, name="device-feed", daemon=True)
+        self._thread = threading.Thread(target=self._lane, args=(self._stop,),
+                                        name="device-feed", daemon=True)
         self._thread.start()
 
     def stop(self, wait: float = 3.0) -> None:
         """Stop sampling. Waits at most `wait` s for the round in flight (probes time out
-        on their own; a hung probe's thread is a daemon and is left behind)."""
+        on their own; a hung probe's thread is a daemon and is left behind). `wait=0`
+        returns at once: the lane ends after its round and emits nothing more."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(wait)
+            if wait > 0:
+                self._thread.join(wait)
             self._thread = None
 
     def set_visible(self, visible: bool) -> None:
@@ -87,14 +92,14 @@ class DeviceFeed(QObject):
         return self._thread is not None and self._thread.is_alive()
 
     # -- the lane -----------------------------------------------------------------------
-    def _lane(self) -> None:
+    def _lane(self, stop: threading.Event) -> None:
         local: Inventory | None = None
         invs: list[Inventory] = []
         sampler: Sampler | None = None
         discovered = 0.0
         try:
-            while not self._stop.is_set():
-                if self._rediscover.is_set():
+            while not stop.is_set():
+                if self._rediscover.is_set() or sampler is None:
                     self._rediscover.clear()
                     if local is None:
                         local = self._make_local()
@@ -104,12 +109,12 @@ class DeviceFeed(QObject):
                                       for w in self._workers]
                     sampler = Sampler([g for i in invs for g in i.groups], self._probe_timeout)
                     discovered = time.monotonic()
-                    if self._stop.is_set():
+                    if stop.is_set():
                         break
                     self.inventory_ready.emit(invs)
                 assert sampler is not None
                 samples = sampler.round()
-                if self._stop.is_set():
+                if stop.is_set():
                     break
                 self.samples_ready.emit(samples)
                 if (any(not i.machine.devices for i in invs[1:])

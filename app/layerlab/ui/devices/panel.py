@@ -60,7 +60,7 @@ class DevicesPanel(QWidget):
         self.feed.start()
 
     def stop_sampling(self) -> None:
-        self.feed.stop()
+        self.feed.stop(wait=0)  # never waits on a probe: the lane ends after its round
 
     def set_workers(self, endpoints: list[str]) -> None:
         self.feed.set_workers(endpoints)

@@ -135,7 +135,8 @@ class DeviceRow(QWidget):
             self.ratio.setValue(0)
         else:
             m = row.memory
-            self.layers.setText(f"layers {row.layers_text}")
+            self.layers.setText("token embeddings only" if device.is_host and row.n_units == 0
+                                else f"layers {row.layers_text}")
             self.bar.set_values(m.weights, m.kv, m.compute + m.output, device.free,
                                 device.reserve)
             self.numbers.setText(

@@ -1,0 +1,1 @@
+"""How the window's panels are wired to each other and to real data, one concern a module."""
