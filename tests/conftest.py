@@ -17,6 +17,9 @@ from layerlab.core.cluster.probe import probe
 from layerlab.core.demo_model import demo_model_path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The Workers list browses the LAN for workers when shown; tests keep mDNS off the real LAN
+# (discovery tests name their own interfaces: loopback or their namespaces).
+os.environ.setdefault("LAYERLAB_DISCOVERY", "off")
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,35 @@
-"""The Workers list: addresses the person added, each probed off the GUI thread and shown
-with what it said (devices and free memory) or why it cannot be used."""
+"""The Workers list: the workers the person uses, and those found on the LAN to pair with.
+
+Every worker is known by the address the person sees: a plain llama.cpp RPC worker by its
+RPC address ("192.168.1.20:50052"), a paired LayerLab worker by its LAN link address
+("192.168.1.20:50050", where it announced itself and was paired) and shown with its name.
+`enabled_addresses()`, `results` and `saved()` all use that address, and so do the plan,
+the engine's states and `Failed.lost_workers`: nothing the main window does with them
+changes for paired workers.
+
+The one thing that makes a paired worker usable: llama.cpp cannot speak the encrypted link,
+so the engine must reach it through a local forwarder. `self.links` (core HeadLinks) owns
+those forwarders, and the supervisor routes through them once it is attached:
+
+    window.workers.attach(controller.supervisor)   # once, after both exist
+
+That also hands the supervisor the link heartbeats, so a worker that dies mid-answer is
+reported in milliseconds. Without it a paired worker fails its pre-load check with a clear
+message (its link port does not speak RPC); nothing crashes.
+
+Probing, discovery (mDNS, started when the panel is first shown) and pairing run off the GUI
+thread; results come back as signals. LAYERLAB_DISCOVERY=off turns discovery off; a comma
+list of interface addresses limits it to those (tests use 127.0.0.1).
+"""
 
 from __future__ import annotations
 
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
@@ -18,22 +42,46 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from layerlab.core.cluster.probe import ProbeResult, probe
+from layerlab.core.cluster.discovery import DiscoveredWorker
+from layerlab.core.cluster.head_links import HeadLinks
+from layerlab.core.cluster.identity import Peer
+from layerlab.core.cluster.link import LINK_PROTOCOL
+from layerlab.core.cluster.probe import ProbeResult
 from layerlab.core.endpoint import BadAddress, Endpoint
 from layerlab.core.settings import SavedWorker
+from layerlab.ui.cluster.pairing_dialog import PairingDialog
 
 ADDRESS_ROLE = Qt.ItemDataRole.UserRole
+FOUND_ROLE = Qt.ItemDataRole.UserRole + 1
 _OK, _BAD, _ASKING = "✔", "✖", "…"
+DISCOVERY_ENV = "LAYERLAB_DISCOVERY"
+
+
+def discovery_interfaces() -> list[str] | bool | None:
+    """False: off; None: every interface; else the interface addresses to browse on."""
+    value = os.environ.get(DISCOVERY_ENV, "").strip()
+    if value.lower() in ("off", "0", "no", "false"):
+        return False
+    return [v.strip() for v in value.split(",") if v.strip()] or None
 
 
 class WorkersPanel(QGroupBox):
     workersChanged = Signal()
     _probed = Signal(object)  # ProbeResult, from the pool threads to the GUI thread
+    _discovered = Signal(object)  # list[DiscoveredWorker], from zeroconf's thread
+    _linkChanged = Signal(str)  # address, from the links' threads
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, links: HeadLinks | None = None):
         super().__init__("Workers", parent)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
         self.results: dict[str, ProbeResult] = {}
+        self.links = links or HeadLinks()
+        self.links.on_change = self._linkChanged.emit
+        self.found: dict[str, DiscoveredWorker] = {}  # link address -> what it announced
+        self.pair_dialog: PairingDialog | None = None
+        self._browser = None
+        self._browsing = False
+        self._closed = False
 
         self.list = QListWidget()
         self.list.setWordWrap(True)
@@ -46,32 +94,57 @@ class WorkersPanel(QGroupBox):
         self.error.setStyleSheet("color: #a33")
         self.error.setWordWrap(True)
         self.error.hide()
+        self.found_label = QLabel("On this network")
+        self.found_list = QListWidget()
+        self.found_list.setWordWrap(True)
+        self.found_list.setMaximumHeight(90)
+        self.pair_button = QPushButton("Pair…")
+        self.pair_button.setToolTip("Pair with the selected worker, or with the address typed "
+                                    "above, using the code it shows")
 
         row = QHBoxLayout()
         row.addWidget(self.address, 1)
         row.addWidget(self.add_button)
+        row.addWidget(self.pair_button)
         row2 = QHBoxLayout()
         row2.addWidget(self.check_button)
         row2.addStretch(1)
         row2.addWidget(self.remove_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.list, 1)
+        layout.addWidget(self.found_label)
+        layout.addWidget(self.found_list)
         layout.addLayout(row)
         layout.addWidget(self.error)
         layout.addLayout(row2)
+        self.found_label.hide()
+        self.found_list.hide()
 
         self.add_button.clicked.connect(self._add_typed)
         self.address.returnPressed.connect(self._add_typed)
         self.remove_button.clicked.connect(self._remove_selected)
         self.check_button.clicked.connect(self.check_all)
+        self.pair_button.clicked.connect(self.pair_selected)
+        self.found_list.itemDoubleClicked.connect(lambda _item: self.pair_selected())
         self.list.itemChanged.connect(lambda _item: self.workersChanged.emit())
         self._probed.connect(self._show_result)
+        self._discovered.connect(self._show_found)
+        self._linkChanged.connect(self._refresh_link)
+
+    # -- wiring ---------------------------------------------------------------------------
+    def attach(self, supervisor) -> None:
+        """Let `supervisor` reach paired workers through their links (see module doc)."""
+        self.links.attach(supervisor)
 
     # -- the person's list ---------------------------------------------------------------
     def set_saved(self, workers: list[SavedWorker]) -> None:
+        kept = {w.address for w in workers}
+        for address in [a for a in self.links.open_addresses() if a not in kept]:
+            self._pool.submit(self.links.close, address)
         self.list.clear()
         for w in workers:
             self._add(w.address, w.enabled)
+        self._show_found(list(self.found.values()))
 
     def saved(self) -> list[SavedWorker]:
         return [SavedWorker(self.list.item(i).data(ADDRESS_ROLE),
@@ -79,7 +152,12 @@ class WorkersPanel(QGroupBox):
                 for i in range(self.list.count())]
 
     def enabled_addresses(self) -> list[str]:
+        """The person's addresses of the checked workers (paired ones: their link address;
+        an attached supervisor routes those through the local forwarder)."""
         return [w.address for w in self.saved() if w.enabled]
+
+    def is_paired(self, address: str) -> bool:
+        return self.links.is_paired(address)
 
     def _add_typed(self) -> None:
         try:
@@ -98,38 +176,176 @@ class WorkersPanel(QGroupBox):
         self.workersChanged.emit()
 
     def _add(self, address: str, enabled: bool) -> None:
-        item = QListWidgetItem(f"{_ASKING} {address} — asking…")
+        item = QListWidgetItem(f"{_ASKING} {self._name(address)} — asking…")
         item.setData(ADDRESS_ROLE, address)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
         self.list.blockSignals(True)
         item.setCheckState(Qt.CheckState.Checked if enabled else Qt.CheckState.Unchecked)
         self.list.addItem(item)
         self.list.blockSignals(False)
-        self._pool.submit(lambda: self._probed.emit(probe(address)))
+        self._submit_probe(address)
+
+    def _submit_probe(self, address: str, reopen: bool = False) -> None:
+        def job() -> None:
+            try:
+                if reopen:  # re-paired: the old link pinned the old key
+                    self.links.close(address)
+                result = self.links.probe(address)
+            except Exception as e:  # the row must never stay at "asking…"
+                result = ProbeResult(Endpoint.parse(address), False, str(e), "unreachable")
+            if not self._closed:
+                self._probed.emit(result)
+
+        self._pool.submit(job)
 
     def _remove_selected(self) -> None:
         for item in self.list.selectedItems():
-            self.results.pop(item.data(ADDRESS_ROLE), None)
+            address = item.data(ADDRESS_ROLE)
+            self.results.pop(address, None)
             self.list.takeItem(self.list.row(item))
+            self._pool.submit(self.links.close, address)  # its forwarder is no longer used
+        self._show_found(list(self.found.values()))
         self.workersChanged.emit()
 
     def check_all(self) -> None:
         for i in range(self.list.count()):
             address = self.list.item(i).data(ADDRESS_ROLE)
-            self.list.item(i).setText(f"{_ASKING} {address} — asking…")
-            self._pool.submit(lambda a=address: self._probed.emit(probe(a)))
+            self.list.item(i).setText(f"{_ASKING} {self._name(address)} — asking…")
+            self._submit_probe(address)
+
+    def _name(self, address: str) -> str:
+        """'bench-box (192.168.1.20:50050) 🔒' for a paired worker, else the address."""
+        peer = self.links.peer_for(address)
+        return f"{peer.name} ({address}) · paired" if peer else address
+
+    def _row_text(self, address: str) -> str:
+        result = self.results.get(address)
+        if result is None:
+            return f"{_ASKING} {self._name(address)} — asking…"
+        mark = _OK if result.ok else _BAD
+        text = f"{mark} {self._name(address)} — {result.summary}"
+        info = self.links.info(address)
+        if info is not None and info.endpoint:
+            text += f"\n   {info.summary}"
+        return text
 
     def _show_result(self, result: ProbeResult) -> None:
         address = str(result.endpoint)
         self.results[address] = result
+        self._refresh_link(address)
+
+    def _refresh_link(self, address: str) -> None:
         for i in range(self.list.count()):
             item = self.list.item(i)
             if item.data(ADDRESS_ROLE) == address:
-                mark = _OK if result.ok else _BAD
                 self.list.blockSignals(True)
-                item.setText(f"{mark} {address} — {result.summary}")
-                item.setToolTip(result.summary)
+                item.setText(self._row_text(address))
+                item.setToolTip(item.text())
                 self.list.blockSignals(False)
 
+    # -- found on the LAN ------------------------------------------------------------------
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.start_discovery()
+
+    def start_discovery(self) -> None:
+        """Browse the LAN for sharing workers (once; zeroconf starts off the GUI thread)."""
+        interfaces = discovery_interfaces()
+        if self._browsing or interfaces is False or self._closed:
+            return
+        self._browsing = True
+        self.found_label.show()
+        self.found_list.show()
+        self.found_list.addItem(QListWidgetItem("Looking for workers…"))
+
+        def start() -> None:
+            from layerlab.core.cluster.discovery import WorkerBrowser
+
+            try:
+                browser = WorkerBrowser(self._discovered.emit, interfaces)
+            except OSError as e:
+                self._discovered.emit(e)
+                return
+            if self._closed:
+                threading.Thread(target=browser.close, daemon=True).start()
+            else:
+                self._browser = browser
+
+        self._pool.submit(start)
+
+    def _show_found(self, workers: list[DiscoveredWorker] | OSError) -> None:
+        if isinstance(workers, OSError):
+            self.found_list.clear()
+            self.found_list.addItem(QListWidgetItem(f"Cannot look for workers: {workers}"))
+            return
+        if not self._browsing:
+            return
+        self.found = {str(w.address): w for w in workers}
+        in_list = {w.address for w in self.saved()}
+        self.found_list.clear()
+        for address, w in self.found.items():
+            if address in in_list:
+                continue
+            if w.link_protocol != LINK_PROTOCOL:
+                state = f"runs LayerLab {w.layerlab or '?'} with link protocol {w.link_protocol}"
+            elif self.links.is_paired(address):
+                state = "paired · Add"
+            else:
+                state = "not paired · Pair…"
+            item = QListWidgetItem(f"{w.name} — {address} · {state}")
+            item.setData(FOUND_ROLE, address)
+            self.found_list.addItem(item)
+        if self.found_list.count() == 0:
+            self.found_list.addItem(QListWidgetItem("No other workers found yet."))
+
+    def pair_selected(self) -> None:
+        """Pair with the selected found worker (or the typed address); a paired one is added."""
+        item = self.found_list.currentItem()
+        address = item.data(FOUND_ROLE) if item is not None else None
+        found = self.found.get(address) if address else None
+        if found is None:
+            typed = self.address.text().strip()
+            if not typed:
+                self.error.setText("Select a worker found on the network, or type its address.")
+                self.error.show()
+                return
+            address = typed
+        self.error.hide()
+        if self.links.is_paired(address):
+            self._on_paired(self.links.peer_for(address))
+            return
+        dialog = PairingDialog(
+            self.links.identity, self.links.trust, address=address,
+            worker_name=found.name if found else "",
+            fingerprint=found.fingerprint if found and found.fingerprint else None,
+            parent=self,
+        )
+        dialog.paired.connect(self._on_paired)
+        dialog.finished.connect(dialog.deleteLater)
+        self.pair_dialog = dialog
+        dialog.open()
+
+    def _on_paired(self, peer: Peer) -> None:
+        if peer.address not in [w.address for w in self.saved()]:
+            self._add(peer.address, True)
+        else:
+            self.results.pop(peer.address, None)
+            self._refresh_link(peer.address)
+            self._submit_probe(peer.address, reopen=True)
+        self.address.clear()
+        self._show_found(list(self.found.values()))
+        self.workersChanged.emit()
+
     def shutdown(self) -> None:
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+        browser, self._browser = self._browser, None
+        links = self.links
+
+        def close() -> None:  # zeroconf's goodbye and the links' threads: not on the GUI thread
+            if browser is not None:
+                browser.close()
+            links.close_all()
+
+        threading.Thread(target=close, name="workers-close", daemon=True).start()
+
