@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
 
         self.load_bar.set_model_name(model_name)
         self.workers.set_saved(settings.workers)
+        self.workers.attach(controller.supervisor)  # paired workers load through their links
         self.devices.set_workers(self.workers.enabled_addresses())
         self.layer_map.model.update(n_ctx=settings.n_ctx)  # until the person changes it
         self.plan_feed.probe_this_machine()
