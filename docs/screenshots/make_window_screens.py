@@ -1,5 +1,6 @@
 """Screenshots of the whole window: the demo model loaded over two loopback workers as the
-layer map planned it, one picture per tab of the right-hand column.
+layer map planned it: an answer mid-stream, one picture per tab of the right-hand column,
+and the message after a worker is lost mid-answer.
 
 Run under Xvfb from the repository root:
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_window_screens.py
@@ -17,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from PySide6.QtWidgets import QApplication
 
 from layerlab.core.demo_model import DEMO_NAME, demo_model_path
-from layerlab.core.engine.supervisor import Ready, WatchSettings
+from layerlab.core.engine.supervisor import Failed, Ready, WatchSettings
 from layerlab.core.settings import SavedWorker, Settings
 from layerlab.ui.engine_controller import EngineController
 from layerlab.ui.main_window import MainWindow
@@ -64,6 +65,8 @@ def main() -> None:
         win.chat.params = {"temperature": 0, "max_tokens": 200}
         win.chat.input.setPlainText("Name three rivers in Europe, one line each.")
         win.chat.send()
+        pump_until(app, lambda: len(win.chat.conversation.messages[-1].content) > 120)
+        win.grab().save(str(OUT / "chat-mid-stream.png"))
         pump_until(app, lambda: not win.chat.busy
                    and bool(win.chat.conversation.messages[-1].finish))
         win.tabs.setCurrentWidget(win.layer_map)
@@ -77,6 +80,15 @@ def main() -> None:
         win.tabs.setCurrentWidget(win.workers)
         pump(app, 0.3)
         win.grab().save(str(OUT / "window-workers.png"))
+        # a worker lost mid-answer: the conversation stays, the message names it
+        win.chat.params = {"temperature": 0, "max_tokens": 2000}
+        win.chat.input.setPlainText("Now write a long poem about the sea.")
+        win.chat.send()
+        pump_until(app, lambda: len(win.chat.conversation.messages[-1].content) > 100)
+        w2.kill()
+        pump_until(app, lambda: isinstance(controller.state, Failed) and not win.chat.busy)
+        pump(app, 2.5)  # the Workers list re-asks and marks the lost one
+        win.grab().save(str(OUT / "chat-worker-lost.png"))
     finally:
         win.close()
         controller.shutdown()

@@ -102,7 +102,8 @@ class EngineClient:
             if self._cancelled.is_set():
                 yield Finished("stop", stopped=True)
                 return
-            raise EngineUnavailable(f"The answer broke off: the engine stopped ({e}).") from e
+            # The person reads this; the transport detail stays on the exception chain.
+            raise EngineUnavailable("The answer broke off: the engine stopped.") from e
         finally:
             with self._lock:
                 self._active = None
@@ -110,7 +111,7 @@ class EngineClient:
             if self._cancelled.is_set():
                 yield Finished("stop", stopped=True)
                 return
-            raise EngineUnavailable("The answer broke off before it finished.")
+            raise EngineUnavailable("The answer broke off: the engine stopped.")
         yield finished
 
     def cancel(self) -> None:
