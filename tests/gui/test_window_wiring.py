@@ -194,3 +194,15 @@ def test_the_gui_thread_never_waits_on_the_header_or_the_probes(qtbot, window, m
     assert len(gaps) > 50
     # Generous on a shared 2-core machine; a blocking read or probe alone would be 800 ms.
     assert max(gaps) < 0.2, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
+
+
+def test_the_context_chosen_in_the_map_loads_and_is_kept(qtbot, window, tmp_path):
+    win = window()
+    qtbot.waitUntil(lambda: win.plan_feed.settled and win.layer_map.result is not None,
+                    timeout=10_000)
+    with qtbot.waitSignal(win.layer_map.planChanged, timeout=5000):
+        win.layer_map.controls.ctx.setValue(1024)
+    win.load()
+    ready = wait_ready(qtbot, win)
+    assert ready.plan.n_ctx == 1024
+    assert Settings.load(tmp_path / "settings.json").n_ctx == 1024

@@ -91,6 +91,10 @@ class LoadBar(QGroupBox):
         elif isinstance(state, Stopped):
             self._say(state.message)
 
+    def say(self, text: str) -> None:
+        """A passing word that is not an engine state (e.g. waiting for the plan)."""
+        self._say(text)
+
     def _say(self, text: str, error: bool = False) -> None:
         self.message.setText(text)
         self.message.setStyleSheet("color: #a33; font-weight: bold" if error else "")

@@ -90,6 +90,7 @@ class MainWindow(QMainWindow):
     def load(self) -> None:
         """Load what the layer map shows (once it knows the model, this machine and the
         workers); llama.cpp's default split only when the map has no plan."""
+        self.load_bar.say("Waiting for the model's plan and the workers' answers…")
         self.plan_feed.request_plan(self._load_plan)
 
     def _load_plan(self, plan: LoadPlan | None) -> None:
@@ -100,6 +101,9 @@ class MainWindow(QMainWindow):
                 counts[address] = len(result.devices) if result and result.ok else 1
             plan = default_plan(str(self.model_path), counts, self.settings.n_ctx)
         plan = LoadPlan.from_dict({**plan.to_dict(), "model_name": self.model_name})
+        if plan.n_ctx != self.settings.n_ctx:
+            self.settings.n_ctx = plan.n_ctx  # the context the person chose is kept
+            self._save_settings()
         self.controller.load(plan)
 
     def _reload_without(self) -> None:
