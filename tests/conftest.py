@@ -114,3 +114,30 @@ def start_worker(tmp_path: Path) -> Iterator:
 @pytest.fixture
 def worker(start_worker) -> WorkerProcess:
     return start_worker()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_engine_outlives_the_suite():
+    """Fail the run if any test left an engine process behind (a leaked model holds memory
+    and a port). Module fixtures may keep one for their tests; the session end may not."""
+    yield
+    import psutil
+
+    def engines() -> list[psutil.Process]:
+        found = []
+        for c in psutil.Process().children(recursive=True):
+            try:
+                if "layerlab.core.engine.host" in " ".join(c.cmdline()):
+                    found.append(c)
+            except psutil.Error:
+                pass
+        return found
+
+    deadline = time.monotonic() + 10  # stop() calls still winding down
+    left = engines()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [p for p in left if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for p in left:
+        p.kill()
+    assert not left, f"engine processes left running by the tests: {[p.pid for p in left]}"

@@ -1,10 +1,12 @@
-"""Start the window: the demo model (or the last one chosen) loads at once."""
+"""Start the window: the last model chosen (or the bundled demo) loads at once."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from layerlab.core.demo_model import DEMO_NAME, DemoModelMissing, demo_model_path
@@ -13,27 +15,54 @@ from layerlab.ui.engine_controller import EngineController
 from layerlab.ui.main_window import MainWindow
 
 
+def choose_model(requested: str | None, settings: Settings) -> tuple[Path, str, str]:
+    """(path, name, a word for the person) — a vanished model falls back to the demo."""
+    wanted = requested or settings.model_path
+    if wanted:
+        path = Path(wanted)
+        if path.is_file():
+            return path, path.name, ""
+        note = f"The model {path} is not there any more; the demo model is loaded instead."
+        if not requested:
+            settings.model_path = ""  # forget it, but only once the demo is found
+    else:
+        note = ""
+    return demo_model_path(), DEMO_NAME, note
+
+
+def quit_on_signals(app: QApplication) -> QTimer:
+    """Ctrl+C / SIGTERM close the window properly (engine stopped, settings saved).
+
+    Python runs signal handlers only between bytecodes, so a timer gives it a chance while
+    Qt's event loop sleeps in C++.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: app.closeAllWindows())
+    tick = QTimer()
+    tick.timeout.connect(lambda: None)
+    tick.start(250)
+    return tick
+
+
 def run_app(argv: list[str], model: str | None = None, autoload: bool = True) -> int:
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("LayerLab")
     settings = Settings.load()
     try:
-        if model or settings.model_path:
-            path = Path(model or settings.model_path)
-            name = path.name
-            if not path.is_file():
-                raise DemoModelMissing(f"The model file {path} is not there any more.")
-        else:
-            path, name = demo_model_path(), DEMO_NAME
+        path, name, note = choose_model(model, settings)
     except DemoModelMissing as e:
         QMessageBox.critical(None, "LayerLab", str(e))
         return 1
     controller = EngineController()
     window = MainWindow(controller, settings, path, name)
     window.show()
+    if note:
+        window.statusBar().showMessage(note, 15000)
+    tick = quit_on_signals(app)
     if autoload:
         window.load()
     code = app.exec()
+    tick.stop()
     controller.shutdown()
     return code
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 TOKEN_ENV = "LAYERLAB_ENGINE_TOKEN"  # how the supervisor hands the engine its API token
+PARENT_ENV = "LAYERLAB_ENGINE_PARENT"  # the supervisor's pid: the engine ends when it is gone
 
 
 @dataclass(frozen=True)

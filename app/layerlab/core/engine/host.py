@@ -50,6 +50,19 @@ def check_workers(plan: LoadPlan) -> None:
             sys.exit(3)
 
 
+def end_with_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """Exit when the process that started us is gone (killed, crashed, closed without
+    stopping us): an orphaned engine would hold the model's memory and a port forever."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(0)
+            time.sleep(interval)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
@@ -58,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("engine: no API token given", file=sys.stderr)
         return 2
+    parent = os.environ.pop(events.PARENT_ENV, "")
+    if parent.isdigit():
+        end_with_parent(int(parent))
     plan = LoadPlan.from_json(sys.stdin.read())
 
     emit(events.Progress(0.0, "checking workers"))

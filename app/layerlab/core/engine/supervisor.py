@@ -225,7 +225,8 @@ class EngineSupervisor:
         engine_plan = _routed(plan, routes)
         back = {ep: w for w, ep in routes.items() if ep != w}
         self._token = secrets.token_urlsafe(32)
-        env = dict(os.environ, **{events.TOKEN_ENV: self._token})
+        env = dict(os.environ, **{events.TOKEN_ENV: self._token,
+                                   events.PARENT_ENV: str(os.getpid())})
         env.setdefault("PYTHONUNBUFFERED", "1")
         log_dir = engine_log_dir()
         log_dir.mkdir(parents=True, exist_ok=True)
