@@ -21,7 +21,8 @@ from layerlab.core.gguf.synthetic import write_model  # noqa: E402
 from layerlab.core.load_plan import DeviceRef, LoadPlan  # noqa: E402
 from layerlab.core.planner.dryrun import measure  # noqa: E402
 from layerlab.core.planner.forecast import compare, forecast_plan  # noqa: E402
-from tests.planner.conftest import SHAPES, _start_worker  # noqa: E402
+from tests.conftest import WorkerProcess, free_port_pair  # noqa: E402
+from tests.planner.conftest import SHAPES  # noqa: E402
 
 MiB = 1 << 20
 
@@ -31,8 +32,8 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(2):
-                procs.append(_start_worker(Path(tmp)))
-            w = [DeviceRef.rpc(ep) for _, ep in procs]
+                procs.append(WorkerProcess(free_port_pair(), Path(tmp), threads=1, cache=False))
+            w = [DeviceRef.rpc(p.endpoint) for p in procs]
             models = {"SmolLM2-135M Q4_1": str(demo_model_path())}
             for name, spec in SHAPES.items():
                 models[name] = str(write_model(Path(tmp) / f"{name}.gguf", spec))
@@ -61,11 +62,8 @@ def main() -> None:
                               f"{e.error / MiB:+.2f} | {e.percent:+.1f} |")
             print(f"\nworst absolute error: {worst:.2f} MiB")
     finally:
-        for p, _ in procs:
-            p.terminate()
-            p.wait(10)
-            if p.stdout:
-                p.stdout.close()
+        for p in procs:
+            p.stop()
 
 
 if __name__ == "__main__":

@@ -2,73 +2,25 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
-from layerlab.core.cluster.probe import probe
 from layerlab.core.demo_model import demo_model_path
 from layerlab.core.gguf.synthetic import ModelSpec, write_model
-
-
-def _free_port_pair() -> int:
-    """A port p with p and p+1 free (a worker serves its status on p+1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        if p >= 65535:
-            continue
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", p + 1))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no free port pair")
-
-
-def _start_worker(tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port_pair()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "layerlab.cli.main", "worker", "--listen", f"127.0.0.1:{port}",
-         "--threads", "1", "--cache-dir", ""],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    ep = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited: {proc.stdout.read()}")
-        if probe(ep, timeout=0.5).ok:
-            return proc, ep
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("worker did not start")
+from tests.conftest import WorkerProcess, free_port_pair
 
 
 @pytest.fixture(scope="session")
 def workers(tmp_path_factory):
     """Two real llama.cpp RPC workers on loopback (CPU, one thread each)."""
-    started = []
+    started: list[WorkerProcess] = []
     try:
         for _ in range(2):
-            started.append(_start_worker(tmp_path_factory.mktemp("w")))
-        yield [ep for _, ep in started]
+            started.append(WorkerProcess(free_port_pair(), tmp_path_factory.mktemp("w"),
+                                         threads=1, cache=False))
+        yield [w.endpoint for w in started]
     finally:
-        for proc, _ in started:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
+        for w in started:
+            w.stop()
 
 
 @pytest.fixture(scope="session")

@@ -34,14 +34,7 @@ def _line(info, sample) -> str:
         mem = f"{used} / {format_bytes(total)}"
     else:
         mem = "memory not reported"
-    extra = []
-    if sample:
-        if sample.utilization is not None:
-            extra.append(f"{sample.utilization:.0f} %")
-        if sample.temperature_c is not None:
-            extra.append(f"{sample.temperature_c:.0f} °C")
-        if sample.power_w is not None:
-            extra.append(f"{sample.power_w:.0f} W")
+    extra = sample.readings() if sample else []
     if info.pcie_gen and info.pcie_width:
         extra.append(f"PCIe {info.pcie_gen}.0 x{info.pcie_width}")
     if info.memory_bandwidth:

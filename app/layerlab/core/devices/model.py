@@ -57,6 +57,17 @@ class DeviceSample:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def readings(self) -> list[str]:
+        """The live readings the hardware gave, as a person reads them: '63 %', '71 °C'."""
+        out = []
+        if self.utilization is not None:
+            out.append(f"{self.utilization:.0f} %")
+        if self.temperature_c is not None:
+            out.append(f"{self.temperature_c:.0f} °C")
+        if self.power_w is not None:
+            out.append(f"{self.power_w:.0f} W")
+        return out
+
 
 @dataclass
 class Machine:

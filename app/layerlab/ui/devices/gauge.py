@@ -130,14 +130,7 @@ class DeviceGauge(QFrame):
             self.history.hide()
             self.memory.setText("memory not reported (shared with the system)"
                                 if self.info.kind == "igpu" else "memory not reported")
-        parts = []
-        if s.utilization is not None:
-            parts.append(f"{s.utilization:.0f} %")
-        if s.temperature_c is not None:
-            parts.append(f"{s.temperature_c:.0f} °C")
-        if s.power_w is not None:
-            parts.append(f"{s.power_w:.0f} W")
-        self.stats.setText("  ".join(parts))
+        self.stats.setText("  ".join(s.readings()))
         if s.stale:
             self.problem.setText(f"stale: {s.problem}" if s.problem else "stale")
         self.problem.setVisible(s.stale)
