@@ -103,3 +103,49 @@ def test_pair_action_without_a_selection_uses_the_typed_address(qtbot, panel, st
     qtbot.waitUntil(lambda: "127.0.0.1:1" in panel.results, timeout=10_000)
     assert not panel.results["127.0.0.1:1"].ok
     assert panel.list.item(1).text().startswith("✖ 127.0.0.1:1 — Nothing is listening")
+
+
+def test_the_row_shows_the_wait_per_token_after_an_answer(
+        qtbot, panel, start_sharing, start_worker, demo_model):
+    from layerlab.core.load_plan import DeviceRef, LoadPlan
+    from layerlab.ui.chat.chat_stream import ChatStream
+
+    w = start_sharing("bench-box")
+    plain = start_worker()
+    panel.links.pair(w.address, w.code, w.fingerprint)
+    # `probed` names each address as its answer lands in `results`.
+    with qtbot.waitSignals([panel.probed, panel.probed], timeout=10_000,
+                           check_params_cbs=[lambda a: a in (w.address, plain.endpoint)] * 2,
+                           order="none"):
+        panel.set_saved([SavedWorker(w.address, True), SavedWorker(plain.endpoint, True)])
+    assert panel.results[w.address].ok and panel.results[plain.endpoint].ok
+
+    controller = EngineController()
+    panel.attach(controller.supervisor)
+    try:
+        controller.load(LoadPlan(str(demo_model), n_ctx=1024, n_threads=1,
+                                 devices=[DeviceRef.rpc(w.address), DeviceRef.rpc(plain.endpoint)],
+                                 tensor_split=[1, 1]))
+        qtbot.waitUntil(lambda: isinstance(controller.state, Ready | Failed), timeout=60_000)
+        assert isinstance(controller.state, Ready), controller.state
+        assert "ms/token" not in panel.list.item(0).text()
+
+        stream = ChatStream(controller.supervisor.client(),
+                            [{"role": "user", "content": "Tell me about the sea."}],
+                            {"temperature": 0, "seed": 1, "max_tokens": 48}, panel)
+        panel.follow_answer(stream)
+        with qtbot.waitSignal(stream.finished, timeout=60_000) as done:
+            stream.start()
+        assert stream.wait(5)
+        timings = done.args[0].timings
+        qtbot.waitUntil(lambda: "ms/token" in panel.list.item(0).text(), timeout=5_000)
+        row = panel.list.item(0).text()
+        print("\n" + row + "\n" + panel.list.item(1).text())
+        wait = panel.links.info(w.address).wait
+        assert wait is not None and wait.final and f"· {wait.text}" in row
+        assert "~" not in wait.text  # the final number, from llama.cpp's timings
+        assert 0 < wait.ms_per_token < timings["predicted_ms"] / timings["predicted_n"]
+        # A plain worker has nothing in between to time it: its row says so.
+        assert "measured for paired workers only" in panel.list.item(1).text()
+    finally:
+        controller.shutdown()

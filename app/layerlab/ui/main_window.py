@@ -81,6 +81,7 @@ class MainWindow(QMainWindow):
         self.load_bar.reloadWithoutRequested.connect(self._reload_without)
         self.load_bar.modelChosen.connect(self._choose_model)
         self.chat.ratesChanged.connect(self.throughput.show_rates)
+        self.chat.answerStarted.connect(self.workers.follow_answer)  # wait per token
         self.workers.workersChanged.connect(self._save_settings)
         self.workers.workersChanged.connect(
             lambda: self.devices.set_workers(self.workers.enabled_addresses()))

@@ -37,8 +37,9 @@ class LinkForwarder:
         self.address = address or Endpoint.parse(worker.address)
         self.last_problem: LinkError | None = None
         self.stats = {"connections": 0, "refused": 0}
-        # Bytes carried to / from the worker: finished sessions, plus live ones in _flows.
-        self._carried = [0, 0]
+        # Bytes carried to / from the worker and seconds spent waiting on it (relay.pump):
+        # finished sessions, plus live ones in _flows.
+        self._carried = [0, 0, 0.0]
         self._flows: list[dict] = []
         self._rpc_sock: socket.socket | None = None
         self._status: ThreadingHTTPServer | None = None
@@ -106,7 +107,7 @@ class LinkForwarder:
                 return
             self.last_problem = None
             self.stats["connections"] += 1
-            flow = {"a": 0, "b": 0}
+            flow = {"a": 0, "b": 0, "waited": 0.0}
             with self._lock:
                 self._open.update((local, tls))
                 self._flows.append(flow)
@@ -120,6 +121,7 @@ class LinkForwarder:
                     self._flows.remove(flow)
                     self._carried[0] += flow["a"]
                     self._carried[1] += flow["b"]
+                    self._carried[2] += flow["waited"]
                 tls.close()
 
     @property
@@ -128,6 +130,13 @@ class LinkForwarder:
         with self._lock:
             return (self._carried[0] + sum(f["a"] for f in self._flows),
                     self._carried[1] + sum(f["b"] for f in self._flows))
+
+    @property
+    def waited_s(self) -> float:
+        """Seconds llama.cpp has waited on the worker's answers through this forwarder (the
+        worker's compute plus the link, both ways; see relay), live sessions included."""
+        with self._lock:
+            return self._carried[2] + sum(f["waited"] for f in self._flows)
 
     def _status_handler(self) -> type[BaseHTTPRequestHandler]:
         fwd = self

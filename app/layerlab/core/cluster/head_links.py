@@ -14,7 +14,9 @@ worker was probed.
 
 Per link it keeps what the Workers list shows: state, the problem in words, round-trip
 time (the kernel's smoothed TCP RTT of a status session), and the throughput measured
-while the link carried bulk data (a model load), which is known after the first load.
+while the link carried bulk data (a model load), which is known after the first load, and
+during and after an answer the time per generated token spent waiting on the worker
+(`answer_waits()`, core/cluster/token_waits.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from layerlab.core.cluster.identity import (
 )
 from layerlab.core.cluster.link import DEFAULT_LINK_PORT, LinkError, open_link, pair
 from layerlab.core.cluster.probe import ProbeResult, probe
+from layerlab.core.cluster.token_waits import AnswerWaits, TokenWait
 from layerlab.core.endpoint import BadAddress, Endpoint
 
 SAMPLE_S = 0.25  # how often forwarders' byte counters are read
@@ -59,15 +62,18 @@ class LinkInfo:
     kind: str = ""  # stopped | silent | a LinkError kind
     rtt_ms: float | None = None
     throughput_bps: float | None = None  # bytes per second, to the worker
+    wait: TokenWait | None = None  # the last (or current) answer's wait per token on it
 
     @property
     def summary(self) -> str:
-        """'link ok · RTT 0.4 ms · 410 MB/s' (what is known)."""
+        """'link ok · RTT 0.4 ms · 410 MB/s · waits 3.1 ms/token' (what is known)."""
         parts = [f"link {self.state}" if self.state != "ok" else "link ok"]
         if self.rtt_ms is not None:
             parts.append(f"RTT {self.rtt_ms:.1f} ms")
         if self.throughput_bps:
             parts.append(f"{_rate(self.throughput_bps)}")
+        if self.wait is not None:
+            parts.append(self.wait.text)
         return " · ".join(parts)
 
 
@@ -103,6 +109,7 @@ class _Link:
         self.rtt_ms: float | None = None
         self.rates: collections.deque[float] = collections.deque(maxlen=16)
         self.last_sample = (time.monotonic(), 0)
+        self.wait: TokenWait | None = None
 
 
 class HeadLinks:
@@ -297,7 +304,34 @@ class HeadLinks:
             kind=st.kind if st.state == "lost" else "",
             rtt_ms=link.rtt_ms,
             throughput_bps=max(link.rates) if link.rates else None,
+            wait=link.wait,
         )
+
+    # -- waiting per token ------------------------------------------------------------------
+    def waited_s(self) -> dict[str, float]:
+        """Seconds llama.cpp has waited on each open link's worker so far (cumulative)."""
+        with self._lock:
+            links = list(self._links.items())
+        return {address: link.forwarder.waited_s for address, link in links}
+
+    def answer_waits(self) -> AnswerWaits:
+        """A clock for one answer: feed it the stream's pieces and its final timings; the
+        per-worker wait per token lands in `info(address).wait` (on_change tells)."""
+        return AnswerWaits(self.waited_s, self._show_waits)
+
+    def _show_waits(self, waits: dict[str, TokenWait]) -> None:
+        with self._lock:
+            changed = []
+            for address, link in self._links.items():
+                wait = waits.get(address)
+                # A worker a finished answer did not wait on is not in the loaded model:
+                # its old number belonged to another model.
+                clear = wait is None and all(w.final for w in waits.values())
+                if (wait is not None or clear) and wait != link.wait:
+                    link.wait = wait
+                    changed.append(address)
+        for address in changed:
+            self.on_change(address)
 
     def measure_rtt(self, address: str, timeout: float = 3.0) -> float | None:
         """Open a status session to the worker and read the kernel's RTT of it. Blocks."""

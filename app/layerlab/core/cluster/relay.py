@@ -6,6 +6,14 @@ directions of a pair with poll(): only one direction is busy at a time, there is
 hand-off per message, and one SSL object is never used from two threads at once (OpenSSL
 does not allow that). Buffers are preallocated; TLS data already decrypted and buffered
 (`pending()`) is drained before waiting again, since poll() cannot see it.
+
+The pump also measures how long the head waits on the worker (`stats['waited']`, seconds):
+an exchange opens at the first request byte from the head's side ('a') after an answer,
+and every answer byte from the worker's side ('b') closes it up to that moment. So the
+time the worker computes and the link carries counts; the head's own compute between
+exchanges does not. (Commands llama.cpp sends without awaiting an answer, such as
+GRAPH_COMPUTE, stay inside the exchange their answer closes.) Two perf_counter() calls
+per message, nothing per byte.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import contextlib
 import select
 import socket
 import ssl
+import time
 
 BUF_SIZE = 1 << 20
 
@@ -47,7 +56,8 @@ def pump(a: socket.socket, b: socket.socket, stats: dict | None = None) -> str:
     """Relay until one side closes or fails; returns why ('a closed', 'b error: ...').
 
     Both sockets must be blocking. The caller closes them. `stats`, if given, counts the
-    bytes read from each side ('a', 'b') as they move, so a reader sees the traffic live.
+    bytes read from each side ('a', 'b') as they move, so a reader sees the traffic live,
+    and the seconds side 'a' spent waiting on side 'b' ('waited', see the module doc).
     """
     buf = bytearray(BUF_SIZE)
     view = memoryview(buf)
@@ -58,10 +68,20 @@ def pump(a: socket.socket, b: socket.socket, stats: dict | None = None) -> str:
     names = {fa: "a", fb: "b"}
     peers = {fa: (a, b), fb: (b, a)}
     moved = stats if stats is not None else {}
-    moved.update(a=0, b=0)
+    moved.update(a=0, b=0, waited=0.0)
+    clock = time.perf_counter
+    mark = 0.0  # the open exchange counted up to here; 0.0: none open
+    answering = False  # the open exchange's answer has begun
     while True:
         for fd, _events in poller.poll():
             src, dst = peers[fd]
+            if fd == fa:
+                if answering or not mark:  # a new request: a new exchange
+                    mark, answering = clock(), False
+            elif mark:
+                now = clock()
+                moved["waited"] += now - mark
+                mark, answering = now, True
             try:
                 n = src.recv_into(buf)
                 if n == 0:

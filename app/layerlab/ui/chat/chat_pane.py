@@ -19,6 +19,7 @@ PAINT_INTERVAL_MS = 33  # ~30 repaints a second, however fast tokens arrive
 class ChatPane(QWidget):
     ratesChanged = Signal(object)  # Rates
     busyChanged = Signal(bool)
+    answerStarted = Signal(object)  # the ChatStream, for views that follow an answer
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -91,6 +92,7 @@ class ChatPane(QWidget):
         self._stream.failed.connect(self._on_failed)
         self._set_busy(True)
         self._paint.start()
+        self.answerStarted.emit(self._stream)
         self._stream.start()
 
     def stop(self) -> None:

@@ -21,7 +21,6 @@ from layerlab.ui.layer_map.panel import LayerMapPanel
 from layerlab.ui.wiring.background import BackgroundLane
 from layerlab.ui.workers.workers_panel import WorkersPanel
 
-RESULTS_POLL_MS = 500  # WorkersPanel has no signal for a probe's answer; its dict is cheap
 LOAD_WAIT_MS = 8000  # a Load pressed before the workers answered waits at most this long
 
 
@@ -46,10 +45,7 @@ class PlanFeeder(QObject):
         self._wait_timer = QTimer(self)
         self._wait_timer.setSingleShot(True)
         self._wait_timer.timeout.connect(self._give_plan)
-        self._poll = QTimer(self)
-        self._poll.setInterval(RESULTS_POLL_MS)
-        self._poll.timeout.connect(self._check_results)
-        self._poll.start()
+        workers.probed.connect(self._worker_probed)
         workers.workersChanged.connect(self.workers_changed)
 
     # ---- inputs ------------------------------------------------------------------------
@@ -65,6 +61,9 @@ class PlanFeeder(QObject):
 
     def workers_changed(self) -> None:
         self._check_results(force=True)
+
+    def _worker_probed(self, _address: str) -> None:
+        self._check_results()
 
     # ---- the plan ----------------------------------------------------------------------
     @property
@@ -158,6 +157,5 @@ class PlanFeeder(QObject):
         self._maybe_settled()
 
     def close(self) -> None:
-        self._poll.stop()
         self._wait_timer.stop()
         self.lane.close()

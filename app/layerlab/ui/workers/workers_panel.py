@@ -17,6 +17,15 @@ That also hands the supervisor the link heartbeats, so a worker that dies mid-an
 reported in milliseconds. Without it a paired worker fails its pre-load check with a clear
 message (its link port does not speak RPC); nothing crashes.
 
+During and after an answer each paired worker's row shows the time per generated token
+the head spent waiting on it ("waits 3.1 ms/token"; core/cluster/token_waits.py):
+
+    window.chat.answerStarted.connect(window.workers.follow_answer)
+
+A plain worker is reached by llama.cpp directly, with nothing in between to time it; its
+row says that the number needs a link (token_waits.py says why we do not relay it).
+`probed(address)` is emitted when a probe's answer is in `results`.
+
 Probing, discovery (mDNS, started when the panel is first shown) and pairing run off the GUI
 thread; results come back as signals. LAYERLAB_DISCOVERY=off turns discovery off; a comma
 list of interface addresses limits it to those (tests use 127.0.0.1).
@@ -47,6 +56,7 @@ from layerlab.core.cluster.head_links import HeadLinks
 from layerlab.core.cluster.identity import Peer
 from layerlab.core.cluster.link import LINK_PROTOCOL
 from layerlab.core.cluster.probe import ProbeResult
+from layerlab.core.cluster.token_waits import AnswerWaits
 from layerlab.core.endpoint import BadAddress, Endpoint
 from layerlab.core.settings import SavedWorker
 from layerlab.ui.cluster.pairing_dialog import PairingDialog
@@ -54,6 +64,7 @@ from layerlab.ui.cluster.pairing_dialog import PairingDialog
 ADDRESS_ROLE = Qt.ItemDataRole.UserRole
 FOUND_ROLE = Qt.ItemDataRole.UserRole + 1
 _OK, _BAD, _ASKING = "✔", "✖", "…"
+PLAIN_WAIT_NOTE = "waiting per token: measured for paired workers only (pair it to see it)"
 DISCOVERY_ENV = "LAYERLAB_DISCOVERY"
 
 
@@ -67,6 +78,7 @@ def discovery_interfaces() -> list[str] | bool | None:
 
 class WorkersPanel(QGroupBox):
     workersChanged = Signal()
+    probed = Signal(str)  # address: its probe's answer is now in `results`
     _probed = Signal(object)  # ProbeResult, from the pool threads to the GUI thread
     _discovered = Signal(object)  # list[DiscoveredWorker], from zeroconf's thread
     _linkChanged = Signal(str)  # address, from the links' threads
@@ -82,6 +94,8 @@ class WorkersPanel(QGroupBox):
         self._browser = None
         self._browsing = False
         self._closed = False
+        self._waits: AnswerWaits | None = None  # the answer being followed
+        self._answered = False  # an answer was followed: plain rows say what they lack
 
         self.list = QListWidget()
         self.list.setWordWrap(True)
@@ -135,6 +149,31 @@ class WorkersPanel(QGroupBox):
     def attach(self, supervisor) -> None:
         """Let `supervisor` reach paired workers through their links (see module doc)."""
         self.links.attach(supervisor)
+
+    def follow_answer(self, stream) -> None:
+        """Show each worker's wait per token for this answer (`stream`: a ChatStream, or
+        anything with piece(str), finished(Finished) and failed(str) signals)."""
+        self._waits = self.links.answer_waits()
+        stream.piece.connect(self._answer_piece)
+        stream.finished.connect(self._answer_finished)
+        stream.failed.connect(self._answer_failed)
+        if not self._answered:
+            self._answered = True
+            for address in self.enabled_addresses():
+                if not self.links.is_paired(address):
+                    self._refresh_link(address)
+
+    def _answer_piece(self, _text: str) -> None:
+        if self._waits is not None:
+            self._waits.piece()  # a snapshot of counters under short locks; no I/O
+
+    def _answer_finished(self, done) -> None:
+        waits, self._waits = self._waits, None
+        if waits is not None:
+            waits.finish(getattr(done, "timings", None) or {})
+
+    def _answer_failed(self, _message: str) -> None:
+        self._waits = None  # the live number stays; the lost worker's row says the rest
 
     # -- the person's list ---------------------------------------------------------------
     def set_saved(self, workers: list[SavedWorker]) -> None:
@@ -227,12 +266,15 @@ class WorkersPanel(QGroupBox):
         info = self.links.info(address)
         if info is not None and info.endpoint:
             text += f"\n   {info.summary}"
+        elif info is None and result.ok and self._answered:
+            text += f"\n   {PLAIN_WAIT_NOTE}"
         return text
 
     def _show_result(self, result: ProbeResult) -> None:
         address = str(result.endpoint)
         self.results[address] = result
         self._refresh_link(address)
+        self.probed.emit(address)
 
     def _refresh_link(self, address: str) -> None:
         for i in range(self.list.count()):
