@@ -82,17 +82,8 @@ class LinkForwarder:
 
     def _accept_loop(self) -> None:
         assert self._rpc_sock is not None
-        while not self._closed.is_set():
-            try:
-                local, _ = self._rpc_sock.accept()
-            except OSError:
-                if self._closed.is_set():
-                    return
-                time.sleep(0.05)
-                continue
-            threading.Thread(
-                target=self._carry, args=(local,), name="fwd-conn", daemon=True
-            ).start()
+        relay.accept_forever(self._rpc_sock, self._closed, lambda conn, _addr: self._carry(conn),
+                       "fwd-conn")
 
     def _carry(self, local: socket.socket) -> None:
         with local:

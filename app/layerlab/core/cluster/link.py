@@ -237,17 +237,7 @@ class LinkServer:
 
     def _accept_loop(self) -> None:
         assert self._sock is not None
-        while not self._closed.is_set():
-            try:
-                conn, addr = self._sock.accept()
-            except OSError:
-                if self._closed.is_set():
-                    return
-                time.sleep(0.05)
-                continue
-            threading.Thread(
-                target=self._serve, args=(conn, addr), name="link-conn", daemon=True
-            ).start()
+        relay.accept_forever(self._sock, self._closed, self._serve, "link-conn")
 
     def _refuse_handshake(self, addr: tuple, why: str) -> None:
         self.counters.handshakes_refused += 1
@@ -450,14 +440,19 @@ def _tcp(address: Endpoint, timeout: float) -> socket.socket:
     return sock
 
 
-def presented_fingerprint(address: Endpoint, timeout: float = HANDSHAKE_TIMEOUT_S) -> str:
-    """The fingerprint of the certificate whatever answers at `address` presents."""
+def _unpinned_tls(address: Endpoint, timeout: float) -> ssl.SSLSocket:
+    """TLS to a link without checking its certificate: only to read or pin it (pairing)."""
     sock = _tcp(address, timeout)
     try:
-        tls = client_context(None, None).wrap_socket(sock)
+        return client_context(None, None).wrap_socket(sock)
     except (ssl.SSLError, OSError) as e:
         sock.close()
         raise LinkError("protocol", f"{address} does not speak LayerLab's link ({e}).") from None
+
+
+def presented_fingerprint(address: Endpoint, timeout: float = HANDSHAKE_TIMEOUT_S) -> str:
+    """The fingerprint of the certificate whatever answers at `address` presents."""
+    tls = _unpinned_tls(address, timeout)
     with tls:
         der = tls.getpeercert(binary_form=True)
     return fingerprint_of_cert(der)
@@ -546,12 +541,7 @@ def pair(
 ) -> Peer:
     """Pair with the worker at `address` using the code it shows; pin and return it."""
     address = Endpoint.parse(address, DEFAULT_LINK_PORT) if isinstance(address, str) else address
-    sock = _tcp(address, timeout)
-    try:
-        tls = client_context(None, None).wrap_socket(sock)
-    except (ssl.SSLError, OSError) as e:
-        sock.close()
-        raise LinkError("protocol", f"{address} does not speak LayerLab's link ({e}).") from None
+    tls = _unpinned_tls(address, timeout)
     with tls:
         worker_fp = fingerprint_of_cert(tls.getpeercert(binary_form=True))
         if expected_fingerprint and worker_fp != expected_fingerprint:

@@ -22,7 +22,9 @@ import contextlib
 import select
 import socket
 import ssl
+import threading
 import time
+from collections.abc import Callable
 
 BUF_SIZE = 1 << 20
 
@@ -97,3 +99,21 @@ def pump(a: socket.socket, b: socket.socket, stats: dict | None = None) -> str:
                         moved[names[fd]] += n
             except (OSError, ValueError) as e:
                 return f"{names[fd]} error: {e}"
+
+
+def accept_forever(sock: socket.socket, closed: threading.Event,
+                   handle: Callable[[socket.socket, object], None], name: str) -> None:
+    """Accept connections until `closed` is set, each handled on its own daemon thread.
+
+    A failed accept while open (EMFILE, a reset in the backlog) is retried after a pause
+    instead of ending the listener.
+    """
+    while not closed.is_set():
+        try:
+            conn, addr = sock.accept()
+        except OSError:
+            if closed.is_set():
+                return
+            time.sleep(0.05)
+            continue
+        threading.Thread(target=handle, args=(conn, addr), name=name, daemon=True).start()
