@@ -44,7 +44,34 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
-class WorkerProcess:
+class ControlledProcess:
+    """Faults a test can inflict on a child process, and a stop that always ends it."""
+
+    proc: subprocess.Popen
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+
+    def freeze(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def end(self) -> None:
+        """Terminate (thawing first: a stopped process cannot act on SIGTERM), then kill."""
+        if self.proc.poll() is None:
+            self.thaw()
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class WorkerProcess(ControlledProcess):
     """A real `layerlab worker` on loopback, for tests."""
 
     def __init__(self, port: int, tmp: Path, threads: int = 1, cache: bool = True):
@@ -67,26 +94,9 @@ class WorkerProcess:
             time.sleep(0.05)
         raise RuntimeError(f"worker did not start: {self.log.read_text()}")
 
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(5)
-
-    def freeze(self) -> None:
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        os.kill(self.proc.pid, signal.SIGCONT)
-
     def stop(self) -> None:
         self._log_file.close()
-        if self.proc.poll() is None:
-            self.thaw()
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        self.end()
 
     def wait_idle(self, timeout: float = 10) -> None:
         """Until the worker answers a probe again (it serves one head at a time)."""

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from layerlab.core.cluster.identity import Identity, TrustStore, load_or_create_identity
-from tests.conftest import free_port_pair
+from tests.conftest import ControlledProcess, free_port_pair
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class SharingWorker:
+class SharingWorker(ControlledProcess):
     """A real `layerlab worker --share`, optionally inside a network namespace."""
 
     def __init__(
@@ -123,25 +123,8 @@ class SharingWorker:
     def address(self) -> str:
         return self.wait_event("sharing")["address"]
 
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(5)
-
-    def freeze(self) -> None:
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        os.kill(self.proc.pid, signal.SIGCONT)
-
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.thaw()
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        self.end()
         self._reader.join(5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
