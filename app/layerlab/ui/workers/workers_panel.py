@@ -99,6 +99,7 @@ class WorkersPanel(QGroupBox):
 
         self.list = QListWidget()
         self.list.setWordWrap(True)
+        self.list.setSpacing(3)  # two-line rows: keep each worker's lines apart
         self.address = QLineEdit()
         self.address.setPlaceholderText("host:port, e.g. 192.168.1.20:50052")
         self.add_button = QPushButton("Add")
