@@ -53,3 +53,9 @@ def test_expected_layers_follow_llamacpp_rule():
 def test_plan_validation_names_the_problem():
     with pytest.raises(ValueError, match="2 shares for 1 devices"):
         LoadPlan("/m", devices=[DeviceRef.rpc("a:1")], tensor_split=[1, 2]).validate()
+
+
+def test_short_times_read_honestly():
+    from layerlab.core.units import format_ms
+
+    assert format_ms(0.04) == "<0.1 ms" and format_ms(1.46) == "1.5 ms"

@@ -7,6 +7,11 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 
+def format_ms(ms: float) -> str:
+    """A short time as a person reads it; loopback round trips are below what 0.1 shows."""
+    return "<0.1 ms" if ms < 0.1 else f"{ms:.1f} ms"
+
+
 def format_bytes(n: int) -> str:
     """Human-readable size: '512 MiB', '11.8 GiB'."""
     if n < 0:

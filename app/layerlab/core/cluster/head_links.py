@@ -44,6 +44,7 @@ from layerlab.core.cluster.link import DEFAULT_LINK_PORT, LinkError, open_link, 
 from layerlab.core.cluster.probe import ProbeResult, probe
 from layerlab.core.cluster.token_waits import AnswerWaits, TokenWait
 from layerlab.core.endpoint import BadAddress, Endpoint
+from layerlab.core.units import format_ms
 
 SAMPLE_S = 0.25  # how often forwarders' byte counters are read
 BULK_BYTES = 1 << 20  # a sample window moving at least this much measures throughput
@@ -69,7 +70,7 @@ class LinkInfo:
         """'link ok · RTT 0.4 ms · 410 MB/s · waits 3.1 ms/token' (what is known)."""
         parts = [f"link {self.state}" if self.state != "ok" else "link ok"]
         if self.rtt_ms is not None:
-            parts.append(f"RTT {self.rtt_ms:.1f} ms")
+            parts.append(f"RTT {format_ms(self.rtt_ms)}")
         if self.throughput_bps:
             parts.append(f"{_rate(self.throughput_bps)}")
         if self.wait is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from layerlab.core.cluster import rpc_wire
 from layerlab.core.endpoint import Endpoint
-from layerlab.core.units import format_bytes
+from layerlab.core.units import format_bytes, format_ms
 
 DEFAULT_TIMEOUT_S = 1.5  # a healthy worker answers HELLO in milliseconds, even over Wi-Fi
 FOLLOW_UP_TIMEOUT_S = 0.75  # the extra questions asked of a silent port
@@ -53,7 +53,7 @@ class ProbeResult:
         for d in self.devices:
             label = d.description or d.name or f"device {d.index}"
             parts.append(f"{label}: {format_bytes(d.free)} free of {format_bytes(d.total)}")
-        rtt = f" · {self.rtt_ms:.1f} ms" if self.rtt_ms is not None else ""
+        rtt = f" · {format_ms(self.rtt_ms)}" if self.rtt_ms is not None else ""
         return f"ready, RPC {self.version}{rtt} · " + "; ".join(parts)
 
 
