@@ -111,7 +111,8 @@ def test_worker_killed_mid_answer_keeps_the_conversation_and_reloads_without_it(
     said = win.chat.conversation.messages[-1].content
     transcript = win.chat.transcript.toPlainText()
     assert "Write a long poem about rivers." in transcript and said in transcript
-    assert w2.endpoint in win.load_bar.message.text()
+    # the window hears of the failure through a queued signal: wait for what the person sees
+    qtbot.waitUntil(lambda: w2.endpoint in win.load_bar.message.text(), timeout=5000)
     assert win.load_bar.reload_button.isVisible()
 
     w1.wait_idle()
