@@ -10,6 +10,7 @@ names the lost worker so "reload without it" is one call.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import secrets
 import subprocess
@@ -241,14 +242,18 @@ class EngineSupervisor:
             self._set(Failed(plan, f"Could not start the engine process: {e}"), gen)
             return
         with self._lock:
-            if gen != self._generation:
+            if gen != self._generation:  # stopped while we were starting it
                 _terminate(proc)
+                _close_pipes(proc)
                 return
             self._proc = proc
             self._expected_exit = False
         assert proc.stdin and proc.stdout and proc.stderr
-        proc.stdin.write(engine_plan.to_json())
-        proc.stdin.close()
+        # If it was stopped (and killed) in between, writing fails and the stdout loop ends.
+        with contextlib.suppress(OSError):
+            proc.stdin.write(engine_plan.to_json())
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
         threading.Thread(target=self._pump_stderr, args=(proc, log_dir / "engine.log"),
                          name="engine-stderr", daemon=True).start()
         placement: events.Placement | None = None
@@ -390,6 +395,13 @@ def _refused(endpoint: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def _close_pipes(proc: subprocess.Popen) -> None:
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _terminate(proc: subprocess.Popen, grace: float = 5.0) -> None:
