@@ -11,8 +11,8 @@ from layerlab.core.devices.host_probe import HostProbe
 from layerlab.core.devices.inventory import discover
 from layerlab.core.devices.model import DeviceInfo, DeviceSample
 from layerlab.core.devices.nvml_probe import NvmlProbe
-from layerlab.core.devices.placement import placement_by_device
 from layerlab.core.devices.rig import rig_inventory
+from layerlab.core.load_plan import layers_by_device
 from layerlab.ui.devices import DevicesPanel
 from layerlab.ui.devices.feed import HIDDEN_INTERVAL_S, VISIBLE_INTERVAL_S, DeviceFeed
 from tests.devices.conftest import rig
@@ -76,7 +76,7 @@ def test_placement_and_model_share_by_llama_name(qtbot, playback):
     playback(r)
     panel = rig_panel(qtbot, r)
     try:
-        panel.set_layer_placement(placement_by_device(["CUDA0"] * 10 + ["CUDA1"] * 21))
+        panel.set_layer_placement(layers_by_device(["CUDA0"] * 10 + ["CUDA1"] * 21))
         panel.set_model_memory({"CUDA1": 3 * 1024**3})
         assert panel.gauge_for("CUDA0").placement.text() == "layers 0-9"
         assert panel.gauge_for("CUDA1").placement.text() == "layers 10-29 + output"
@@ -154,7 +154,7 @@ def test_layers_on_a_real_worker_after_a_real_load(qtbot, demo_model, worker):
         panel.show()
         qtbot.waitUntil(lambda: worker.endpoint in panel.groups and panel.gauge_for(
             f"RPC {worker.endpoint}") is not None, timeout=15000)
-        placement = placement_by_device(ready.placement.layer_devices)
+        placement = layers_by_device(ready.placement.layer_devices)
         panel.set_layer_placement(placement)
         remote = panel.gauge_for(f"RPC {worker.endpoint}")
         assert remote.info.machine == worker.endpoint

@@ -8,10 +8,10 @@ import time
 import pytest
 from PySide6.QtCore import QTimer
 
-from layerlab.core.devices.placement import memory_by_device, placement_by_device
+from layerlab.core.devices.placement import memory_by_device
 from layerlab.core.engine.supervisor import Failed, Ready, WatchSettings
 from layerlab.core.gguf.synthetic import LLAMA_70B, write_model
-from layerlab.core.load_plan import expected_layer_devices
+from layerlab.core.load_plan import expected_layer_devices, layers_by_device
 from layerlab.core.settings import SavedWorker, Settings
 from layerlab.ui.engine_controller import EngineController
 from layerlab.ui.main_window import MainWindow
@@ -130,7 +130,7 @@ def test_what_the_map_shows_loads_and_gauges_and_map_show_it(qtbot, window, star
 
     # the gauges: which layers each device holds, and the model's share of its memory
     win.tabs.setCurrentWidget(win.devices)
-    expected = placement_by_device(ready.placement.layer_devices)
+    expected = layers_by_device(ready.placement.layer_devices)
     qtbot.waitUntil(lambda: all(win.devices.gauge_for(lb) is not None for lb in labels),
                     timeout=20_000)
     for label in labels:

@@ -143,34 +143,34 @@ def expected_layer_devices(plan: LoadPlan, n_layer: int) -> list[str]:
     return out
 
 
+def layers_by_device(devices_per_layer: list[str]) -> dict[str, str]:
+    """Each device's layers in words, 'layers 10-29 + output', in the order devices first
+    appear (the output's device last if it holds no block); devices_per_layer is each
+    block's device, then the output's (events.Placement.layer_devices)."""
+    if not devices_per_layer:
+        return {}
+    n_layer = len(devices_per_layer) - 1
+    spans: dict[str, list[list[int]]] = {}
+    for il, dev in enumerate(devices_per_layer[:n_layer]):
+        s = spans.setdefault(dev, [])
+        if s and s[-1][1] == il - 1:
+            s[-1][1] = il
+        else:
+            s.append([il, il])
+    out: dict[str, str] = {}
+    for dev, ss in spans.items():
+        text = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in ss)
+        single = len(ss) == 1 and ss[0][0] == ss[0][1]
+        out[dev] = ("layer " if single else "layers ") + text
+    out_dev = devices_per_layer[-1]
+    out[out_dev] = f"{out[out_dev]} + output" if out_dev in out else "output"
+    return out
+
+
 def describe_ranges(devices_per_layer: list[str]) -> str:
     """'RPC 127.0.0.1:50052: layers 0-9 · RPC 127.0.0.1:50053: layers 10-29 + output'."""
-    if not devices_per_layer:
-        return ""
-    n_layer = len(devices_per_layer) - 1
-    parts: list[str] = []
-    order: list[str] = []
-    spans: dict[str, list[tuple[int, int]]] = {}
-    for il, dev in enumerate(devices_per_layer[:n_layer]):
-        if dev not in spans:
-            spans[dev] = []
-            order.append(dev)
-        s = spans[dev]
-        if s and s[-1][1] == il - 1:
-            s[-1] = (s[-1][0], il)
-        else:
-            s.append((il, il))
-    out_dev = devices_per_layer[n_layer]
-    if out_dev not in spans:
-        spans[out_dev] = []
-        order.append(out_dev)
-    for dev in order:
-        ranges = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans[dev])
-        text = f"layers {ranges}" if ranges else ""
-        if dev == out_dev:
-            text = f"{text} + output" if text else "output"
-        parts.append(f"{dev}: {text}")
-    return " · ".join(parts)
+    return " · ".join(f"{dev}: {text}"
+                      for dev, text in layers_by_device(devices_per_layer).items())
 
 
 def default_plan(model_path: str, workers: dict[str, int] | None = None, n_ctx: int = 4096,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject
 
-from layerlab.core.devices.placement import memory_by_device, placement_by_device
+from layerlab.core.devices.placement import memory_by_device
 from layerlab.core.engine.supervisor import EngineState, Ready
-from layerlab.core.load_plan import LoadPlan
+from layerlab.core.load_plan import LoadPlan, layers_by_device
 from layerlab.ui.devices.panel import DevicesPanel
 from layerlab.ui.layer_map.panel import LayerMapPanel
 
@@ -38,7 +38,7 @@ class LoadedModelView(QObject):
         if isinstance(state, Ready):
             self.loaded = state
             self.actual = memory_by_device(state.placement.allocations)
-            self.devices.set_layer_placement(placement_by_device(state.placement.layer_devices))
+            self.devices.set_layer_placement(layers_by_device(state.placement.layer_devices))
             self.devices.set_model_memory(self.actual)
         else:
             self.loaded, self.actual = None, {}
