@@ -13,11 +13,13 @@ import collections
 import contextlib
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -27,7 +29,7 @@ import platformdirs
 from layerlab.core.cluster.probe import fetch_status, probe
 from layerlab.core.endpoint import Endpoint
 from layerlab.core.engine import events
-from layerlab.core.engine.client import EngineClient, EngineUnavailable
+from layerlab.core.engine.client import EngineClient
 from layerlab.core.load_plan import LoadPlan, describe_ranges
 
 
@@ -164,12 +166,11 @@ class EngineSupervisor:
             s, gen = self._state, self._generation
         if not isinstance(s, Loading | Ready) or address not in s.plan.workers:
             return False
-        detail = f"{problem.rstrip('.')}. The" if problem else "the"
+        cause = f"{problem.rstrip('.')}. The" if problem else "the"
         # No grace: with a worker gone llama.cpp aborts or hangs, it never exits cleanly.
-        self._kill_for(s.plan, gen, Failed(
-            s.plan, f"Lost worker {self._label(address)}: {detail} model had layers there, so "
-                    "it was unloaded. Your conversation is kept. Reload without it to go on.",
-            [address]), grace=0.0)
+        self._kill_for(s.plan, gen, self._lost(
+            s.plan, [address], f"{cause} model had layers there, so it was unloaded."),
+            grace=0.0)
         return True
 
     def reload_without_lost(self) -> None:
@@ -294,8 +295,6 @@ class EngineSupervisor:
 
     def _diagnose(self, plan: LoadPlan, code: int, routes: dict[str, str] | None = None) -> Failed:
         """The engine ended on its own: find out whether a worker took it down."""
-        from concurrent.futures import ThreadPoolExecutor
-
         routes = routes or {}
         # A killed worker refuses at once; ask every worker in parallel, refusals first.
         lost = [w for w in plan.workers if _refused(routes.get(w, w))]
@@ -305,10 +304,7 @@ class EngineSupervisor:
                                         plan.workers))
             lost = [w for w, r in zip(plan.workers, answers, strict=True) if not r.ok]
         if lost:
-            names = ", ".join(self._label(w) for w in lost)
-            return Failed(plan, f"Lost worker {names}: the model had layers there, so it was "
-                                f"unloaded. Your conversation is kept. Reload without it to go on.",
-                          lost)
+            return self._lost(plan, lost, "the model had layers there, so it was unloaded.")
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         tail = " | ".join(x for x in list(self._stderr_tail)[-3:] if x.strip())
         return Failed(plan, f"The engine stopped unexpectedly ({how}). {tail}".strip())
@@ -327,16 +323,13 @@ class EngineSupervisor:
                 if answer is not None:
                     watched[w] = time.monotonic()
                 elif time.monotonic() - watched[w] > self.watch.worker_silence_s or _refused(ep):
-                    self._kill_for(plan, gen, Failed(
-                        plan, f"Lost worker {self._label(w)}: it stopped answering (frozen, "
-                              "switched off or unplugged). The model was unloaded; your "
-                              "conversation is kept. Reload without it to go on.", [w]))
+                    self._kill_for(plan, gen, self._lost(
+                        plan, [w], "it stopped answering (frozen, switched off or unplugged). "
+                                   "The model was unloaded."))
                     return
             try:
                 st = client.status()
-            except EngineUnavailable:
-                continue  # the engine's own exit is reported by _launch
-            except Exception:
+            except Exception:  # EngineUnavailable, EngineRefused: _launch reports its exit
                 continue
             stalled = st.get("since_progress_s", 0) > self.watch.stall_s
             if st.get("state") == "generating" and stalled:
@@ -344,6 +337,12 @@ class EngineSupervisor:
                     plan, f"The answer made no progress for {self.watch.stall_s:g} s; the engine "
                           "was stopped. Your conversation is kept."))
                 return
+
+    def _lost(self, plan: LoadPlan, workers: list[str], what_happened: str) -> Failed:
+        """The one way a lost worker is told: who, what happened, and what to do."""
+        names = ", ".join(self._label(w) for w in workers)
+        return Failed(plan, f"Lost worker {names}: {what_happened} Your conversation is kept. "
+                            "Reload without it to go on.", list(workers))
 
     def _kill_for(self, plan: LoadPlan, gen: int, failure: Failed, grace: float = 0.5) -> None:
         with self._lock:
@@ -385,8 +384,6 @@ def _relabelled(placement: events.Placement, back: dict[str, str]) -> events.Pla
 
 def _refused(endpoint: str) -> bool:
     """A dead worker refuses at once; a frozen one accepts and stays silent."""
-    import socket
-
     ep = Endpoint.parse(endpoint)
     try:
         with socket.create_connection((ep.host, ep.port), timeout=0.5):
