@@ -130,10 +130,9 @@ class ModelSession:
             )
         finally:
             low.llama_model_default_params = original
-        n_layer = self.llm._model.n_layer() if hasattr(self.llm._model, "n_layer") else None
+        # LlamaModel has no n_layer(); the C API does. Units: n_layer blocks + the output.
+        n_layer = low.llama_model_n_layer(self.llm.model)
         by_index = self.log.layer_devices()
-        if n_layer is None:
-            n_layer = max(by_index) if by_index else 0
         layer_devices = [self._device_names.get(by_index.get(i, "CPU"), by_index.get(i, "CPU"))
                          for i in range(n_layer + 1)]
         self.placement = Placement(layer_devices, allocations_by_device(self.log,
