@@ -35,5 +35,7 @@ def median(xs: list[float]) -> float:
 def machine_note() -> str:
     import os
 
-    return (f"machine: {os.cpu_count()} cores; workers on loopback share them with the head, "
-            "so splits here measure overhead, not added compute")
+    return (
+        f"machine: {os.cpu_count()} cores; workers on loopback share them with the head, "
+        "so splits here measure overhead, not added compute"
+    )

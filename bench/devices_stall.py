@@ -45,13 +45,21 @@ class NoneKeeper:
 def eight_device_rig() -> dict:
     from layerlab.core.devices.rig import read_rig
 
-    nv = [copy.deepcopy(d) for name in ("3090-p40.json", "2x3060.json", "1080ti.json")
-          for d in read_rig(RIGS / name)["nvml"]["devices"]]
+    nv = [
+        copy.deepcopy(d)
+        for name in ("3090-p40.json", "2x3060.json", "1080ti.json")
+        for d in read_rig(RIGS / name)["nvml"]["devices"]
+    ]
     amd = read_rig(RIGS / "4090-7900xtx.json")
     sysfs = {k: v for k, v in amd["sysfs"].items() if "/card0/" not in k}  # AMD cards only
-    return {"layerlab_rig": 1, "name": "bench: 8 devices", "host": amd["host"],
-            "nvml": {"driver_version": "550.120", "cuda_driver_version": 12040, "devices": nv},
-            "sysfs": sysfs, "llama_cpp": None}
+    return {
+        "layerlab_rig": 1,
+        "name": "bench: 8 devices",
+        "host": amd["host"],
+        "nvml": {"driver_version": "550.120", "cuda_driver_version": 12040, "devices": nv},
+        "sysfs": sysfs,
+        "llama_cpp": None,
+    }
 
 
 def build_inventory(rig: dict, sysfs_dir: str):
@@ -77,8 +85,10 @@ def round_costs(inv, rounds: int = 200) -> None:
             probe.sample()
             t.append(time.perf_counter() - t0)
         med = statistics.median(t) * 1000
-        print(f"  {probe.name:<14} {len(keys)} device(s): {med:6.3f} ms per round, "
-              f"{med / len(keys):6.3f} ms per device (median of {rounds})")
+        print(
+            f"  {probe.name:<14} {len(keys)} device(s): {med:6.3f} ms per round, "
+            f"{med / len(keys):6.3f} ms per device (median of {rounds})"
+        )
     sampler = Sampler(inv.groups, timeout=1.0)
     t = []
     for _ in range(rounds):
@@ -87,8 +97,10 @@ def round_costs(inv, rounds: int = 200) -> None:
         t.append(time.perf_counter() - t0)
     n = sum(len(k) for _, k in inv.groups)
     med, p99 = statistics.median(t) * 1000, sorted(t)[int(len(t) * 0.99) - 1] * 1000
-    print(f"  whole round, {n} devices, threads + deadline: median {med:.2f} ms "
-          f"({med / n:.3f} ms per device), p99 {p99:.2f} ms")
+    print(
+        f"  whole round, {n} devices, threads + deadline: median {med:.2f} ms "
+        f"({med / n:.3f} ms per device), p99 {p99:.2f} ms"
+    )
 
 
 def stall(inv, seconds: float) -> None:
@@ -148,10 +160,14 @@ def stall(inv, seconds: float) -> None:
 
     stalls = sorted(max(0.0, g - 5.0) for g in gaps[5:])
     p99 = stalls[int(len(stalls) * 0.99) - 1]
-    print(f"GUI event loop over {seconds:g} s: {len(panel.gauges)} gauges, {rounds[0]} sampling "
-          f"rounds ({rounds[0] / seconds:.1f} Hz), {tokens[0]} tokens")
-    print(f"  stall beyond the 5 ms heartbeat: max {stalls[-1]:.1f} ms, p99 {p99:.1f} ms, "
-          f"median {statistics.median(stalls):.2f} ms")
+    print(
+        f"GUI event loop over {seconds:g} s: {len(panel.gauges)} gauges, {rounds[0]} sampling "
+        f"rounds ({rounds[0] / seconds:.1f} Hz), {tokens[0]} tokens"
+    )
+    print(
+        f"  stall beyond the 5 ms heartbeat: max {stalls[-1]:.1f} ms, p99 {p99:.1f} ms, "
+        f"median {statistics.median(stalls):.2f} ms"
+    )
 
 
 def main() -> int:
@@ -163,8 +179,10 @@ def main() -> int:
     rig = eight_device_rig()
     with NvmlPlayback(rig["nvml"]), tempfile.TemporaryDirectory() as tmp:
         inv = build_inventory(rig, tmp)
-        print(f"{sum(len(k) for _, k in inv.groups)} devices: "
-              + ", ".join(d.name for d in inv.machine.devices))
+        print(
+            f"{sum(len(k) for _, k in inv.groups)} devices: "
+            + ", ".join(d.name for d in inv.machine.devices)
+        )
         round_costs(inv)
         stall(inv, args.seconds)
         inv.close()

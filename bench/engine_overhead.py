@@ -42,14 +42,16 @@ def main() -> None:
     client = sup.client()
 
     def via_api() -> float:
-        tps, _ = time_stream(e for e in client.stream_chat(PROMPT, **sampling)
-                             if isinstance(e, Delta))
+        tps, _ = time_stream(
+            e for e in client.stream_chat(PROMPT, **sampling) if isinstance(e, Delta)
+        )
         return tps
 
     def in_process() -> float:
         chunks = local.stream_chat(PROMPT, threading.Event(), **sampling)
-        tps, _ = time_stream(c for c in chunks if c["choices"] and
-                             c["choices"][0]["delta"].get("content"))
+        tps, _ = time_stream(
+            c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")
+        )
         return tps
 
     via_api(), in_process()  # warm both
@@ -61,14 +63,22 @@ def main() -> None:
     del keep
     a, b = median(api), median(inproc)
     paired = median([x / y for x, y in zip(api, inproc, strict=True) if y])
-    print(f"engine overhead, {N_TOKENS} greedy tokens, {args.threads} threads, "
-          f"{args.runs} interleaved pairs")
-    print(f"  in-process llama-cpp-python : median {b:6.1f}  best {max(inproc):6.1f} tok/s  "
-          f"{[round(x, 1) for x in inproc]}")
-    print(f"  engine streaming HTTP API   : median {a:6.1f}  best {max(api):6.1f} tok/s  "
-          f"{[round(x, 1) for x in api]}")
-    print(f"  ratio API / in-process      : median of pairs {paired:.3f}, of medians {a / b:.3f}, "
-          f"of bests {max(api) / max(inproc):.3f}   (target >= 0.97)")
+    print(
+        f"engine overhead, {N_TOKENS} greedy tokens, {args.threads} threads, "
+        f"{args.runs} interleaved pairs"
+    )
+    print(
+        f"  in-process llama-cpp-python : median {b:6.1f}  best {max(inproc):6.1f} tok/s  "
+        f"{[round(x, 1) for x in inproc]}"
+    )
+    print(
+        f"  engine streaming HTTP API   : median {a:6.1f}  best {max(api):6.1f} tok/s  "
+        f"{[round(x, 1) for x in api]}"
+    )
+    print(
+        f"  ratio API / in-process      : median of pairs {paired:.3f}, of medians {a / b:.3f}, "
+        f"of bests {max(api) / max(inproc):.3f}   (target >= 0.97)"
+    )
     print(f"  {machine_note()}")
 
 

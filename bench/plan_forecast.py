@@ -43,8 +43,10 @@ def main() -> None:
                 ("2 workers 1:2", w, [1, 2], -1, 8192, "f16", False),
                 ("CPU+2 workers", w, [1, 1], 20, 2048, "q4_0", True),
             ]
-            print("| model | setup | ctx | KV | device | forecast MiB | actual MiB | error MiB "
-                  "| error % |")
+            print(
+                "| model | setup | ctx | KV | device | forecast MiB | actual MiB | error MiB "
+                "| error % |"
+            )
             print("|---|---|---|---|---|---|---|---|---|")
             worst = 0.0
             for mname, path in models.items():
@@ -52,14 +54,24 @@ def main() -> None:
                 for sname, devs, split, ngl, ctx, kv, fa in setups:
                     if kv != "f16" and facts.head_dim_k % 32:
                         continue
-                    plan = LoadPlan(model_path=path, n_ctx=ctx, devices=devs, tensor_split=split,
-                                    n_gpu_layers=ngl, type_k=kv, type_v=kv, flash_attn=fa)
+                    plan = LoadPlan(
+                        model_path=path,
+                        n_ctx=ctx,
+                        devices=devs,
+                        tensor_split=split,
+                        n_gpu_layers=ngl,
+                        type_k=kv,
+                        type_v=kv,
+                        flash_attn=fa,
+                    )
                     actual = measure(plan, no_alloc=False).totals()
                     for e in compare(forecast_plan(facts, plan), actual):
                         worst = max(worst, abs(e.error) / MiB)
-                        print(f"| {mname} | {sname} | {ctx} | {kv} | {e.device} | "
-                              f"{e.forecast / MiB:.1f} | {e.actual / MiB:.1f} | "
-                              f"{e.error / MiB:+.2f} | {e.percent:+.1f} |")
+                        print(
+                            f"| {mname} | {sname} | {ctx} | {kv} | {e.device} | "
+                            f"{e.forecast / MiB:.1f} | {e.actual / MiB:.1f} | "
+                            f"{e.error / MiB:+.2f} | {e.percent:+.1f} |"
+                        )
             print(f"\nworst absolute error: {worst:.2f} MiB")
     finally:
         for p in procs:

@@ -19,9 +19,13 @@ from layerlab.core.load_plan import DeviceRef, LoadPlan
 from tests.conftest import WorkerProcess, free_port_pair
 
 # a longer prompt so prompt tok/s means something
-LONG_PROMPT = [{"role": "user",
-                "content": " ".join(["The quick brown fox jumps over the lazy dog."] * 40)
-                + " Summarise that."}]
+LONG_PROMPT = [
+    {
+        "role": "user",
+        "content": " ".join(["The quick brown fox jumps over the lazy dog."] * 40)
+        + " Summarise that.",
+    }
+]
 
 
 def measure(sup: EngineSupervisor) -> tuple[float, float]:
@@ -50,9 +54,12 @@ def main() -> None:
     configs = {
         "local": LoadPlan(model, n_ctx=2048, n_threads=args.threads),
         "one worker": LoadPlan(model, n_ctx=2048, devices=[DeviceRef.rpc(w1.endpoint)]),
-        "two workers 1:2": LoadPlan(model, n_ctx=2048,
-                                    devices=[DeviceRef.rpc(w1.endpoint),
-                                             DeviceRef.rpc(w2.endpoint)], tensor_split=[1, 2]),
+        "two workers 1:2": LoadPlan(
+            model,
+            n_ctx=2048,
+            devices=[DeviceRef.rpc(w1.endpoint), DeviceRef.rpc(w2.endpoint)],
+            tensor_split=[1, 2],
+        ),
     }
     results: dict[str, list[tuple[float, float]]] = {k: [] for k in configs}
     try:
@@ -73,10 +80,13 @@ def main() -> None:
         w2.stop()
     base_p = median([p for p, _ in results["local"]])
     base_g = median([g for _, g in results["local"]])
-    print(f"RPC split, demo model, {N_TOKENS} greedy tokens, {args.threads} threads per process, "
-          f"median of {args.runs} interleaved runs")
-    print(f"  {'configuration':<18} {'prompt tok/s':>13} {'ratio':>6} "
-          f"{'gen tok/s':>10} {'ratio':>6}")
+    print(
+        f"RPC split, demo model, {N_TOKENS} greedy tokens, {args.threads} threads per process, "
+        f"median of {args.runs} interleaved runs"
+    )
+    print(
+        f"  {'configuration':<18} {'prompt tok/s':>13} {'ratio':>6} {'gen tok/s':>10} {'ratio':>6}"
+    )
     for name, rs in results.items():
         p, g = median([x for x, _ in rs]), median([y for _, y in rs])
         print(f"  {name:<18} {p:13.1f} {p / base_p:6.3f} {g:10.1f} {g / base_g:6.3f}")

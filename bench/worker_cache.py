@@ -43,8 +43,9 @@ def main() -> None:
             cold.append(load_seconds(plan))
             w.wait_idle()
             warm.append(load_seconds(plan))
-            cached = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()
-                         and "cache" in str(f.parent))
+            cached = sum(
+                f.stat().st_size for f in tmp.rglob("*") if f.is_file() and "cache" in str(f.parent)
+            )
         finally:
             w.stop()
             shutil.rmtree(tmp, ignore_errors=True)

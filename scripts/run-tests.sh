@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export QT_QPA_PLATFORM=offscreen
-.venv/bin/ruff check app tests bench
+.venv/bin/ruff check app tests bench docs
+.venv/bin/ruff format --check app tests bench docs
 .venv/bin/lint-imports --config pyproject.toml
 set +e
 .venv/bin/python -m pytest "$@"

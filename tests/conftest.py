@@ -81,9 +81,20 @@ class WorkerProcess(ControlledProcess):
         self.log = tmp / f"worker-{port}.log"
         self._log_file = open(self.log, "w")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "layerlab.cli.main", "worker", "--listen", self.endpoint,
-             "--threads", str(threads), "--cache-dir", cache_dir],
-            stdout=self._log_file, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "layerlab.cli.main",
+                "worker",
+                "--listen",
+                self.endpoint,
+                "--threads",
+                str(threads),
+                "--cache-dir",
+                cache_dir,
+            ],
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -16,13 +16,16 @@ sys.meta_path.insert(0, NoQt())
 
 
 def test_every_core_module_imports_without_qt():
-    code = BLOCK_QT + """
+    code = (
+        BLOCK_QT
+        + """
 import pkgutil, importlib, layerlab.core as core
 names = [m.name for m in pkgutil.walk_packages(core.__path__, 'layerlab.core.')]
 for n in names:
     importlib.import_module(n)
 print(len(names))
 """
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout.split()[-1]) > 20
@@ -30,7 +33,9 @@ print(len(names))
 
 def test_core_engine_works_without_qt(demo_model):
     """Not just imports: a whole load and answer through core with Qt blocked."""
-    code = BLOCK_QT + f"""
+    code = (
+        BLOCK_QT
+        + f"""
 from layerlab.core.engine.supervisor import EngineSupervisor, Ready, Failed
 from layerlab.core.load_plan import LoadPlan
 sup = EngineSupervisor()
@@ -42,6 +47,7 @@ text = ''.join(getattr(e, 'text', '') for e in sup.client().stream_chat(
 sup.stop()
 print('ANSWER', bool(text))
 """
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "ANSWER True" in r.stdout

@@ -32,18 +32,28 @@ GiB = 1024**3
 
 # rig file, layers per llama.cpp device (31 units = 30 blocks + output), model bytes there
 SHOTS = {
-    "3090-p40": ("3090-p40.json", ["CUDA0"] * 19 + ["CUDA1"] * 12,
-                 {"CUDA0": int(13.1 * GiB), "CUDA1": int(8.4 * GiB)}),
-    "4090-7900xtx": ("4090-7900xtx.json", ["Vulkan0"] * 16 + ["Vulkan1"] * 15,
-                     {"Vulkan0": int(19.6 * GiB), "Vulkan1": int(18.3 * GiB)}),
-    "laptop": ("laptop-irisxe-3060m.json", ["CPU"] * 12 + ["CUDA0"] * 19,
-               {"CUDA0": int(5.3 * GiB), "CPU": int(3.0 * GiB)}),
+    "3090-p40": (
+        "3090-p40.json",
+        ["CUDA0"] * 19 + ["CUDA1"] * 12,
+        {"CUDA0": int(13.1 * GiB), "CUDA1": int(8.4 * GiB)},
+    ),
+    "4090-7900xtx": (
+        "4090-7900xtx.json",
+        ["Vulkan0"] * 16 + ["Vulkan1"] * 15,
+        {"Vulkan0": int(19.6 * GiB), "Vulkan1": int(18.3 * GiB)},
+    ),
+    "laptop": (
+        "laptop-irisxe-3060m.json",
+        ["CPU"] * 12 + ["CUDA0"] * 19,
+        {"CUDA0": int(5.3 * GiB), "CPU": int(3.0 * GiB)},
+    ),
     "no-gpu": ("no-gpu-server.json", ["CPU"] * 31, {"CPU": int(4.4 * GiB)}),
 }
 
 
-def animate(pb: NvmlPlayback, tree: DictTree, model: dict[str, int], names: dict[str, str],
-            t: float) -> None:
+def animate(
+    pb: NvmlPlayback, tree: DictTree, model: dict[str, int], names: dict[str, str], t: float
+) -> None:
     """Memory ramps up to the model's share, then utilisation pulses with generation."""
     ramp = min(1.0, t / 2.0)
     for dev in pb.devices:
@@ -55,8 +65,11 @@ def animate(pb: NvmlPlayback, tree: DictTree, model: dict[str, int], names: dict
         dev["memory"] = {"total": total, "used": used, "free": total - used}
         if ramp >= 1.0 and share:
             dev["utilization"] = {"gpu": int(55 + 40 * abs(math.sin(t * 3))), "memory": 40}
-            dev["power_mw"] = int(dev.get("power_limit_mw", 200000) * 0.7) \
-                if isinstance(dev.get("power_limit_mw"), int) else dev["power_mw"]
+            dev["power_mw"] = (
+                int(dev.get("power_limit_mw", 200000) * 0.7)
+                if isinstance(dev.get("power_limit_mw"), int)
+                else dev["power_mw"]
+            )
     for rel in list(tree.files):
         if rel.endswith("mem_info_vram_used") and "card1" in rel and "Vulkan1" in model:
             total = int(tree.files[rel.replace("_used", "_total")])
@@ -66,8 +79,9 @@ def animate(pb: NvmlPlayback, tree: DictTree, model: dict[str, int], names: dict
             tree.files[rel] = str(int(50 + 45 * abs(math.cos(t * 3))))
 
 
-def shoot(app: QApplication, slug: str, rig_file: str, layers: list[str],
-          model: dict[str, int]) -> Path:
+def shoot(
+    app: QApplication, slug: str, rig_file: str, layers: list[str], model: dict[str, int]
+) -> Path:
     rig = read_rig(RIGS / rig_file)
     pb = NvmlPlayback(rig["nvml"]).install()
     inv0 = rig_inventory(rig)
@@ -77,8 +91,11 @@ def shoot(app: QApplication, slug: str, rig_file: str, layers: list[str],
 
     def make_inventory():
         inv = rig_inventory(rig, nvml=NvmlProbe())
-        holder["tree"] = inv.groups[1][0].tree if len(inv.groups) > 1 and hasattr(
-            inv.groups[1][0], "tree") else DictTree({})
+        holder["tree"] = (
+            inv.groups[1][0].tree
+            if len(inv.groups) > 1 and hasattr(inv.groups[1][0], "tree")
+            else DictTree({})
+        )
         return inv
 
     feed = DeviceFeed(inventory=make_inventory)

@@ -59,10 +59,23 @@ def pump(app: QApplication, seconds: float) -> None:
 def share_and_pair_shots(app: QApplication, tmp: Path, free_port_pair) -> None:
     """The share switch with its code, and the pairing dialog (wrong code, then paired)."""
     link_port = free_port_pair()
-    proc = ShareProcess(["--listen", f"127.0.0.1:{free_port_pair()}", "--threads", "1",
-                         "--cache-dir", "", "--share-on", f"127.0.0.1:{link_port}",
-                         "--name", "bench-box", "--no-announce",
-                         "--state-dir", str(tmp / "worker")])
+    proc = ShareProcess(
+        [
+            "--listen",
+            f"127.0.0.1:{free_port_pair()}",
+            "--threads",
+            "1",
+            "--cache-dir",
+            "",
+            "--share-on",
+            f"127.0.0.1:{link_port}",
+            "--name",
+            "bench-box",
+            "--no-announce",
+            "--state-dir",
+            str(tmp / "worker"),
+        ]
+    )
     switch = ShareSwitch(proc)
     dialog = None
     try:
@@ -74,9 +87,13 @@ def share_and_pair_shots(app: QApplication, tmp: Path, free_port_pair) -> None:
         pump(app, 0.3)
         switch.grab().save(str(OUT / "cluster-share-switch.png"))
         head = load_or_create_identity(tmp / "head", "desk")
-        dialog = PairingDialog(head, TrustStore(tmp / "head"),
-                               address=f"127.0.0.1:{link_port}", worker_name="bench-box",
-                               fingerprint=load_or_create_identity(tmp / "worker").fingerprint)
+        dialog = PairingDialog(
+            head,
+            TrustStore(tmp / "head"),
+            address=f"127.0.0.1:{link_port}",
+            worker_name="bench-box",
+            fingerprint=load_or_create_identity(tmp / "worker").fingerprint,
+        )
         dialog.resize(460, 260)
         dialog.show()
         dialog.code.setText("000000" if switch.code.text() != "000-000" else "111111")
@@ -107,34 +124,43 @@ def workers_paired_shot(app: QApplication, tmp: Path) -> None:
         paired = SharingWorker(tmp, "bench-box", share_on=f"127.0.0.1:{free_port_pair()}")
         started.append(paired)
         # Announced on loopback and not paired: what "On this network" lists.
-        found = SharingWorker(tmp, "rack-box", share_on=f"127.0.0.1:{free_port_pair()}",
-                              announce=True)
+        found = SharingWorker(
+            tmp, "rack-box", share_on=f"127.0.0.1:{free_port_pair()}", announce=True
+        )
         started.append(found)
         plain = WorkerProcess(free_port_pair(), tmp)
         started.append(plain)
 
-        panel = WorkersPanel(links=HeadLinks(tmp / "panel-head", name="desk",
-                                             watch_retry_s=0.3))
+        panel = WorkersPanel(links=HeadLinks(tmp / "panel-head", name="desk", watch_retry_s=0.3))
         panel.links.pair(paired.address, paired.code, paired.fingerprint)
         panel.set_saved([SavedWorker(paired.address, True), SavedWorker(plain.endpoint, True)])
         panel.resize(720, 380)
         panel.show()  # starts discovery, on 127.0.0.1 only (LAYERLAB_DISCOVERY)
-        pump_until(app, lambda: {paired.address, plain.endpoint} <= set(panel.results),
-                   what="both probes")
+        pump_until(
+            app, lambda: {paired.address, plain.endpoint} <= set(panel.results), what="both probes"
+        )
 
         controller = EngineController()
         panel.attach(controller.supervisor)
-        controller.load(LoadPlan(str(demo_model_path()), n_ctx=1024, n_threads=1,
-                                 devices=[DeviceRef.rpc(paired.address),
-                                          DeviceRef.rpc(plain.endpoint)],
-                                 tensor_split=[1, 1]))
+        controller.load(
+            LoadPlan(
+                str(demo_model_path()),
+                n_ctx=1024,
+                n_threads=1,
+                devices=[DeviceRef.rpc(paired.address), DeviceRef.rpc(plain.endpoint)],
+                tensor_split=[1, 1],
+            )
+        )
         pump_until(app, lambda: isinstance(controller.state, Ready | Failed), 90, "the load")
         if not isinstance(controller.state, Ready):
             raise RuntimeError(f"load failed: {controller.state}")
 
-        stream = ChatStream(controller.supervisor.client(),
-                            [{"role": "user", "content": "Tell me about the sea."}],
-                            {"temperature": 0, "seed": 1, "max_tokens": 64}, panel)
+        stream = ChatStream(
+            controller.supervisor.client(),
+            [{"role": "user", "content": "Tell me about the sea."}],
+            {"temperature": 0, "seed": 1, "max_tokens": 64},
+            panel,
+        )
         done: list = []
         stream.finished.connect(done.append)
         stream.failed.connect(done.append)
@@ -146,13 +172,22 @@ def workers_paired_shot(app: QApplication, tmp: Path) -> None:
             raise RuntimeError(f"answer failed: {done[0]}")
 
         def found_rack_box() -> bool:
-            return any(panel.found_list.item(i).text().startswith("rack-box — ")
-                       for i in range(panel.found_list.count()))
+            return any(
+                panel.found_list.item(i).text().startswith("rack-box — ")
+                for i in range(panel.found_list.count())
+            )
 
-        pump_until(app, lambda: "ms/token" in panel.list.item(0).text()
-                   and "B/s" in panel.list.item(0).text()
-                   and "paired workers only" in panel.list.item(1).text()
-                   and found_rack_box(), 20, "the rows after the answer")
+        pump_until(
+            app,
+            lambda: (
+                "ms/token" in panel.list.item(0).text()
+                and "B/s" in panel.list.item(0).text()
+                and "paired workers only" in panel.list.item(1).text()
+                and found_rack_box()
+            ),
+            20,
+            "the rows after the answer",
+        )
         panel.list.clearSelection()
         panel.found_list.setCurrentItem(None)
         pump(app, 0.3)

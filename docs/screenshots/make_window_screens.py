@@ -60,21 +60,26 @@ def main() -> None:
         combo.setCurrentIndex(combo.findData("proportional"))
         pump_until(app, lambda: len(win.layer_map.result.plan.devices) == 2)
         win.load()
-        pump_until(app, lambda: isinstance(controller.state, Ready)
-                   and win.chat.send_button.isEnabled())
+        pump_until(
+            app, lambda: isinstance(controller.state, Ready) and win.chat.send_button.isEnabled()
+        )
         win.chat.params = {"temperature": 0, "max_tokens": 200}
         win.chat.input.setPlainText("Name three rivers in Europe, one line each.")
         win.chat.send()
         pump_until(app, lambda: len(win.chat.conversation.messages[-1].content) > 120)
         win.grab().save(str(OUT / "chat-mid-stream.png"))
-        pump_until(app, lambda: not win.chat.busy
-                   and bool(win.chat.conversation.messages[-1].finish))
+        pump_until(
+            app, lambda: not win.chat.busy and bool(win.chat.conversation.messages[-1].finish)
+        )
         win.tabs.setCurrentWidget(win.layer_map)
         pump(app, 0.5)
         win.grab().save(str(OUT / "window-layer-map.png"))
         win.tabs.setCurrentWidget(win.devices)
-        pump_until(app, lambda: all(win.devices.gauge_for(f"RPC {w.endpoint}")
-                                    for w in (w1, w2)), timeout=30)
+        pump_until(
+            app,
+            lambda: all(win.devices.gauge_for(f"RPC {w.endpoint}") for w in (w1, w2)),
+            timeout=30,
+        )
         pump(app, 3.0)  # a few samples for the history lines
         win.grab().save(str(OUT / "window-devices.png"))
         win.tabs.setCurrentWidget(win.workers)

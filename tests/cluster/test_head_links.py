@@ -32,8 +32,13 @@ def _supervisor(links: HeadLinks) -> EngineSupervisor:
 
 
 def _plan(demo_model, workers: list[str], split: list[float] = ()) -> LoadPlan:
-    return LoadPlan(str(demo_model), n_ctx=1024, n_threads=1,
-                    devices=[DeviceRef.rpc(w) for w in workers], tensor_split=list(split))
+    return LoadPlan(
+        str(demo_model),
+        n_ctx=1024,
+        n_threads=1,
+        devices=[DeviceRef.rpc(w) for w in workers],
+        tensor_split=list(split),
+    )
 
 
 def test_nothing_is_written_until_needed(tmp_path):
@@ -44,7 +49,8 @@ def test_nothing_is_written_until_needed(tmp_path):
 
 
 def test_a_paired_worker_by_its_address_loads_and_answers_like_local(
-        links, start_sharing, demo_model):
+    links, start_sharing, demo_model
+):
     w = start_sharing("bench-box")
     peer = links.pair(w.address, w.code, w.fingerprint)
     assert peer.address == w.address
@@ -83,7 +89,8 @@ def test_a_paired_worker_by_its_address_loads_and_answers_like_local(
 
 
 def test_killed_worker_is_reported_within_2s_through_the_heartbeat(
-        links, start_sharing, demo_model):
+    links, start_sharing, demo_model
+):
     w = start_sharing("bench-box")
     links.pair(w.address, w.code)
     links.open(w.address)
@@ -116,8 +123,7 @@ def test_killed_worker_is_reported_within_2s_through_the_heartbeat(
         sup.stop(quiet=True)
 
 
-def test_a_refused_link_is_explained_in_its_own_words(links, start_sharing, demo_model,
-                                                      make_head):
+def test_a_refused_link_is_explained_in_its_own_words(links, start_sharing, demo_model, make_head):
     w = start_sharing("bench-box")
     links.pair(w.address, w.code)
     # Another head takes the worker: ours is told whom it serves, not "not a worker".

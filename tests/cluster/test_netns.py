@@ -132,8 +132,9 @@ def test_split_load_through_the_link_is_identical_to_local(site, demo_model):
 
 
 def _in_ns(netns: str, *cmd: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", netns, *cmd], capture_output=True,
-                          text=True, cwd=REPO, **kw)
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, *cmd], capture_output=True, text=True, cwd=REPO, **kw
+    )
 
 
 ASK = """
@@ -160,16 +161,35 @@ print(r.json()["choices"][0]["message"]["content"], end="")
 def _serve_answer(netns: str | None, state_dir, workers: str) -> tuple[str, str]:
     """`layerlab serve` on the host `netns` (None: here), asked one greedy question."""
     port = 18080
-    cmd = [sys.executable, "-m", "layerlab.cli.main", "serve", "--port", str(port), "--ctx",
-           "1024", "--api-key", "k", "--state-dir", str(state_dir), "--no-auto-reload"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "layerlab.cli.main",
+        "serve",
+        "--port",
+        str(port),
+        "--ctx",
+        "1024",
+        "--api-key",
+        "k",
+        "--state-dir",
+        str(state_dir),
+        "--no-auto-reload",
+    ]
     if workers:
         cmd += ["--workers", workers]
     prefix = ["ip", "netns", "exec", netns] if netns else []
-    serve = subprocess.Popen([*prefix, *cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, cwd=REPO)
+    serve = subprocess.Popen(
+        [*prefix, *cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO
+    )
     try:
-        asked = subprocess.run([*prefix, sys.executable, "-c", ASK, f"http://127.0.0.1:{port}",
-                                "k"], capture_output=True, text=True, cwd=REPO, timeout=200)
+        asked = subprocess.run(
+            [*prefix, sys.executable, "-c", ASK, f"http://127.0.0.1:{port}", "k"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=200,
+        )
     finally:
         serve.terminate()
         out, _ = serve.communicate(timeout=20)
@@ -184,12 +204,31 @@ def test_serve_pairs_by_cli_and_answers_over_the_link_like_local(site, tmp_path)
     head("stop_engine")
     w1 = workers["w1"]
     state = tmp_path / "rack-head"
-    paired = _in_ns(lan.ns("head"), sys.executable, "-m", "layerlab.cli.main", "pair",
-                    w1.address, w1.code, "--state-dir", str(state), "--name", "rack")
+    paired = _in_ns(
+        lan.ns("head"),
+        sys.executable,
+        "-m",
+        "layerlab.cli.main",
+        "pair",
+        w1.address,
+        w1.code,
+        "--state-dir",
+        str(state),
+        "--name",
+        "rack",
+    )
     assert paired.returncode == 0, paired.stderr
     assert paired.stdout.startswith(f"Paired with w1 at {w1.address}")
-    listed = _in_ns(lan.ns("head"), sys.executable, "-m", "layerlab.cli.main", "pair", "--list",
-                    "--state-dir", str(state))
+    listed = _in_ns(
+        lan.ns("head"),
+        sys.executable,
+        "-m",
+        "layerlab.cli.main",
+        "pair",
+        "--list",
+        "--state-dir",
+        str(state),
+    )
     assert listed.stdout.split("\t")[:2] == ["w1", w1.address]
 
     local_placement, local = _serve_answer(None, tmp_path / "local-head", "")

@@ -33,7 +33,8 @@ def _found_item(panel: WorkersPanel, name: str):
 
 
 def test_found_on_the_lan_paired_with_its_code_and_loaded_through_the_link(
-        qtbot, panel, start_sharing, demo_model):
+    qtbot, panel, start_sharing, demo_model
+):
     w = start_sharing("bench-box", announce=True)
     panel.show()
     qtbot.waitUntil(lambda: _found_item(panel, "bench-box") is not None, timeout=15_000)
@@ -70,8 +71,10 @@ def test_found_on_the_lan_paired_with_its_code_and_loaded_through_the_link(
         assert isinstance(controller.state, Ready), controller.state
         assert f"RPC {w.address}" in controller.state.placement_text
         # The load moved the weights through the link: its throughput shows in the row.
-        qtbot.waitUntil(lambda: "MB/s" in panel.list.item(0).text()
-                        or "GB/s" in panel.list.item(0).text(), timeout=5_000)
+        qtbot.waitUntil(
+            lambda: "MB/s" in panel.list.item(0).text() or "GB/s" in panel.list.item(0).text(),
+            timeout=5_000,
+        )
         print("\n" + panel.list.item(0).text())
 
         # Killed mid-use: the heartbeat reports it, the engine stops, the row says so.
@@ -106,7 +109,8 @@ def test_pair_action_without_a_selection_uses_the_typed_address(qtbot, panel, st
 
 
 def test_the_row_shows_the_wait_per_token_after_an_answer(
-        qtbot, panel, start_sharing, start_worker, demo_model):
+    qtbot, panel, start_sharing, start_worker, demo_model
+):
     from layerlab.core.load_plan import DeviceRef, LoadPlan
     from layerlab.ui.chat.chat_stream import ChatStream
 
@@ -114,25 +118,37 @@ def test_the_row_shows_the_wait_per_token_after_an_answer(
     plain = start_worker()
     panel.links.pair(w.address, w.code, w.fingerprint)
     # `probed` names each address as its answer lands in `results`.
-    with qtbot.waitSignals([panel.probed, panel.probed], timeout=10_000,
-                           check_params_cbs=[lambda a: a in (w.address, plain.endpoint)] * 2,
-                           order="none"):
+    with qtbot.waitSignals(
+        [panel.probed, panel.probed],
+        timeout=10_000,
+        check_params_cbs=[lambda a: a in (w.address, plain.endpoint)] * 2,
+        order="none",
+    ):
         panel.set_saved([SavedWorker(w.address, True), SavedWorker(plain.endpoint, True)])
     assert panel.results[w.address].ok and panel.results[plain.endpoint].ok
 
     controller = EngineController()
     panel.attach(controller.supervisor)
     try:
-        controller.load(LoadPlan(str(demo_model), n_ctx=1024, n_threads=1,
-                                 devices=[DeviceRef.rpc(w.address), DeviceRef.rpc(plain.endpoint)],
-                                 tensor_split=[1, 1]))
+        controller.load(
+            LoadPlan(
+                str(demo_model),
+                n_ctx=1024,
+                n_threads=1,
+                devices=[DeviceRef.rpc(w.address), DeviceRef.rpc(plain.endpoint)],
+                tensor_split=[1, 1],
+            )
+        )
         qtbot.waitUntil(lambda: isinstance(controller.state, Ready | Failed), timeout=60_000)
         assert isinstance(controller.state, Ready), controller.state
         assert "ms/token" not in panel.list.item(0).text()
 
-        stream = ChatStream(controller.supervisor.client(),
-                            [{"role": "user", "content": "Tell me about the sea."}],
-                            {"temperature": 0, "seed": 1, "max_tokens": 48}, panel)
+        stream = ChatStream(
+            controller.supervisor.client(),
+            [{"role": "user", "content": "Tell me about the sea."}],
+            {"temperature": 0, "seed": 1, "max_tokens": 48},
+            panel,
+        )
         panel.follow_answer(stream)
         with qtbot.waitSignal(stream.finished, timeout=60_000) as done:
             stream.start()

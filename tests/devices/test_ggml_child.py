@@ -23,9 +23,13 @@ print("ok")
 
 
 def test_child_lists_devices_and_gui_process_stays_clean():
-    out = subprocess.run([sys.executable, "-c", GUI_SIDE], capture_output=True, text=True,
-                         timeout=60, env={"QT_QPA_PLATFORM": "offscreen",
-                                          **__import__("os").environ})
+    out = subprocess.run(
+        [sys.executable, "-c", GUI_SIDE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"QT_QPA_PLATFORM": "offscreen", **__import__("os").environ},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 

@@ -32,8 +32,11 @@ def test_3090_p40_through_pynvml(playback):
     s = samples[r3090.key]
     assert s.memory_used == 612 * 1024**2 and s.temperature_c == 41 and s.power_w == 24.531
     # the numbers came through pynvml's own wrappers and structs, not around them
-    assert {"nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetMemoryInfo",
-            "nvmlDeviceGetMemoryBusWidth"} <= set(pb.calls)
+    assert {
+        "nvmlDeviceGetPciInfo_v3",
+        "nvmlDeviceGetMemoryInfo",
+        "nvmlDeviceGetMemoryBusWidth",
+    } <= set(pb.calls)
 
 
 @pytest.mark.parametrize("name", NVIDIA_RIGS)
@@ -71,8 +74,11 @@ def test_a_lost_gpu_is_stale_alone(playback):
     try:
         a, b = probe.discover(set())
         pb.devices[1]["memory"] = {"nvml_error": pynvml.NVML_ERROR_GPU_IS_LOST}
-        pb.devices[0]["memory"] = {"total": 12884901888, "free": 2 * 1024**3,
-                                   "used": 12884901888 - 2 * 1024**3}
+        pb.devices[0]["memory"] = {
+            "total": 12884901888,
+            "free": 2 * 1024**3,
+            "used": 12884901888 - 2 * 1024**3,
+        }
         samples = {s.key: s for s in probe.sample()}
     finally:
         probe.close()

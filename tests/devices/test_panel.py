@@ -26,13 +26,15 @@ def rig_panel(qtbot, r: dict) -> DevicesPanel:
     qtbot.addWidget(panel)
     panel.resize(700, 600)
     panel.show()
-    qtbot.waitUntil(lambda: bool(panel.gauges) and all(g.sample for g in panel.gauges.values()),
-                    timeout=5000)
+    qtbot.waitUntil(
+        lambda: bool(panel.gauges) and all(g.sample for g in panel.gauges.values()), timeout=5000
+    )
     return panel
 
 
-@pytest.mark.parametrize("name", ["3090-p40.json", "4090-7900xtx.json",
-                                  "laptop-irisxe-3060m.json", "no-gpu-server.json"])
+@pytest.mark.parametrize(
+    "name", ["3090-p40.json", "4090-7900xtx.json", "laptop-irisxe-3060m.json", "no-gpu-server.json"]
+)
 def test_one_gauge_per_fixture_device(qtbot, playback, name):
     r = rig(name)
     playback(r)
@@ -106,8 +108,9 @@ class HangingProbe:
 
 def test_a_hanging_probe_greys_one_gauge_and_the_others_keep_updating(qtbot):
     release = threading.Event()
-    feed = DeviceFeed(inventory=lambda: discover([HangingProbe(release), HostProbe()]),
-                      probe_timeout=0.2)
+    feed = DeviceFeed(
+        inventory=lambda: discover([HangingProbe(release), HostProbe()]), probe_timeout=0.2
+    )
     feed.set_interval(0.05)
     panel = DevicesPanel(feed=feed)
     qtbot.addWidget(panel)
@@ -144,16 +147,22 @@ def test_layers_on_a_real_worker_after_a_real_load(qtbot, demo_model, worker):
     from layerlab.core.load_plan import DeviceRef, LoadPlan
     from tests.spine.engine_helpers import load
 
-    plan = LoadPlan(str(demo_model), n_ctx=512, devices=[DeviceRef.rpc(worker.endpoint)],
-                    n_gpu_layers=21)
+    plan = LoadPlan(
+        str(demo_model), n_ctx=512, devices=[DeviceRef.rpc(worker.endpoint)], n_gpu_layers=21
+    )
     sup, ready = load(plan)
     try:
         panel = DevicesPanel()
         qtbot.addWidget(panel)
         panel.set_workers([worker.endpoint])
         panel.show()
-        qtbot.waitUntil(lambda: worker.endpoint in panel.groups and panel.gauge_for(
-            f"RPC {worker.endpoint}") is not None, timeout=15000)
+        qtbot.waitUntil(
+            lambda: (
+                worker.endpoint in panel.groups
+                and panel.gauge_for(f"RPC {worker.endpoint}") is not None
+            ),
+            timeout=15000,
+        )
         placement = layers_by_device(ready.placement.layer_devices)
         panel.set_layer_placement(placement)
         remote = panel.gauge_for(f"RPC {worker.endpoint}")

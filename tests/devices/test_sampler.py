@@ -24,8 +24,15 @@ class CountingProbe:
             raise OSError("driver said EIO")
         if self.hang is not None:
             self.hang.wait(10)
-        return [DeviceSample(key=self.key, memory_used=self.used, memory_free=900,
-                             memory_total=1000, time=time.time())]
+        return [
+            DeviceSample(
+                key=self.key,
+                memory_used=self.used,
+                memory_free=900,
+                memory_total=1000,
+                time=time.time(),
+            )
+        ]
 
     def close(self):
         pass

@@ -55,7 +55,9 @@ def test_fallback_chain_without_nvml_shows_nvidia_cards_partially(tmp_path):
     no_nvml = RecordedNvmlProbe({"unavailable": "no NVIDIA driver"})
     inv = discover([no_nvml, AmdSysfsProbe(tree), OtherSysfsProbe(tree)])
     assert [(d.name, d.partial) for d in inv.machine.devices] == [
-        ("NVIDIA GeForce RTX 3090", True), ("NVIDIA Tesla P40", True)]
+        ("NVIDIA GeForce RTX 3090", True),
+        ("NVIDIA Tesla P40", True),
+    ]
     assert inv.notes[0] == "NVML: no NVIDIA driver"
 
 
@@ -64,8 +66,10 @@ def test_nvml_claims_its_cards_so_sysfs_does_not_repeat_them(tmp_path):
     tree = DirTree(write_tree(r["sysfs"], tmp_path))
     inv = discover([RecordedNvmlProbe(r["nvml"]), AmdSysfsProbe(tree), OtherSysfsProbe(tree)])
     names = [(d.name, d.kind, d.partial) for d in inv.machine.devices]
-    assert names == [("NVIDIA GeForce RTX 3060 Laptop GPU", "gpu", False),
-                     ("Intel Iris Xe Graphics", "igpu", True)]
+    assert names == [
+        ("NVIDIA GeForce RTX 3060 Laptop GPU", "gpu", False),
+        ("Intel Iris Xe Graphics", "igpu", True),
+    ]
 
 
 def test_bmc_display_adapter_is_not_a_gpu(tmp_path):

@@ -26,22 +26,34 @@ def test_a_vanished_model_falls_back_to_the_demo_with_a_word(demo_model, tmp_pat
 
 
 def test_layerlab_starts_loads_and_stops_cleanly_on_sigterm(tmp_path):
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path),
-           "XDG_STATE_HOME": str(tmp_path), "LAYERLAB_DISCOVERY": "off"}
-    app = subprocess.Popen([sys.executable, "-m", "layerlab.cli.main"], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "XDG_STATE_HOME": str(tmp_path),
+        "LAYERLAB_DISCOVERY": "off",
+    }
+    app = subprocess.Popen(
+        [sys.executable, "-m", "layerlab.cli.main"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     proc = psutil.Process(app.pid)
     deadline = time.monotonic() + 60
     engines = []
     while time.monotonic() < deadline and not engines:
-        engines = [c for c in proc.children(recursive=True)
-                   if "layerlab.core.engine.host" in " ".join(c.cmdline())]
+        engines = [
+            c
+            for c in proc.children(recursive=True)
+            if "layerlab.core.engine.host" in " ".join(c.cmdline())
+        ]
         time.sleep(0.1)
     assert engines, "the demo model did not start loading"
     time.sleep(2)
     app.send_signal(signal.SIGTERM)
     out, _ = app.communicate(timeout=20)
     assert app.returncode == 0, out[-2000:]
-    assert not psutil.pid_exists(engines[0].pid) or \
-        engines[0].status() == psutil.STATUS_ZOMBIE
+    assert not psutil.pid_exists(engines[0].pid) or engines[0].status() == psutil.STATUS_ZOMBIE
     assert (tmp_path / "layerlab" / "settings.json").exists()  # saved on the way out

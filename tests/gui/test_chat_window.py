@@ -57,8 +57,10 @@ def test_send_streams_into_the_pane_and_stop_ends_it(qtbot, window):
     assert win.chat.busy and win.chat.stop_button.isEnabled()
     qtbot.waitUntil(lambda: len(win.chat.conversation.messages[-1].content) > 80, timeout=30_000)
     # the readout changes while streaming
-    qtbot.waitUntil(lambda: len({round(r.generation_tps, 3) for r in readouts
-                                 if r.generation_tps}) >= 2, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: len({round(r.generation_tps, 3) for r in readouts if r.generation_tps}) >= 2,
+        timeout=10_000,
+    )
     live = [r.generation_tps for r in readouts if r.generation_tps and not r.final]
     assert "generation" in win.throughput.text() and "tok/s" in win.throughput.text()
 
@@ -74,13 +76,16 @@ def test_send_streams_into_the_pane_and_stop_ends_it(qtbot, window):
 
     # and the next question works
     type_and_send(qtbot, win, "Say OK.")
-    qtbot.waitUntil(lambda: not win.chat.busy and bool(win.chat.conversation.messages[-1].finish),
-                    timeout=30_000)
+    qtbot.waitUntil(
+        lambda: not win.chat.busy and bool(win.chat.conversation.messages[-1].finish),
+        timeout=30_000,
+    )
     assert win.chat.conversation.messages[-1].content
 
 
 def test_worker_killed_mid_answer_keeps_the_conversation_and_reloads_without_it(
-        qtbot, window, start_worker):
+    qtbot, window, start_worker
+):
     w1, w2 = start_worker(), start_worker()
     win = window([w1.endpoint, w2.endpoint])
     win.chat.params = {"temperature": 0, "max_tokens": 2000}
@@ -93,15 +98,15 @@ def test_worker_killed_mid_answer_keeps_the_conversation_and_reloads_without_it(
     strategy = win.layer_map.controls.strategy
     strategy.setCurrentIndex(strategy.findData("proportional"))
     labels = [f"RPC {w1.endpoint}", f"RPC {w2.endpoint}"]
-    qtbot.waitUntil(lambda: [d.label for d in win.layer_map.result.plan.devices] == labels,
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: [d.label for d in win.layer_map.result.plan.devices] == labels, timeout=10_000
+    )
     planned = win.layer_map.result.plan
     win.load()
     ready = wait_ready(qtbot, win)
     for w in (w1, w2):
         assert f"RPC {w.endpoint}" in ready.placement_text
-    assert ready.placement.layer_devices == expected_layer_devices(planned,
-                                                                   ready.placement.n_layer)
+    assert ready.placement.layer_devices == expected_layer_devices(planned, ready.placement.n_layer)
 
     type_and_send(qtbot, win, "Write a long poem about rivers.")
     qtbot.waitUntil(lambda: len(win.chat.conversation.messages[-1].content) > 40, timeout=30_000)
@@ -122,8 +127,10 @@ def test_worker_killed_mid_answer_keeps_the_conversation_and_reloads_without_it(
     assert [w.enabled for w in win.workers.saved()] == [True, False]
     win.chat.params["max_tokens"] = 20
     type_and_send(qtbot, win, "Go on.")
-    qtbot.waitUntil(lambda: not win.chat.busy and bool(win.chat.conversation.messages[-1].finish),
-                    timeout=30_000)
+    qtbot.waitUntil(
+        lambda: not win.chat.busy and bool(win.chat.conversation.messages[-1].finish),
+        timeout=30_000,
+    )
     assert len(win.chat.conversation.messages) == 4  # nothing was lost
 
 

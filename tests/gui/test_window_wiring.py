@@ -29,8 +29,9 @@ def window(qtbot, demo_model, tmp_path):
     def make(workers: list[str] = (), model=None) -> MainWindow:
         settings = Settings(n_ctx=2048, workers=[SavedWorker(w) for w in workers])
         controller = EngineController(watch=WatchSettings(interval_s=0.3))
-        win = MainWindow(controller, settings, model or demo_model, "demo",
-                         tmp_path / "settings.json")
+        win = MainWindow(
+            controller, settings, model or demo_model, "demo", tmp_path / "settings.json"
+        )
         qtbot.addWidget(win)
         win.show()
         made.append(win)
@@ -85,8 +86,9 @@ def test_tabs_and_sampling_only_while_the_devices_tab_shows(qtbot, window):
 
 def test_the_map_plans_for_the_model_and_re_plans_for_another(qtbot, window, tmp_path):
     win = window()
-    qtbot.waitUntil(lambda: win.plan_feed.settled and win.layer_map.result is not None,
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: win.plan_feed.settled and win.layer_map.result is not None, timeout=10_000
+    )
     assert "30 layers" in win.layer_map.title.text()
     assert win.layer_map.result.plan.n_ctx == 2048  # the settings' context, not changed
     assert list(win.layer_map.rows) == ["CPU"]
@@ -131,8 +133,9 @@ def test_what_the_map_shows_loads_and_gauges_and_map_show_it(qtbot, window, star
     # the gauges: which layers each device holds, and the model's share of its memory
     win.tabs.setCurrentWidget(win.devices)
     expected = layers_by_device(ready.placement.layer_devices)
-    qtbot.waitUntil(lambda: all(win.devices.gauge_for(lb) is not None for lb in labels),
-                    timeout=20_000)
+    qtbot.waitUntil(
+        lambda: all(win.devices.gauge_for(lb) is not None for lb in labels), timeout=20_000
+    )
     for label in labels:
         gauge = win.devices.gauge_for(label)
         assert gauge.placement.text() == expected[label]
@@ -148,8 +151,7 @@ def test_what_the_map_shows_loads_and_gauges_and_map_show_it(qtbot, window, star
 
     win.controller.unload()
     qtbot.waitUntil(lambda: not isinstance(win.controller.state, Ready), timeout=10_000)
-    qtbot.waitUntil(lambda: win.devices.gauge_for(labels[0]).placement.text() == "",
-                    timeout=5000)
+    qtbot.waitUntil(lambda: win.devices.gauge_for(labels[0]).placement.text() == "", timeout=5000)
     assert all(not r.actual.text() for r in win.layer_map.rows.values())
 
 
@@ -161,6 +163,7 @@ def test_the_gui_thread_never_waits_on_the_header_or_the_probes(qtbot, window, m
         def run(*a):
             time.sleep(0.8)
             return fn(*a)
+
         return run
 
     monkeypatch.setattr(plan_feed, "open_facts", slowly(slow_facts))
@@ -186,8 +189,7 @@ def test_the_gui_thread_never_waits_on_the_header_or_the_probes(qtbot, window, m
         assert win.plan_feed.waiting
         ready = wait_ready(qtbot, win)
         qtbot.waitUntil(lambda: bool(win.devices.gauges), timeout=15_000)
-        qtbot.waitUntil(lambda: win.devices.gauge_for("CPU").placement.text() != "",
-                        timeout=5000)
+        qtbot.waitUntil(lambda: win.devices.gauge_for("CPU").placement.text() != "", timeout=5000)
     finally:
         timer.stop()
     assert ready.placement_text == "CPU: layers 0-29 + output"
@@ -198,8 +200,9 @@ def test_the_gui_thread_never_waits_on_the_header_or_the_probes(qtbot, window, m
 
 def test_the_context_chosen_in_the_map_loads_and_is_kept(qtbot, window, tmp_path):
     win = window()
-    qtbot.waitUntil(lambda: win.plan_feed.settled and win.layer_map.result is not None,
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: win.plan_feed.settled and win.layer_map.result is not None, timeout=10_000
+    )
     with qtbot.waitSignal(win.layer_map.planChanged, timeout=5000):
         win.layer_map.controls.ctx.setValue(1024)
     win.load()

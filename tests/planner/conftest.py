@@ -15,8 +15,11 @@ def workers(tmp_path_factory):
     started: list[WorkerProcess] = []
     try:
         for _ in range(2):
-            started.append(WorkerProcess(free_port_pair(), tmp_path_factory.mktemp("w"),
-                                         threads=1, cache=False))
+            started.append(
+                WorkerProcess(
+                    free_port_pair(), tmp_path_factory.mktemp("w"), threads=1, cache=False
+                )
+            )
         yield [w.endpoint for w in started]
     finally:
         for w in started:
@@ -31,14 +34,34 @@ def demo_path() -> str:
 SHAPES = {
     # name: spec (small enough to load for real in well under a second)
     "gqa4-untied": ModelSpec(n_layer=6, n_embd=256, n_head=8, n_head_kv=2, n_ff=768, n_vocab=2000),
-    "mha-tied": ModelSpec(n_layer=4, n_embd=512, n_head=8, n_head_kv=8, n_ff=1024, n_vocab=1000,
-                          tied=True),
-    "gqa8-q8": ModelSpec(n_layer=5, n_embd=512, n_head=16, n_head_kv=2, n_ff=1024, n_vocab=3000,
-                         head_dim=64),
-    "moe-4x": ModelSpec(n_layer=4, n_embd=256, n_head=8, n_head_kv=4, n_ff=256, n_vocab=1000,
-                        n_expert=4, n_expert_used=2),
-    "gemma2-swa": ModelSpec(arch="gemma2", n_layer=6, n_embd=256, n_head=4, n_head_kv=2,
-                            n_ff=512, n_vocab=1000, tied=True, sliding_window=256, head_dim=64),
+    "mha-tied": ModelSpec(
+        n_layer=4, n_embd=512, n_head=8, n_head_kv=8, n_ff=1024, n_vocab=1000, tied=True
+    ),
+    "gqa8-q8": ModelSpec(
+        n_layer=5, n_embd=512, n_head=16, n_head_kv=2, n_ff=1024, n_vocab=3000, head_dim=64
+    ),
+    "moe-4x": ModelSpec(
+        n_layer=4,
+        n_embd=256,
+        n_head=8,
+        n_head_kv=4,
+        n_ff=256,
+        n_vocab=1000,
+        n_expert=4,
+        n_expert_used=2,
+    ),
+    "gemma2-swa": ModelSpec(
+        arch="gemma2",
+        n_layer=6,
+        n_embd=256,
+        n_head=4,
+        n_head_kv=2,
+        n_ff=512,
+        n_vocab=1000,
+        tied=True,
+        sliding_window=256,
+        head_dim=64,
+    ),
 }
 
 

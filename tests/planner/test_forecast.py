@@ -30,48 +30,93 @@ def _check(path: str, plan: LoadPlan, no_alloc: bool = False):
         assert abs(model.kv_total - measured.kv_total) <= 0.01 * MiB * 2
     else:
         errors = compare(fc, measured.totals())
-    report = "; ".join(f"{e.device}: forecast {e.forecast / MiB:.2f} MiB, actual "
-                       f"{e.actual / MiB:.2f} MiB" for e in errors)
+    report = "; ".join(
+        f"{e.device}: forecast {e.forecast / MiB:.2f} MiB, actual {e.actual / MiB:.2f} MiB"
+        for e in errors
+    )
     assert all(e.ok for e in errors), report
     # every device llama.cpp used is in the forecast and vice versa
     assert {e.device for e in errors if e.actual} <= set(fc), report
     return errors
 
 
-@pytest.mark.parametrize(("n_ctx", "cache", "fa"), [
-    (512, "f16", False), (3000, "q8_0", True), (8192, "f16", True), (6000, "q4_0", True),
-])
+@pytest.mark.parametrize(
+    ("n_ctx", "cache", "fa"),
+    [
+        (512, "f16", False),
+        (3000, "q8_0", True),
+        (8192, "f16", True),
+        (6000, "q4_0", True),
+    ],
+)
 def test_demo_on_cpu(demo_path, n_ctx, cache, fa):
-    _check(demo_path, LoadPlan(model_path=demo_path, n_ctx=n_ctx, n_gpu_layers=0,
-                               type_k=cache, type_v=cache, flash_attn=fa))
+    _check(
+        demo_path,
+        LoadPlan(
+            model_path=demo_path,
+            n_ctx=n_ctx,
+            n_gpu_layers=0,
+            type_k=cache,
+            type_v=cache,
+            flash_attn=fa,
+        ),
+    )
 
 
-@pytest.mark.parametrize(("n_ctx", "cache", "fa", "ngl"), [
-    (2048, "f16", False, -1), (8192, "q8_0", True, -1), (4096, "f16", True, 20),
-])
+@pytest.mark.parametrize(
+    ("n_ctx", "cache", "fa", "ngl"),
+    [
+        (2048, "f16", False, -1),
+        (8192, "q8_0", True, -1),
+        (4096, "f16", True, 20),
+    ],
+)
 def test_demo_on_one_worker(demo_path, workers, n_ctx, cache, fa, ngl):
-    plan = LoadPlan(model_path=demo_path, n_ctx=n_ctx, devices=[DeviceRef.rpc(workers[0])],
-                    tensor_split=[1.0], n_gpu_layers=ngl, type_k=cache, type_v=cache,
-                    flash_attn=fa)
+    plan = LoadPlan(
+        model_path=demo_path,
+        n_ctx=n_ctx,
+        devices=[DeviceRef.rpc(workers[0])],
+        tensor_split=[1.0],
+        n_gpu_layers=ngl,
+        type_k=cache,
+        type_v=cache,
+        flash_attn=fa,
+    )
     _check(demo_path, plan)
 
 
-@pytest.mark.parametrize(("n_ctx", "cache", "fa", "split", "ngl"), [
-    (512, "f16", False, [10, 21], -1),
-    (4096, "q4_0", True, [1, 1], -1),
-    (8192, "f16", False, [3, 1], -1),  # pipeline-parallel copies of the inputs
-    (3000, "q8_0", True, [1, 2], 24),  # the CPU keeps the first blocks
-])
+@pytest.mark.parametrize(
+    ("n_ctx", "cache", "fa", "split", "ngl"),
+    [
+        (512, "f16", False, [10, 21], -1),
+        (4096, "q4_0", True, [1, 1], -1),
+        (8192, "f16", False, [3, 1], -1),  # pipeline-parallel copies of the inputs
+        (3000, "q8_0", True, [1, 2], 24),  # the CPU keeps the first blocks
+    ],
+)
 def test_demo_on_two_workers(demo_path, workers, n_ctx, cache, fa, split, ngl):
-    plan = LoadPlan(model_path=demo_path, n_ctx=n_ctx,
-                    devices=[DeviceRef.rpc(w) for w in workers], tensor_split=split,
-                    n_gpu_layers=ngl, type_k=cache, type_v=cache, flash_attn=fa)
+    plan = LoadPlan(
+        model_path=demo_path,
+        n_ctx=n_ctx,
+        devices=[DeviceRef.rpc(w) for w in workers],
+        tensor_split=split,
+        n_gpu_layers=ngl,
+        type_k=cache,
+        type_v=cache,
+        flash_attn=fa,
+    )
     _check(demo_path, plan)
 
 
 def test_demo_dry_run_compute_on_two_workers(demo_path, workers):
-    plan = LoadPlan(model_path=demo_path, n_ctx=4096, devices=[DeviceRef.rpc(w) for w in workers],
-                    tensor_split=[1, 1], flash_attn=True, use_mmap=False)
+    plan = LoadPlan(
+        model_path=demo_path,
+        n_ctx=4096,
+        devices=[DeviceRef.rpc(w) for w in workers],
+        tensor_split=[1, 1],
+        flash_attn=True,
+        use_mmap=False,
+    )
     errors = _check(demo_path, plan, no_alloc=True)
     assert len([e for e in errors if e.actual]) == 3  # host + two workers
 
@@ -82,11 +127,25 @@ def test_shapes_on_cpu_and_a_worker(shapes, workers, shape, n_ctx, cache, fa):
     path = shapes[shape]
     if cache == "q8_0" and read_facts(path).head_dim_k % 32:
         pytest.skip("q8_0 needs head dims divisible by 32")
-    _check(path, LoadPlan(model_path=path, n_ctx=n_ctx, n_gpu_layers=0, type_k=cache,
-                          type_v=cache, flash_attn=fa))
-    _check(path, LoadPlan(model_path=path, n_ctx=n_ctx, devices=[DeviceRef.rpc(workers[0])],
-                          tensor_split=[1.0], n_gpu_layers=3, type_k=cache, type_v=cache,
-                          flash_attn=fa))
+    _check(
+        path,
+        LoadPlan(
+            model_path=path, n_ctx=n_ctx, n_gpu_layers=0, type_k=cache, type_v=cache, flash_attn=fa
+        ),
+    )
+    _check(
+        path,
+        LoadPlan(
+            model_path=path,
+            n_ctx=n_ctx,
+            devices=[DeviceRef.rpc(workers[0])],
+            tensor_split=[1.0],
+            n_gpu_layers=3,
+            type_k=cache,
+            type_v=cache,
+            flash_attn=fa,
+        ),
+    )
 
 
 def test_sliding_window_layers_keep_fewer_cells(shapes):

@@ -16,16 +16,23 @@ from tests.planner.hub_standin import HubStandIn
 
 def test_demo_model_facts(demo_path):
     f = read_facts(demo_path)
-    assert (f.architecture, f.n_layer, f.n_embd, f.n_vocab, f.n_ctx_train) == \
-        ("llama", 30, 576, 49152, 8192)
+    assert (f.architecture, f.n_layer, f.n_embd, f.n_vocab, f.n_ctx_train) == (
+        "llama",
+        30,
+        576,
+        49152,
+        8192,
+    )
     assert f.n_head == [9] * 30 and f.n_head_kv == [3] * 30
     assert (f.head_dim_k, f.head_dim_v) == (64, 64)
     assert f.tied_embeddings and f.quant == "Q4_1"
     assert f.parameters == 134_515_008
     # exact bytes: the tensor data of the file
     assert f.weights_bytes == 96_576_768
-    assert sum(f.layer_bytes) + f.token_embd_bytes + f.output_bytes - f.output_dup_bytes \
+    assert (
+        sum(f.layer_bytes) + f.token_embd_bytes + f.output_bytes - f.output_dup_bytes
         == f.weights_bytes
+    )
 
 
 def test_large_headers_describe_70b_and_8x7b(tmp_path):
@@ -72,8 +79,9 @@ def _split(tmp_path, spec: ModelSpec, parts: int) -> list:
             block, size = GGML_QUANT_SIZES[t]
             row = shape[0] // block * size
             nb = row * int(np.prod(shape[1:])) if len(shape) > 1 else row
-            w.add_tensor_info(name, (*reversed(shape[1:]), row), np.dtype(np.uint8), nb,
-                              raw_dtype=t)
+            w.add_tensor_info(
+                name, (*reversed(shape[1:]), row), np.dtype(np.uint8), nb, raw_dtype=t
+            )
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
@@ -115,6 +123,7 @@ def test_remote_split_model(tmp_path):
 
 # ---- hostile and broken headers --------------------------------------------------------
 
+
 def _header(n_tensors=0, n_kv=0, version=3, magic=b"GGUF") -> bytes:
     return magic + struct.pack("<IQQ", version, n_tensors, n_kv)
 
@@ -126,8 +135,13 @@ def _kv_str(key: str, value: str) -> bytes:
 
 def _tensor(name: str, dims: list[int], ttype: int) -> bytes:
     n = name.encode()
-    return (struct.pack("<Q", len(n)) + n + struct.pack("<I", len(dims))
-            + b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", ttype, 0))
+    return (
+        struct.pack("<Q", len(n))
+        + n
+        + struct.pack("<I", len(dims))
+        + b"".join(struct.pack("<Q", d) for d in dims)
+        + struct.pack("<IQ", ttype, 0)
+    )
 
 
 HOSTILE = {
@@ -137,20 +151,34 @@ HOSTILE = {
     "absurd tensor count": (_header(n_tensors=1 << 62), "claims 4,611,686,018,427,387,904 tensors"),
     "absurd key count": (_header(n_kv=1 << 40), "metadata keys"),
     "absurd string length": (_header(n_kv=1) + struct.pack("<Q", 1 << 60), "length"),
-    "absurd array": (_header(n_kv=1) + _kv_str("a", "b")[:0] + struct.pack("<Q", 1) + b"k"
-                     + struct.pack("<IIQ", 9, 4, 1 << 50), "items"),
-    "unknown value type": (_header(n_kv=1) + struct.pack("<Q", 1) + b"k" + struct.pack("<I", 99),
-                           "unknown value type 99"),
-    "truncated in kv": (_header(n_kv=2) + _kv_str("general.architecture", "llama")[:-2],
-                        "ends inside its header"),
-    "truncated in tensors": (_header(n_tensors=2, n_kv=0) + _tensor("a", [32, 4], 0)
-                             + b"\0\0", "ends inside its header"),
+    "absurd array": (
+        _header(n_kv=1)
+        + _kv_str("a", "b")[:0]
+        + struct.pack("<Q", 1)
+        + b"k"
+        + struct.pack("<IIQ", 9, 4, 1 << 50),
+        "items",
+    ),
+    "unknown value type": (
+        _header(n_kv=1) + struct.pack("<Q", 1) + b"k" + struct.pack("<I", 99),
+        "unknown value type 99",
+    ),
+    "truncated in kv": (
+        _header(n_kv=2) + _kv_str("general.architecture", "llama")[:-2],
+        "ends inside its header",
+    ),
+    "truncated in tensors": (
+        _header(n_tensors=2, n_kv=0) + _tensor("a", [32, 4], 0) + b"\0\0",
+        "ends inside its header",
+    ),
     "unknown tensor type": (_header(n_tensors=1) + _tensor("a", [32], 77), "unknown type 77"),
     "too many dims": (_header(n_tensors=1) + _tensor("a", [1, 1, 1, 1, 1], 0), "5 dimensions"),
     "absurd dimension": (_header(n_tensors=1) + _tensor("a", [1 << 50], 0), "absurd dimension"),
     "zero dimension": (_header(n_tensors=1) + _tensor("a", [0], 0), "absurd dimension"),
-    "elements overflow": (_header(n_tensors=1) + _tensor("a", [1 << 39, 1 << 39, 1 << 39], 0),
-                          "elements"),
+    "elements overflow": (
+        _header(n_tensors=1) + _tensor("a", [1 << 39, 1 << 39, 1 << 39], 0),
+        "elements",
+    ),
     "bad block": (_header(n_tensors=1) + _tensor("a", [33], 2), "block size 32"),
     "no architecture": (_header(n_kv=1) + _kv_str("general.name", "x"), "general.architecture"),
 }

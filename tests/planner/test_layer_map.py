@@ -20,8 +20,9 @@ RIGS = Path(__file__).parents[1] / "fixtures" / "rigs"
 
 @pytest.fixture(scope="module")
 def facts_70b(tmp_path_factory):
-    return read_facts(write_model(tmp_path_factory.mktemp("m") / "70b.gguf", LLAMA_70B,
-                                  sparse=True))
+    return read_facts(
+        write_model(tmp_path_factory.mktemp("m") / "70b.gguf", LLAMA_70B, sparse=True)
+    )
 
 
 @pytest.fixture
@@ -44,8 +45,9 @@ def _ribbon_matches(panel, plan: LoadPlan, n_layer: int) -> None:
     assert expanded == placement
     for r in panel.result.devices:
         row = panel.rows[r.device.label]
-        assert row.layers.text() == ("token embeddings only" if r.n_units == 0
-                                     else f"layers {r.layers_text}")
+        assert row.layers.text() == (
+            "token embeddings only" if r.n_units == 0 else f"layers {r.layers_text}"
+        )
 
 
 def test_map_matches_the_plan(panel, facts_70b):
@@ -62,7 +64,7 @@ def test_dragging_a_boundary_replans_live(panel, qtbot, facts_70b):
     b = 1  # between CUDA0 and CUDA1
     x = int(rib.boundary_x(b))
     y = rib.height() // 2
-    target = int(rib.unit_x(sum(before[:b + 1]) - 10))
+    target = int(rib.unit_x(sum(before[: b + 1]) - 10))
     with qtbot.waitSignal(panel.planChanged, timeout=2000) as sig:
         qtbot.mousePress(rib, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
         qtbot.mouseMove(rib, QPoint((x + target) // 2, y))

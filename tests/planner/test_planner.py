@@ -54,9 +54,12 @@ def _check_invariants(result, devices):
 def test_rigs_deterministic_within_memory(big, rig, model, strategy):
     devices = devices_from_machine(load_rig(rig))
     gpus = [d for d in devices if not d.is_host]
-    opts = PlanOptions(strategy=strategy, n_ctx=8192,
-                       ratios={d.label: float(i + 1) for i, d in enumerate(gpus)},
-                       reserves={gpus[0].label: 2 * GiB} if gpus else {})
+    opts = PlanOptions(
+        strategy=strategy,
+        n_ctx=8192,
+        ratios={d.label: float(i + 1) for i, d in enumerate(gpus)},
+        reserves={gpus[0].label: 2 * GiB} if gpus else {},
+    )
     planner = Planner(big[model])
     a = planner.plan(devices, opts)
     b = Planner(big[model]).plan(devices, opts)
@@ -86,12 +89,15 @@ def test_fastest_first_beats_proportional_on_mixed_rigs(big, rig):
 
 def test_manual_fit_moves_layers_then_says_so(big):
     devices = devices_from_machine(load_rig(RIGS[0].parent / "2x3060.json"))
-    r = Planner(big["70b"]).plan(devices, PlanOptions(strategy="manual", n_ctx=4096,
-                                                      ratios={"CUDA0": 1, "CUDA1": 1}))
+    r = Planner(big["70b"]).plan(
+        devices, PlanOptions(strategy="manual", n_ctx=4096, ratios={"CUDA0": 1, "CUDA1": 1})
+    )
     assert r.verdict == "fits with CPU offload"
     assert r.devices[0].last > 0 and any("to the CPU" in c for c in r.changes)
-    off = Planner(big["70b"]).plan(devices, PlanOptions(strategy="manual", n_ctx=4096, fit=False,
-                                                        ratios={"CUDA0": 1, "CUDA1": 1}))
+    off = Planner(big["70b"]).plan(
+        devices,
+        PlanOptions(strategy="manual", n_ctx=4096, fit=False, ratios={"CUDA0": 1, "CUDA1": 1}),
+    )
     assert off.verdict == "does not fit" and not off.changes
 
 
@@ -107,8 +113,9 @@ def test_context_shrinks_only_when_the_host_is_short(big):
 
 def test_exclude_and_reserve_reach_the_plan(big):
     devices = devices_from_machine(load_rig(RIGS[0].parent / "3090-p40.json"))
-    r = Planner(big["8x7b"]).plan(devices, PlanOptions(excluded={"CUDA1"},
-                                                      reserves={"CUDA0": 4 * GiB}))
+    r = Planner(big["8x7b"]).plan(
+        devices, PlanOptions(excluded={"CUDA1"}, reserves={"CUDA0": 4 * GiB})
+    )
     assert [d.label for d in r.plan.devices] == ["CUDA0"]
     assert r.device("CUDA0").free_after >= 4 * GiB
 
@@ -117,8 +124,9 @@ def test_planning_a_70b_on_five_devices_is_quick(big):
     import time
 
     devices = devices_from_machine(load_rig(RIGS[0].parent / "3090-p40.json"))
-    devices += devices_from_machine(load_rig(RIGS[0].parent / "2x3060.json"),
-                                    worker="10.0.0.2:50052", rtt_s=0.0005)
+    devices += devices_from_machine(
+        load_rig(RIGS[0].parent / "2x3060.json"), worker="10.0.0.2:50052", rtt_s=0.0005
+    )
     devices = [d for d in devices if d.kind != "cpu" or d.is_host]
     assert len(devices) == 5
     p = Planner(big["70b"])
@@ -135,7 +143,8 @@ def test_a_loopback_worker_is_said_to_cost_speed(demo_path, workers):
     for ep in workers:
         devices += devices_from_probe(probe(ep))
     r = Planner(read_facts(demo_path), demo_path).plan(
-        devices, PlanOptions(strategy="manual", ratios={d.label: 1 for d in devices[1:]}))
+        devices, PlanOptions(strategy="manual", ratios={d.label: 1 for d in devices[1:]})
+    )
     assert r.verdict == "fits"
     assert any("makes generation slower" in n for n in r.notes), r.notes
 
@@ -143,10 +152,27 @@ def test_a_loopback_worker_is_said_to_cost_speed(demo_path, workers):
 def test_cli_json_on_a_rig(big, tmp_path):
     path = write_model(tmp_path / "70b.gguf", LLAMA_70B, sparse=True)
     out = subprocess.run(
-        [sys.executable, "-m", "layerlab.cli.main", "plan", str(path), "--ctx", "8192",
-         "--rig", str(RIGS[0].parent / "3090-p40.json"), "--strategy", "fastest",
-         "--reserve", "CUDA0=1", "--json"],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "layerlab.cli.main",
+            "plan",
+            str(path),
+            "--ctx",
+            "8192",
+            "--rig",
+            str(RIGS[0].parent / "3090-p40.json"),
+            "--strategy",
+            "fastest",
+            "--reserve",
+            "CUDA0=1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["verdict"] == "fits" and doc["n_ctx"] == 8192
@@ -154,7 +180,20 @@ def test_cli_json_on_a_rig(big, tmp_path):
     assert labels == ["CPU", "CUDA0", "CUDA1"]
     assert doc["load_plan"]["devices"][-1]["name"] == "CUDA1"
     bad = subprocess.run(
-        [sys.executable, "-m", "layerlab.cli.main", "plan", str(path), "--rig",
-         str(RIGS[0].parent / "3090-p40.json"), "--reserve", "CUDA7=1"],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "layerlab.cli.main",
+            "plan",
+            str(path),
+            "--rig",
+            str(RIGS[0].parent / "3090-p40.json"),
+            "--reserve",
+            "CUDA7=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert bad.returncode == 2 and "CUDA7" in bad.stderr

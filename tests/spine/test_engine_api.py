@@ -34,8 +34,9 @@ def test_no_token_or_wrong_token_is_401(engine):
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     r = httpx.post(ready.url + "/v1/chat/completions", json=body)
     assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
-    r = httpx.post(ready.url + "/v1/chat/completions", json=body,
-                   headers={"Authorization": "Bearer nope"})
+    r = httpx.post(
+        ready.url + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer nope"}
+    )
     assert r.status_code == 401
     assert httpx.get(ready.url + "/v1/models").status_code == 401
     # /health says only that it is alive, so a launcher can wait on it without the key.
@@ -50,8 +51,11 @@ def test_models_lists_the_loaded_model(engine):
 
 def test_non_streaming_completion_has_text_usage_and_timings(engine):
     sup, ready = engine
-    body = {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 12,
-            "temperature": 0}
+    body = {
+        "messages": [{"role": "user", "content": "Name a colour."}],
+        "max_tokens": 12,
+        "temperature": 0,
+    }
     r = httpx.post(ready.url + "/v1/chat/completions", json=body, headers=auth(sup), timeout=60)
     assert r.status_code == 200
     data = r.json()
@@ -64,11 +68,16 @@ def test_non_streaming_completion_has_text_usage_and_timings(engine):
 
 def test_streaming_completion_ends_with_timings_and_done(engine):
     sup, ready = engine
-    body = {"messages": [{"role": "user", "content": "Count to five."}], "max_tokens": 10,
-            "temperature": 0, "stream": True}
+    body = {
+        "messages": [{"role": "user", "content": "Count to five."}],
+        "max_tokens": 10,
+        "temperature": 0,
+        "stream": True,
+    }
     lines = []
-    with httpx.stream("POST", ready.url + "/v1/chat/completions", json=body, headers=auth(sup),
-                      timeout=60) as r:
+    with httpx.stream(
+        "POST", ready.url + "/v1/chat/completions", json=body, headers=auth(sup), timeout=60
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         lines = [ln[6:] for ln in r.iter_lines() if ln.startswith("data: ")]
@@ -79,16 +88,22 @@ def test_streaming_completion_ends_with_timings_and_done(engine):
     assert "/" not in chunks[0]["model"]  # the model id, not a path into the user's home
 
 
-@pytest.mark.parametrize("payload, words", [
-    (b"{not json", "not valid JSON"),
-    (b'{"messages": []}', "messages"),
-    (b'{"messages": [{"role": "wizard", "content": "x"}]}', "role"),
-    (b'{"messages": [{"role": "user", "content": "x"}], "temperature": -1}', "temperature"),
-])
+@pytest.mark.parametrize(
+    "payload, words",
+    [
+        (b"{not json", "not valid JSON"),
+        (b'{"messages": []}', "messages"),
+        (b'{"messages": [{"role": "wizard", "content": "x"}]}', "role"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "temperature": -1}', "temperature"),
+    ],
+)
 def test_malformed_requests_get_400_with_a_message(engine, payload, words):
     sup, ready = engine
-    r = httpx.post(ready.url + "/v1/chat/completions", content=payload,
-                   headers={**auth(sup), "Content-Type": "application/json"})
+    r = httpx.post(
+        ready.url + "/v1/chat/completions",
+        content=payload,
+        headers={**auth(sup), "Content-Type": "application/json"},
+    )
     assert r.status_code == 400
     assert words in r.json()["error"]["message"]
 
@@ -115,15 +130,20 @@ def test_too_many_waiting_requests_are_refused_clearly(engine):
 
     # One long answer keeps the model busy while the others arrive.
     busy = sup.client()
-    stream = busy.stream_chat([{"role": "user", "content": "Tell a long story."}],
-                              max_tokens=2000, temperature=0)
+    stream = busy.stream_chat(
+        [{"role": "user", "content": "Tell a long story."}], max_tokens=2000, temperature=0
+    )
     next(stream)
     codes: list[int] = []
     messages: list[str] = []
 
     def ask():
-        r = httpx.post(ready.url + "/v1/chat/completions", headers=auth(sup), timeout=120,
-                       json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3})
+        r = httpx.post(
+            ready.url + "/v1/chat/completions",
+            headers=auth(sup),
+            timeout=120,
+            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3},
+        )
         codes.append(r.status_code)
         if r.status_code != 200:
             messages.append(r.json()["error"]["message"])
@@ -148,8 +168,9 @@ def test_stop_mid_stream_ends_quickly_and_the_engine_answers_again(engine):
     sup, _ready = engine
     client = sup.client()
     got = []
-    for ev in client.stream_chat([{"role": "user", "content": "Tell a long story."}],
-                                 max_tokens=400, temperature=0):
+    for ev in client.stream_chat(
+        [{"role": "user", "content": "Tell a long story."}], max_tokens=400, temperature=0
+    ):
         got.append(ev)
         if len(got) == 5:
             client.cancel()

@@ -25,8 +25,9 @@ time.sleep(600)
 
 
 def test_engine_ends_when_its_parent_is_killed(demo_model):
-    head = subprocess.Popen([sys.executable, "-c", HEAD, str(demo_model)],
-                            stdout=subprocess.PIPE, text=True)
+    head = subprocess.Popen(
+        [sys.executable, "-c", HEAD, str(demo_model)], stdout=subprocess.PIPE, text=True
+    )
     engine_pid = int(head.stdout.readline())
     assert psutil.pid_exists(engine_pid)
     os.kill(head.pid, signal.SIGKILL)

@@ -104,8 +104,10 @@ def test_a_typo_or_dead_address_never_reaches_llamacpp(demo_model):
 
 
 def _engine_children() -> int:
-    return sum("layerlab.core.engine.host" in " ".join(p.cmdline())
-               for p in psutil.Process().children(recursive=True))
+    return sum(
+        "layerlab.core.engine.host" in " ".join(p.cmdline())
+        for p in psutil.Process().children(recursive=True)
+    )
 
 
 def _netns_allowed() -> bool:
@@ -115,19 +117,28 @@ def _netns_allowed() -> bool:
 
 
 needs_netns = pytest.mark.skipif(
-    not _netns_allowed(),
-    reason="needs iproute2 and permission for network namespaces")
+    not _netns_allowed(), reason="needs iproute2 and permission for network namespaces"
+)
 
 
 @needs_netns
-@pytest.mark.parametrize("setup, words", [
-    # a namespace with no route at all: the network is unreachable
-    ([], "cannot be reached"),
-    # an on-link address nobody answers for (a machine that is switched off)
-    ([["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
-      ["addr", "add", "10.231.77.2/24", "dev", "v0"],
-      ["link", "set", "v0", "up"], ["link", "set", "v1", "up"]], "cannot be reached"),
-])
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        # a namespace with no route at all: the network is unreachable
+        ([], "cannot be reached"),
+        # an on-link address nobody answers for (a machine that is switched off)
+        (
+            [
+                ["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+                ["addr", "add", "10.231.77.2/24", "dev", "v0"],
+                ["link", "set", "v0", "up"],
+                ["link", "set", "v1", "up"],
+            ],
+            "cannot be reached",
+        ),
+    ],
+)
 def test_unreachable_addresses_fail_in_bounded_time(setup, words):
     ns = f"ll-probe-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
@@ -139,8 +150,13 @@ def test_unreachable_addresses_fail_in_bounded_time(setup, words):
             "t = time.monotonic(); r = probe('10.231.77.1:50052', timeout=2.0)\n"
             "print(json.dumps([r.ok, r.kind, r.problem, time.monotonic() - t]))"
         )
-        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
+        out = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
         import json
 
         ok, kind, problem, took = json.loads(out)

@@ -18,9 +18,23 @@ KEY = "test-key-not-secret"
 def start_serve(*args: str) -> tuple[subprocess.Popen, str]:
     port = free_port_pair()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "layerlab.cli.main", "serve", "--port", str(port), "--ctx", "2048",
-         "--api-key", KEY, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "layerlab.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--ctx",
+            "2048",
+            "--api-key",
+            KEY,
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -50,8 +64,16 @@ def test_serve_demo_model_answers_with_a_key(tmp_path):
         assert httpx.get(base + "/v1/models").status_code == 401
         models = httpx.get(base + "/v1/models", headers=H).json()
         assert models["data"][0]["id"]
-        r = httpx.post(base + "/v1/chat/completions", headers=H, timeout=60, json={
-            "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "temperature": 0})
+        r = httpx.post(
+            base + "/v1/chat/completions",
+            headers=H,
+            timeout=60,
+            json={
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 8,
+                "temperature": 0,
+            },
+        )
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
         health = httpx.get(base + "/health").json()
         assert health["status"] == "ok" and "CPU: layers 0-29 + output" in health["placement"]
@@ -64,11 +86,16 @@ def test_lost_worker_is_an_api_error_and_a_health_report_not_a_dead_process(star
     w1, w2 = start_worker(), start_worker()
     proc, base = start_serve("--workers", f"{w1.endpoint},{w2.endpoint}", "--tensor-split", "1,2")
     try:
-        body = {"messages": [{"role": "user", "content": "Write a long story."}],
-                "max_tokens": 2000, "temperature": 0, "stream": True}
+        body = {
+            "messages": [{"role": "user", "content": "Write a long story."}],
+            "max_tokens": 2000,
+            "temperature": 0,
+            "stream": True,
+        }
         events = []
-        with httpx.stream("POST", base + "/v1/chat/completions", headers=H, json=body,
-                          timeout=60) as r:
+        with httpx.stream(
+            "POST", base + "/v1/chat/completions", headers=H, json=body, timeout=60
+        ) as r:
             for line in r.iter_lines():
                 if line.startswith("data: "):
                     events.append(line[6:])
@@ -89,23 +116,35 @@ def test_lost_worker_is_an_api_error_and_a_health_report_not_a_dead_process(star
         assert health["status"] == "ok", health
         assert w2.endpoint not in health["placement"]
         assert health["last_incident"]["lost_workers"] == [w2.endpoint]
-        r = httpx.post(base + "/v1/chat/completions", headers=H, timeout=60, json={
-            "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
+        r = httpx.post(
+            base + "/v1/chat/completions",
+            headers=H,
+            timeout=60,
+            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+        )
         assert r.status_code == 200
     finally:
         stop(proc)
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--workers", "127.0.0.1:5OO52"], "not a number"),
-    (["--host", "0.0.0.0"], "API key"),
-    (["/no/such/model.gguf"], "no file"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--workers", "127.0.0.1:5OO52"], "not a number"),
+        (["--host", "0.0.0.0"], "API key"),
+        (["/no/such/model.gguf"], "no file"),
+    ],
+)
 def test_serve_refuses_bad_input_in_words(args, words):
     cmd = [sys.executable, "-m", "layerlab.cli.main", "serve", *args]
     if "--host" in args:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
-                           env={**__import__("os").environ, "LAYERLAB_API_KEY": ""})
+        r = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**__import__("os").environ, "LAYERLAB_API_KEY": ""},
+        )
     else:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and words in r.stderr

@@ -21,9 +21,12 @@ def test_greedy_output_identical_local_one_worker_two_workers(demo_model, start_
     w1, w2 = start_worker(), start_worker()
     local = LoadPlan(str(demo_model), n_ctx=1024, n_threads=2)
     one = LoadPlan(str(demo_model), n_ctx=1024, devices=[DeviceRef.rpc(w1.endpoint)])
-    two = LoadPlan(str(demo_model), n_ctx=1024,
-                   devices=[DeviceRef.rpc(w1.endpoint), DeviceRef.rpc(w2.endpoint)],
-                   tensor_split=[10, 21])
+    two = LoadPlan(
+        str(demo_model),
+        n_ctx=1024,
+        devices=[DeviceRef.rpc(w1.endpoint), DeviceRef.rpc(w2.endpoint)],
+        tensor_split=[10, 21],
+    )
 
     text_local, layers_local, usage = run(local)
     assert usage["completion_tokens"] == 64 and len(text_local) > 40
@@ -44,8 +47,9 @@ def test_greedy_output_identical_local_one_worker_two_workers(demo_model, start_
 
 
 def test_cpu_keeps_first_blocks_when_not_all_offloaded(demo_model, worker):
-    plan = LoadPlan(str(demo_model), n_ctx=512, devices=[DeviceRef.rpc(worker.endpoint)],
-                    n_gpu_layers=21)
+    plan = LoadPlan(
+        str(demo_model), n_ctx=512, devices=[DeviceRef.rpc(worker.endpoint)], n_gpu_layers=21
+    )
     sup, ready = load(plan)
     try:
         assert ready.placement.layer_devices == expected_layer_devices(plan, N_LAYER)

@@ -23,17 +23,32 @@ def read_until(proc: subprocess.Popen, text: str, timeout: float = 20) -> str:
 
 
 def run_worker(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "layerlab.cli.main", "worker", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "layerlab.cli.main", "worker", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_sigterm_and_ctrl_c_stop_cleanly_and_free_the_ports(tmp_path):
     for sig in (signal.SIGTERM, signal.SIGINT):
         port = free_port_pair()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "layerlab.cli.main", "worker", "--listen",
-             f"127.0.0.1:{port}", "--cache-dir", str(tmp_path)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "layerlab.cli.main",
+                "worker",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--cache-dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert "ready on" in read_until(proc, "ready on")
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=10)
@@ -66,9 +81,21 @@ def test_unknown_device_lists_the_real_ones():
 def test_lan_sharing_prints_a_plain_warning(tmp_path):
     port = free_port_pair()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "layerlab.cli.main", "worker", "--listen", f"0.0.0.0:{port}",
-         "--allow-lan", "--cache-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "layerlab.cli.main",
+            "worker",
+            "--listen",
+            f"0.0.0.0:{port}",
+            "--allow-lan",
+            "--cache-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         seen = read_until(proc, "ready on")
         assert "WARNING" in seen and "no password" in seen and "ready on" in seen

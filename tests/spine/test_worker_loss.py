@@ -34,9 +34,12 @@ def _stream_until_error(client, after_tokens: int, fault) -> tuple[float, Except
 
 def test_kill_9_worker_mid_generation(demo_model, start_worker):
     w1, w2 = start_worker(), start_worker()
-    plan = LoadPlan(str(demo_model), n_ctx=2048,
-                    devices=[DeviceRef.rpc(w1.endpoint), DeviceRef.rpc(w2.endpoint)],
-                    tensor_split=[1, 2])
+    plan = LoadPlan(
+        str(demo_model),
+        n_ctx=2048,
+        devices=[DeviceRef.rpc(w1.endpoint), DeviceRef.rpc(w2.endpoint)],
+        tensor_split=[1, 2],
+    )
     sup, _ = load(plan)
     try:
         took, _err = _stream_until_error(sup.client(), 5, w2.kill)
@@ -57,8 +60,9 @@ def test_kill_9_worker_mid_generation(demo_model, start_worker):
 
 def test_sigstop_worker_mid_generation_is_caught_by_the_watchdog(demo_model, start_worker):
     w1 = start_worker()
-    plan = LoadPlan(str(demo_model), n_ctx=2048, devices=[DeviceRef.rpc(w1.endpoint)],
-                    n_gpu_layers=15)
+    plan = LoadPlan(
+        str(demo_model), n_ctx=2048, devices=[DeviceRef.rpc(w1.endpoint)], n_gpu_layers=15
+    )
     sup, _ = load(plan)
     try:
         took, _ = _stream_until_error(sup.client(), 5, w1.freeze)

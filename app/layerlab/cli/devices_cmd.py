@@ -18,10 +18,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", metavar="FILE", help="write this machine as a recorded rig")
     p.add_argument("--name", default="", help="the rig's name for --record (default: hostname)")
     p.add_argument("--rig", metavar="FILE", help="show a recorded rig instead of this machine")
-    p.add_argument("--worker", action="append", default=[], metavar="HOST:PORT",
-                   help="also show a worker's devices (repeatable)")
-    p.add_argument("--no-llama", action="store_true",
-                   help="do not ask llama.cpp for its device names (skips a child process)")
+    p.add_argument(
+        "--worker",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="also show a worker's devices (repeatable)",
+    )
+    p.add_argument(
+        "--no-llama",
+        action="store_true",
+        help="do not ask llama.cpp for its device names (skips a child process)",
+    )
 
 
 def _line(info, sample) -> str:
@@ -57,9 +65,11 @@ def run(args: argparse.Namespace) -> int:
     if args.record:
         import socket
 
-        data = rig.record_rig(args.name or socket.gethostname(),
-                              notes="recorded with `layerlab devices --record`",
-                              with_llama=not args.no_llama)
+        data = rig.record_rig(
+            args.name or socket.gethostname(),
+            notes="recorded with `layerlab devices --record`",
+            with_llama=not args.no_llama,
+        )
         rig.save_rig(data, args.record)
         print(f"Wrote this machine as a rig to {args.record}.")
         return 0
@@ -83,13 +93,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         samples = [inventory.sample_once(i) for i in invs]
         if args.json:
-            print(json.dumps({"machines": [
-                {"name": i.machine.name,
-                 "devices": [d.to_dict() for d in i.machine.devices],
-                 "samples": {k: s.to_dict() for k, s in smp.items()},
-                 "notes": i.notes, "cpu_only": i.cpu_only_line,
-                 "llama_problem": i.llama_problem, "unseen_by_llama": i.unseen_by_llama}
-                for i, smp in zip(invs, samples, strict=True)]}, indent=1))
+            print(
+                json.dumps(
+                    {
+                        "machines": [
+                            {
+                                "name": i.machine.name,
+                                "devices": [d.to_dict() for d in i.machine.devices],
+                                "samples": {k: s.to_dict() for k, s in smp.items()},
+                                "notes": i.notes,
+                                "cpu_only": i.cpu_only_line,
+                                "llama_problem": i.llama_problem,
+                                "unseen_by_llama": i.unseen_by_llama,
+                            }
+                            for i, smp in zip(invs, samples, strict=True)
+                        ]
+                    },
+                    indent=1,
+                )
+            )
             return 0
         for i, smp in zip(invs, samples, strict=True):
             print(i.machine.name)
@@ -103,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"llama.cpp's view: {inv.llama_problem}")
         for key in inv.unseen_by_llama:
             d = next(x for x in inv.machine.devices if x.key == key)
-            print(f"Note: llama.cpp does not list {d.name} ({d.pci_bus_id}); "
-                  "it cannot hold layers.")
+            print(
+                f"Note: llama.cpp does not list {d.name} ({d.pci_bus_id}); it cannot hold layers."
+            )
         return 0
     finally:
         for i in invs:

@@ -15,18 +15,32 @@ HELP = "pair this head with a sharing worker (type the code it shows)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("address", nargs="?", help="HOST:PORT of the worker's link (port 50050 if "
-                                              "omitted), as its share switch shows it")
+    p.add_argument(
+        "address",
+        nargs="?",
+        help="HOST:PORT of the worker's link (port 50050 if omitted), as its share switch shows it",
+    )
     p.add_argument("code", nargs="?", help="the pairing code the worker shows, e.g. 482-913")
-    p.add_argument("--fingerprint", default=None,
-                   help="the worker's key fingerprint, if known (refuse any other key)")
-    p.add_argument("--name", default=None, help="how the worker sees this head (default: "
-                                                "host name; only used for a new identity)")
-    p.add_argument("--state-dir", default=None,
-                   help="where this machine's key and paired workers are kept")
+    p.add_argument(
+        "--fingerprint",
+        default=None,
+        help="the worker's key fingerprint, if known (refuse any other key)",
+    )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="how the worker sees this head (default: host name; only used for a new identity)",
+    )
+    p.add_argument(
+        "--state-dir", default=None, help="where this machine's key and paired workers are kept"
+    )
     p.add_argument("--list", action="store_true", help="list paired workers and exit")
-    p.add_argument("--unpair", metavar="WORKER", default=None,
-                   help="forget a paired worker (by name or address)")
+    p.add_argument(
+        "--unpair",
+        metavar="WORKER",
+        default=None,
+        help="forget a paired worker (by name or address)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +66,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"Forgot {args.unpair}.")
         return 0
     if not (args.address and args.code):
-        print("layerlab pair: give the worker's address and the code it shows, e.g. "
-              "layerlab pair 192.168.1.20:50050 482-913", file=sys.stderr)
+        print(
+            "layerlab pair: give the worker's address and the code it shows, e.g. "
+            "layerlab pair 192.168.1.20:50050 482-913",
+            file=sys.stderr,
+        )
         return 2
     try:
         peer = links.pair(args.address, args.code, args.fingerprint)

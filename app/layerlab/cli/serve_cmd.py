@@ -19,22 +19,37 @@ KEY_ENV = "LAYERLAB_API_KEY"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", help="GGUF file (default: the bundled demo model)")
-    p.add_argument("--workers", default="",
-                   help="workers to split over, comma-separated: HOST:PORT of a plain RPC "
-                        "worker, or a paired worker's name or link address (see layerlab pair)")
-    p.add_argument("--state-dir", default=None,
-                   help="where this head's key and paired workers are kept")
-    p.add_argument("--tensor-split", default="",
-                   help="shares per worker device, e.g. 1,2 (default: by free memory)")
+    p.add_argument(
+        "--workers",
+        default="",
+        help="workers to split over, comma-separated: HOST:PORT of a plain RPC "
+        "worker, or a paired worker's name or link address (see layerlab pair)",
+    )
+    p.add_argument(
+        "--state-dir", default=None, help="where this head's key and paired workers are kept"
+    )
+    p.add_argument(
+        "--tensor-split",
+        default="",
+        help="shares per worker device, e.g. 1,2 (default: by free memory)",
+    )
     p.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to serve on (default loopback; a LAN address needs an API key)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on (default loopback; a LAN address needs an API key)",
+    )
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--api-key", default=None,
-                   help=f"API key clients must send (or set {KEY_ENV}); generated when omitted "
-                        "on loopback")
-    p.add_argument("--no-auto-reload", action="store_true",
-                   help="stay failed when a worker is lost instead of reloading without it")
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help=f"API key clients must send (or set {KEY_ENV}); generated when omitted on loopback",
+    )
+    p.add_argument(
+        "--no-auto-reload",
+        action="store_true",
+        help="stay failed when a worker is lost instead of reloading without it",
+    )
 
 
 def _fail(msg: str) -> int:
@@ -67,14 +82,18 @@ def _serve(args: argparse.Namespace, links: HeadLinks) -> int:
                 return _fail(f"there is no file at {model}")
         else:
             model, name = str(demo_model_path()), DEMO_NAME
-        workers = [links.address_of(w) if links.is_paired(w) else str(Endpoint.parse(w))
-                   for w in args.workers.split(",") if w.strip()]
+        workers = [
+            links.address_of(w) if links.is_paired(w) else str(Endpoint.parse(w))
+            for w in args.workers.split(",")
+            if w.strip()
+        ]
         split = [float(x) for x in args.tensor_split.split(",") if x.strip()]
     except (DemoModelMissing, BadAddress) as e:
         return _fail(str(e))
     except ValueError:
-        return _fail(f"--tensor-split must be numbers separated by commas, not "
-                     f"'{args.tensor_split}'")
+        return _fail(
+            f"--tensor-split must be numbers separated by commas, not '{args.tensor_split}'"
+        )
     counts = {}
     for w in workers:
         result = links.probe(w)
@@ -84,8 +103,9 @@ def _serve(args: argparse.Namespace, links: HeadLinks) -> int:
     plan = default_plan(model, counts, args.ctx, name)
     if split:
         if len(split) != len(plan.devices):
-            return _fail(f"--tensor-split has {len(split)} shares for {len(plan.devices)} "
-                         "worker devices")
+            return _fail(
+                f"--tensor-split has {len(split)} shares for {len(plan.devices)} worker devices"
+            )
         plan.tensor_split = split
 
     key = args.api_key or os.environ.get(KEY_ENV)
@@ -94,8 +114,10 @@ def _serve(args: argparse.Namespace, links: HeadLinks) -> int:
     except BadAddress as e:
         return _fail(str(e))
     if lan and not key:
-        return _fail(f"serving on {args.host} makes the API reachable from the LAN: give it an "
-                     f"API key with --api-key or {KEY_ENV}")
+        return _fail(
+            f"serving on {args.host} makes the API reachable from the LAN: give it an "
+            f"API key with --api-key or {KEY_ENV}"
+        )
     generated = not key
     key = key or secrets.token_urlsafe(24)
 
@@ -103,8 +125,9 @@ def _serve(args: argparse.Namespace, links: HeadLinks) -> int:
 
     from layerlab.core.serve import HeadlessHead, create_front
 
-    head = HeadlessHead(plan, auto_reload=not args.no_auto_reload,
-                        log=lambda m: print(f"layerlab: {m}", flush=True))
+    head = HeadlessHead(
+        plan, auto_reload=not args.no_auto_reload, log=lambda m: print(f"layerlab: {m}", flush=True)
+    )
     links.attach(head.supervisor)
     head.start()
     url = f"http://{args.host}:{args.port}/v1"
@@ -112,13 +135,17 @@ def _serve(args: argparse.Namespace, links: HeadLinks) -> int:
     if generated:
         # Shown once, on the terminal only, so a local client can be pointed at it.
         print(f"layerlab: API key for this run: {key}", flush=True)
-    config = uvicorn.Config(create_front(head, key), host=args.host, port=args.port,
-                            log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        create_front(head, key),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
     server = uvicorn.Server(config)
     try:
         server.run()
     finally:
         head.stop()
     return 0
-

@@ -11,29 +11,50 @@ HELP = "share this machine's devices with a head"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--listen", default=f"127.0.0.1:{DEFAULT_RPC_PORT}",
-                   help="HOST:PORT for llama.cpp RPC (default 127.0.0.1:%(default)s); "
-                        "status is served on PORT+1")
-    p.add_argument("--allow-lan", action="store_true",
-                   help="allow a non-loopback --listen address (no auth, no encryption yet)")
-    p.add_argument("--devices", default="",
-                   help="comma-separated llama.cpp device names (e.g. CUDA0,Vulkan1 or cpu); "
-                        "default: every GPU, else the CPU")
-    p.add_argument("--cache-dir", default=None,
-                   help="tensor cache directory (default: the user cache); '' turns it off")
+    p.add_argument(
+        "--listen",
+        default=f"127.0.0.1:{DEFAULT_RPC_PORT}",
+        help="HOST:PORT for llama.cpp RPC (default 127.0.0.1:%(default)s); "
+        "status is served on PORT+1",
+    )
+    p.add_argument(
+        "--allow-lan",
+        action="store_true",
+        help="allow a non-loopback --listen address (no auth, no encryption yet)",
+    )
+    p.add_argument(
+        "--devices",
+        default="",
+        help="comma-separated llama.cpp device names (e.g. CUDA0,Vulkan1 or cpu); "
+        "default: every GPU, else the CPU",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="tensor cache directory (default: the user cache); '' turns it off",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (CPU device only)")
     share = p.add_argument_group("sharing on the LAN (paired heads only, over TLS)")
-    share.add_argument("--share", action="store_true",
-                       help="open the LAN link for paired heads, announce it, show a pairing code")
-    share.add_argument("--share-on", default="0.0.0.0:50050",
-                       help="HOST:PORT of the LAN link (default %(default)s)")
-    share.add_argument("--name", default=None,
-                       help="how heads see this worker (default: host name)")
-    share.add_argument("--state-dir", default=None,
-                       help="where this machine's key and paired heads are kept")
+    share.add_argument(
+        "--share",
+        action="store_true",
+        help="open the LAN link for paired heads, announce it, show a pairing code",
+    )
+    share.add_argument(
+        "--share-on",
+        default="0.0.0.0:50050",
+        help="HOST:PORT of the LAN link (default %(default)s)",
+    )
+    share.add_argument(
+        "--name", default=None, help="how heads see this worker (default: host name)"
+    )
+    share.add_argument(
+        "--state-dir", default=None, help="where this machine's key and paired heads are kept"
+    )
     share.add_argument("--no-announce", action="store_true", help="do not announce on mDNS")
-    share.add_argument("--json-events", action="store_true",
-                       help="print events as JSON lines (for the GUI)")
+    share.add_argument(
+        "--json-events", action="store_true", help="print events as JSON lines (for the GUI)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
             opts.share = ShareOptions(
                 address=Endpoint.parse(args.share_on, DEFAULT_LINK_PORT),
                 state_dir=Path(args.state_dir) if args.state_dir else None,
-                name=args.name, announce=not args.no_announce, json_events=args.json_events)
+                name=args.name,
+                announce=not args.no_announce,
+                json_events=args.json_events,
+            )
         return run_worker(opts)
     except (BadAddress, WorkerStartError) as e:
         print(f"layerlab worker: {e}", file=sys.stderr)

@@ -25,6 +25,9 @@ def require_bearer_key(app: FastAPI, key: str) -> None:
         given = request.headers.get("authorization", "").encode()
         # constant-time: the comparison must not tell how much of a guessed key was right
         if not secrets.compare_digest(given, expected):
-            return api_error(401, "Missing or wrong API key (send 'Authorization: Bearer "
-                                  "<key>').", "invalid_api_key")
+            return api_error(
+                401,
+                "Missing or wrong API key (send 'Authorization: Bearer <key>').",
+                "invalid_api_key",
+            )
         return await call_next(request)

@@ -73,8 +73,11 @@ def _declare(h: ctypes.CDLL) -> None:
     h.ggml_backend_dev_description.restype = ctypes.c_char_p
     h.ggml_backend_dev_description.argtypes = [dev_t]
     h.ggml_backend_dev_memory.restype = None
-    h.ggml_backend_dev_memory.argtypes = [dev_t, ctypes.POINTER(ctypes.c_size_t),
-                                          ctypes.POINTER(ctypes.c_size_t)]
+    h.ggml_backend_dev_memory.argtypes = [
+        dev_t,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.POINTER(ctypes.c_size_t),
+    ]
     h.ggml_backend_dev_type.restype = ctypes.c_int
     h.ggml_backend_dev_type.argtypes = [dev_t]
     h.ggml_backend_dev_get_props.restype = None
@@ -86,8 +89,13 @@ def _declare(h: ctypes.CDLL) -> None:
     h.ggml_backend_rpc_add_server.restype = reg_t
     h.ggml_backend_rpc_add_server.argtypes = [ctypes.c_char_p]
     h.ggml_backend_rpc_start_server.restype = None
-    h.ggml_backend_rpc_start_server.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
-                                                ctypes.c_size_t, ctypes.POINTER(dev_t)]
+    h.ggml_backend_rpc_start_server.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+        ctypes.c_size_t,
+        ctypes.POINTER(dev_t),
+    ]
 
 
 def describe(dev: int) -> GgmlDevice:
@@ -138,8 +146,9 @@ def rpc_devices(endpoint: str) -> list[int]:
     return [h.ggml_backend_reg_dev_get(reg, i) for i in range(h.ggml_backend_reg_dev_count(reg))]
 
 
-def start_rpc_server(endpoint: str, devices: list[int], cache_dir: str | None,
-                     n_threads: int) -> None:
+def start_rpc_server(
+    endpoint: str, devices: list[int], cache_dir: str | None, n_threads: int
+) -> None:
     """Serve the devices over ggml RPC. Blocks forever; returns only if the bind fails."""
     arr = (dev_t * len(devices))(*devices)
     lib().ggml_backend_rpc_start_server(

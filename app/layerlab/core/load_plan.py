@@ -169,12 +169,12 @@ def layers_by_device(devices_per_layer: list[str]) -> dict[str, str]:
 
 def describe_ranges(devices_per_layer: list[str]) -> str:
     """'RPC 127.0.0.1:50052: layers 0-9 · RPC 127.0.0.1:50053: layers 10-29 + output'."""
-    return " · ".join(f"{dev}: {text}"
-                      for dev, text in layers_by_device(devices_per_layer).items())
+    return " · ".join(f"{dev}: {text}" for dev, text in layers_by_device(devices_per_layer).items())
 
 
-def default_plan(model_path: str, workers: dict[str, int] | None = None, n_ctx: int = 4096,
-                 model_name: str = "") -> LoadPlan:
+def default_plan(
+    model_path: str, workers: dict[str, int] | None = None, n_ctx: int = 4096, model_name: str = ""
+) -> LoadPlan:
     """llama.cpp's own default: every layer on the given workers' devices (`endpoint ->
     device count`), split in proportion to their free memory; the CPU alone without them."""
     devices = [DeviceRef.rpc(ep, i) for ep, n in (workers or {}).items() for i in range(max(n, 1))]

@@ -67,8 +67,11 @@ class HeadlessHead:
             body.update(status="stopped")
         if self.incidents:
             last = self.incidents[-1]
-            body["last_incident"] = {"time": last.time, "message": last.message,
-                                     "lost_workers": last.lost_workers}
+            body["last_incident"] = {
+                "time": last.time,
+                "message": last.message,
+                "lost_workers": last.lost_workers,
+            }
         return (200 if isinstance(s, Ready) else 503), body
 
 
@@ -94,16 +97,20 @@ def create_front(head: HeadlessHead, api_key: str) -> FastAPI:
         if not isinstance(state, Ready):
             return _unavailable(head)
         url = f"{state.url}/{path}"
-        headers = {"Authorization": f"Bearer {head.supervisor.token}",
-                   "Content-Type": request.headers.get("content-type", "application/json")}
+        headers = {
+            "Authorization": f"Bearer {head.supervisor.token}",
+            "Content-Type": request.headers.get("content-type", "application/json"),
+        }
         body = await request.body()
         # loopback to our own engine: no TLS store to load, no proxy from the environment
-        client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None), verify=False,
-                                   trust_env=False)
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, read=None), verify=False, trust_env=False
+        )
         try:
             upstream = await client.send(
                 client.build_request(request.method, url, content=body, headers=headers),
-                stream=True)
+                stream=True,
+            )
         except httpx.HTTPError:
             await client.aclose()
             return _unavailable(head)
@@ -113,14 +120,16 @@ def create_front(head: HeadlessHead, api_key: str) -> FastAPI:
             await upstream.aclose()
             await client.aclose()
             return Response(data, status_code=upstream.status_code, media_type=ctype or None)
-        return StreamingResponse(_relay(upstream, client, head, len(head.incidents)),
-                                 media_type="text/event-stream")
+        return StreamingResponse(
+            _relay(upstream, client, head, len(head.incidents)), media_type="text/event-stream"
+        )
 
     return app
 
 
-async def _relay(upstream: httpx.Response, client: httpx.AsyncClient,
-                 head: HeadlessHead, incidents_before: int) -> AsyncIterator[bytes]:
+async def _relay(
+    upstream: httpx.Response, client: httpx.AsyncClient, head: HeadlessHead, incidents_before: int
+) -> AsyncIterator[bytes]:
     """Pass SSE through; if the engine goes away mid-answer, end with an error event."""
     tail = b""
     try:
@@ -138,9 +147,13 @@ async def _relay(upstream: httpx.Response, client: httpx.AsyncClient,
                 break
             await asyncio.sleep(0.05)
         incident = head.incidents[-1] if len(head.incidents) > incidents_before else None
-        err = {"error": {"message": incident.message if incident else "The engine stopped.",
-                         "type": "engine_lost",
-                         "lost_workers": incident.lost_workers if incident else []}}
+        err = {
+            "error": {
+                "message": incident.message if incident else "The engine stopped.",
+                "type": "engine_lost",
+                "lost_workers": incident.lost_workers if incident else [],
+            }
+        }
         yield f"data: {json.dumps(err)}\n\ndata: [DONE]\n\n".encode()
     finally:
         await upstream.aclose()

@@ -61,8 +61,9 @@ class LoadBar(QGroupBox):
         self.model_label.setText(name)
 
     def _choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", str(Path.home()),
-                                              "GGUF models (*.gguf)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a GGUF model", str(Path.home()), "GGUF models (*.gguf)"
+        )
         if path:
             self.modelChosen.emit(path)
 

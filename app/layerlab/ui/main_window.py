@@ -27,8 +27,14 @@ from layerlab.ui.workers.workers_panel import WorkersPanel
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, controller: EngineController, settings: Settings, model_path: Path,
-                 model_name: str, settings_path: Path | None = None):
+    def __init__(
+        self,
+        controller: EngineController,
+        settings: Settings,
+        model_path: Path,
+        model_name: str,
+        settings_path: Path | None = None,
+    ):
         super().__init__()
         self.setWindowTitle("LayerLab")
         self.controller = controller
@@ -84,7 +90,8 @@ class MainWindow(QMainWindow):
         self.chat.answerStarted.connect(self.workers.follow_answer)  # wait per token
         self.workers.workersChanged.connect(self._save_settings)
         self.workers.workersChanged.connect(
-            lambda: self.devices.set_workers(self.workers.enabled_addresses()))
+            lambda: self.devices.set_workers(self.workers.enabled_addresses())
+        )
         for problem in settings.problems:
             self.statusBar().showMessage(problem, 10000)
 
@@ -111,8 +118,12 @@ class MainWindow(QMainWindow):
         state = self.controller.state
         if isinstance(state, Failed):
             lost = set(state.lost_workers)
-            self.workers.set_saved([w if w.address not in lost else
-                                    type(w)(w.address, False) for w in self.workers.saved()])
+            self.workers.set_saved(
+                [
+                    w if w.address not in lost else type(w)(w.address, False)
+                    for w in self.workers.saved()
+                ]
+            )
             self._save_settings()
         self.controller.reload_without_lost()
 

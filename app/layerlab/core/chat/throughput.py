@@ -49,5 +49,10 @@ class AnswerClock:
         live = self.live()
         prompt_tps = timings.get("prompt_per_second")
         gen_tps = timings.get("predicted_per_second") or live.generation_tps
-        return Rates(ttft_s=live.ttft_s, prompt_tps=prompt_tps, generation_tps=gen_tps,
-                     tokens=live.tokens, final=True)
+        return Rates(
+            ttft_s=live.ttft_s,
+            prompt_tps=prompt_tps,
+            generation_tps=gen_tps,
+            tokens=live.tokens,
+            final=True,
+        )

@@ -129,8 +129,9 @@ class WorkerBrowser:
         self._lock = threading.Lock()
         # Every interface by address: joining the group on 0.0.0.0 needs a default route,
         # which a LAN without internet access may not have.
-        self.zc = Zeroconf(interfaces=interfaces or InterfaceChoice.All,
-                           ip_version=IPVersion.V4Only)
+        self.zc = Zeroconf(
+            interfaces=interfaces or InterfaceChoice.All, ip_version=IPVersion.V4Only
+        )
         self.browser = ServiceBrowser(self.zc, SERVICE_TYPE, handlers=[self._handler])
 
     def _handler(

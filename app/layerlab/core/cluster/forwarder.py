@@ -82,8 +82,9 @@ class LinkForwarder:
 
     def _accept_loop(self) -> None:
         assert self._rpc_sock is not None
-        relay.accept_forever(self._rpc_sock, self._closed, lambda conn, _addr: self._carry(conn),
-                       "fwd-conn")
+        relay.accept_forever(
+            self._rpc_sock, self._closed, lambda conn, _addr: self._carry(conn), "fwd-conn"
+        )
 
     def _carry(self, local: socket.socket) -> None:
         with local:
@@ -119,8 +120,10 @@ class LinkForwarder:
     def bytes_carried(self) -> tuple[int, int]:
         """(to the worker, from the worker) over every session so far, live ones included."""
         with self._lock:
-            return (self._carried[0] + sum(f["a"] for f in self._flows),
-                    self._carried[1] + sum(f["b"] for f in self._flows))
+            return (
+                self._carried[0] + sum(f["a"] for f in self._flows),
+                self._carried[1] + sum(f["b"] for f in self._flows),
+            )
 
     @property
     def waited_s(self) -> float:

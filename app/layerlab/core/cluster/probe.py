@@ -86,12 +86,15 @@ def probe(endpoint: Endpoint | str, timeout: float = DEFAULT_TIMEOUT_S) -> Probe
         sock = socket.create_connection((ep.host, ep.port), timeout=timeout)
     except ConnectionRefusedError:
         return ProbeResult(
-            ep, False, f"Nothing is listening on {ep}: is the worker running on that port?",
+            ep,
+            False,
+            f"Nothing is listening on {ep}: is the worker running on that port?",
             "refused",
         )
     except socket.gaierror:
-        return ProbeResult(ep, False, f"The name '{ep.host}' does not resolve to an address.",
-                           "unreachable")
+        return ProbeResult(
+            ep, False, f"The name '{ep.host}' does not resolve to an address.", "unreachable"
+        )
     except (TimeoutError, OSError) as e:
         return ProbeResult(ep, False, f"{ep} cannot be reached ({_reason(e)}).", "unreachable")
     try:
@@ -104,11 +107,13 @@ def probe(endpoint: Endpoint | str, timeout: float = DEFAULT_TIMEOUT_S) -> Probe
             rtt_ms = (time.perf_counter() - t0) * 1000
             if not version.compatible:
                 return ProbeResult(
-                    ep, False,
+                    ep,
+                    False,
                     f"{ep} speaks llama.cpp RPC protocol {version}; this LayerLab needs "
                     f"{rpc_wire.RPC_PROTO_MAJOR}.{rpc_wire.RPC_PROTO_MINOR}.x. "
                     "Update LayerLab (or llama.cpp's rpc-server) on one side so they match.",
-                    "version", version=version,
+                    "version",
+                    version=version,
                 )
             n = rpc_wire.device_count(sock)
             if n > 64:
@@ -116,21 +121,28 @@ def probe(endpoint: Endpoint | str, timeout: float = DEFAULT_TIMEOUT_S) -> Probe
             devices = [RemoteDevice(i, *rpc_wire.device_memory(sock, i)) for i in range(n)]
     except (rpc_wire.WireError, ConnectionError, struct.error) as e:
         return ProbeResult(
-            ep, False,
+            ep,
+            False,
             f"{ep} answered, but it is not a llama.cpp RPC worker ({e}). Check the port.",
             "not_a_worker",
         )
     except TimeoutError:
-        return ProbeResult(ep, False, f"{ep} stopped answering in the middle of the probe.",
-                           "frozen")
+        return ProbeResult(
+            ep, False, f"{ep} stopped answering in the middle of the probe.", "frozen"
+        )
     except OSError as e:
         return ProbeResult(ep, False, f"{ep}: {_reason(e)}.", "unreachable")
     status = fetch_status(ep, timeout)
     if status:
         named = {d.get("index"): d for d in status.get("devices", [])}
         devices = [
-            RemoteDevice(d.index, d.free, d.total, named.get(d.index, {}).get("name", ""),
-                         named.get(d.index, {}).get("description", ""))
+            RemoteDevice(
+                d.index,
+                d.free,
+                d.total,
+                named.get(d.index, {}).get("name", ""),
+                named.get(d.index, {}).get("description", ""),
+            )
             for d in devices
         ]
     return ProbeResult(ep, True, version=version, devices=devices, status=status, rtt_ms=rtt_ms)
@@ -143,7 +155,8 @@ def _silent(ep: Endpoint, timeout: float) -> ProbeResult:
     if status is None and _speaks_http(ep, follow_up):
         # A web server waits for a full request line, so our binary HELLO met silence too.
         return ProbeResult(
-            ep, False,
+            ep,
+            False,
             f"{ep} answered, but it is not a llama.cpp RPC worker (it is a web server). "
             "Check the port.",
             "not_a_worker",
@@ -151,13 +164,16 @@ def _silent(ep: Endpoint, timeout: float) -> ProbeResult:
     if status is not None:
         peer = status.get("serving") or "another head"
         return ProbeResult(
-            ep, False,
+            ep,
+            False,
             f"{ep} is busy serving {peer}. A worker serves one head at a time; "
             "unload the model there first.",
-            "busy", status=status,
+            "busy",
+            status=status,
         )
     return ProbeResult(
-        ep, False,
+        ep,
+        False,
         f"{ep} accepted the connection but did not answer within {timeout:g} s: it is busy "
         "with another head, or frozen.",
         "frozen",

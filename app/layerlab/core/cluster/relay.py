@@ -101,8 +101,12 @@ def pump(a: socket.socket, b: socket.socket, stats: dict | None = None) -> str:
                 return f"{names[fd]} error: {e}"
 
 
-def accept_forever(sock: socket.socket, closed: threading.Event,
-                   handle: Callable[[socket.socket, object], None], name: str) -> None:
+def accept_forever(
+    sock: socket.socket,
+    closed: threading.Event,
+    handle: Callable[[socket.socket, object], None],
+    name: str,
+) -> None:
     """Accept connections until `closed` is set, each handled on its own daemon thread.
 
     A failed accept while open (EMFILE, a reset in the backlog) is retried after a pause

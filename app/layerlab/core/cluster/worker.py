@@ -102,9 +102,17 @@ class StatusDocument:
             if d.type == "cpu":
                 # ggml's CPU device reports free = total = physical RAM (FACTS.md).
                 free, total = vm.available, vm.total
-            devices.append({"index": i, "name": d.name, "description": d.description,
-                            "type": d.type, "free": free, "total": total,
-                            "device_id": d.device_id})
+            devices.append(
+                {
+                    "index": i,
+                    "name": d.name,
+                    "description": d.description,
+                    "type": d.type,
+                    "free": free,
+                    "total": total,
+                    "device_id": d.device_id,
+                }
+            )
         return {
             "layerlab": __version__,
             "rpc_protocol": "7.0.0",
@@ -166,7 +174,9 @@ def run_worker(opts: WorkerOptions, out=sys.stdout) -> int:
         print(
             f"WARNING: sharing on {ep} makes this machine's GPUs usable by anyone who can reach "
             "that address. llama.cpp's RPC has no password and no encryption; use it only on a "
-            "network you trust.", file=out, flush=True,
+            "network you trust.",
+            file=out,
+            flush=True,
         )
     from layerlab.core import ggml_lib
 
@@ -180,8 +190,9 @@ def run_worker(opts: WorkerOptions, out=sys.stdout) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    status = ThreadingHTTPServer((ep.host, ep.status_port),
-                                 _status_handler(StatusDocument(ep, devices)))
+    status = ThreadingHTTPServer(
+        (ep.host, ep.status_port), _status_handler(StatusDocument(ep, devices))
+    )
     status.daemon_threads = True
     threading.Thread(target=status.serve_forever, name="worker-status", daemon=True).start()
 
@@ -213,8 +224,12 @@ def run_worker(opts: WorkerOptions, out=sys.stdout) -> int:
                 f"Cannot share on {opts.share.address}: {e.strerror or e}."
             ) from None
     if sharing is None or not opts.share.json_events:
-        print(f"LayerLab worker ready on {ep} (devices: {names}; status on port {ep.status_port}; "
-              f"tensor cache: {cache_dir or 'off'})", file=out, flush=True)
+        print(
+            f"LayerLab worker ready on {ep} (devices: {names}; status on port {ep.status_port}; "
+            f"tensor cache: {cache_dir or 'off'})",
+            file=out,
+            flush=True,
+        )
     stop.wait()
     if sharing is not None:
         sharing.close()

@@ -50,16 +50,22 @@ class AmdSysfsProbe:
             igpu = total <= _APU_CARVE_OUT
             if igpu:
                 gen = width = None  # an APU's "link" is on-die; sysfs numbers mean nothing
-            infos.append(DeviceInfo(
-                key=key, vendor="amd",
-                name=t.read(f"{c.dir}/product_name") or device_name(c.vendor, c.device, c.revision),
-                kind="igpu" if igpu else "gpu",
-                pci_bus_id=c.bus_id, memory_total=total,
-                driver=f"amdgpu (Linux {self.kernel})" if self.kernel else "amdgpu",
-                pcie_gen=gen, pcie_width=width,
-                memory_clock_mhz=max_memory_clock(t.read(f"{c.dir}/pp_dpm_mclk")),
-                power_limit_w=hw.power_cap_w,
-            ))
+            infos.append(
+                DeviceInfo(
+                    key=key,
+                    vendor="amd",
+                    name=t.read(f"{c.dir}/product_name")
+                    or device_name(c.vendor, c.device, c.revision),
+                    kind="igpu" if igpu else "gpu",
+                    pci_bus_id=c.bus_id,
+                    memory_total=total,
+                    driver=f"amdgpu (Linux {self.kernel})" if self.kernel else "amdgpu",
+                    pcie_gen=gen,
+                    pcie_width=width,
+                    memory_clock_mhz=max_memory_clock(t.read(f"{c.dir}/pp_dpm_mclk")),
+                    power_limit_w=hw.power_cap_w,
+                )
+            )
             self._cards.append((key, c.dir))
         if not infos:
             raise ProbeUnavailable("no AMD GPU with the amdgpu driver")
@@ -76,11 +82,18 @@ class AmdSysfsProbe:
                 continue
             busy = drm.read_int(t, f"{d}/gpu_busy_percent")
             hw = drm.hwmon(t, d)
-            out.append(DeviceSample(
-                key=key, memory_used=used, memory_free=max(0, total - used), memory_total=total,
-                utilization=float(busy) if busy is not None else None,
-                temperature_c=hw.temperature_c, power_w=hw.power_w, time=now,
-            ))
+            out.append(
+                DeviceSample(
+                    key=key,
+                    memory_used=used,
+                    memory_free=max(0, total - used),
+                    memory_total=total,
+                    utilization=float(busy) if busy is not None else None,
+                    temperature_c=hw.temperature_c,
+                    power_w=hw.power_w,
+                    time=now,
+                )
+            )
         return out
 
     def close(self) -> None:

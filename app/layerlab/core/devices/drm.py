@@ -16,14 +16,39 @@ _CARD = re.compile(r"^card\d+$")
 
 # The files a recording keeps for each card (hwmon files are added per hwmon dir).
 CARD_FILES = [
-    "vendor", "device", "revision", "subsystem_vendor", "subsystem_device", "uevent",
-    "boot_vga", "product_name", "current_link_speed", "current_link_width", "max_link_speed",
-    "max_link_width", "mem_info_vram_total", "mem_info_vram_used", "mem_info_vis_vram_total",
-    "mem_info_gtt_total", "mem_info_gtt_used", "gpu_busy_percent", "mem_busy_percent",
+    "vendor",
+    "device",
+    "revision",
+    "subsystem_vendor",
+    "subsystem_device",
+    "uevent",
+    "boot_vga",
+    "product_name",
+    "current_link_speed",
+    "current_link_width",
+    "max_link_speed",
+    "max_link_width",
+    "mem_info_vram_total",
+    "mem_info_vram_used",
+    "mem_info_vis_vram_total",
+    "mem_info_gtt_total",
+    "mem_info_gtt_used",
+    "gpu_busy_percent",
+    "mem_busy_percent",
     "pp_dpm_mclk",
 ]
-HWMON_FILES = ["name", "temp1_input", "temp1_label", "temp2_input", "temp2_label",
-               "temp3_input", "temp3_label", "power1_average", "power1_input", "power1_cap"]
+HWMON_FILES = [
+    "name",
+    "temp1_input",
+    "temp1_label",
+    "temp2_input",
+    "temp2_label",
+    "temp3_input",
+    "temp3_label",
+    "power1_average",
+    "power1_input",
+    "power1_cap",
+]
 
 
 @dataclass(frozen=True)
@@ -55,15 +80,25 @@ def cards(tree: SysfsTree) -> list[DrmCard]:
         if not _CARD.match(name):
             continue  # connectors (card0-DP-1) and render nodes
         d = f"{DRM}/{name}/device"
-        uevent = dict(line.split("=", 1) for line in (tree.read(f"{d}/uevent") or "").splitlines()
-                      if "=" in line)
+        uevent = dict(
+            line.split("=", 1)
+            for line in (tree.read(f"{d}/uevent") or "").splitlines()
+            if "=" in line
+        )
         vendor, device = _hex(tree.read(f"{d}/vendor")), _hex(tree.read(f"{d}/device"))
         if vendor is None or device is None:
             continue  # not a PCI device (virtual, platform GPUs)
-        out.append(DrmCard(card=name, dir=d, vendor=vendor, device=device,
-                           revision=_hex(tree.read(f"{d}/revision")),
-                           bus_id=normalise_bus_id(uevent.get("PCI_SLOT_NAME")),
-                           driver=uevent.get("DRIVER")))
+        out.append(
+            DrmCard(
+                card=name,
+                dir=d,
+                vendor=vendor,
+                device=device,
+                revision=_hex(tree.read(f"{d}/revision")),
+                bus_id=normalise_bus_id(uevent.get("PCI_SLOT_NAME")),
+                driver=uevent.get("DRIVER"),
+            )
+        )
     return out
 
 
@@ -109,8 +144,9 @@ def hwmon(tree: SysfsTree, d: str) -> Hwmon:
             power = read_int(tree, f"{h}/power1_input")
         cap = read_int(tree, f"{h}/power1_cap")
         if temp is not None or power is not None:
-            return Hwmon(temp, power / 1e6 if power is not None else None,
-                         cap / 1e6 if cap else None)
+            return Hwmon(
+                temp, power / 1e6 if power is not None else None, cap / 1e6 if cap else None
+            )
     return Hwmon(None, None, None)
 
 

@@ -29,18 +29,23 @@ class LlamaView:
 
 def read_llama_devices(timeout: float = 60.0, python: str = sys.executable) -> LlamaView:
     try:
-        proc = subprocess.run([python, "-m", "layerlab.core.devices.ggml_view"],
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [python, "-m", "layerlab.core.devices.ggml_view"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return LlamaView(problem=f"llama.cpp did not list its devices within {timeout:g} s")
     except OSError as e:
         return LlamaView(problem=f"could not start {python}: {e}")
     for line in proc.stdout.splitlines():
         if line.startswith(MARK):
-            return LlamaView(devices=json.loads(line[len(MARK):]))
+            return LlamaView(devices=json.loads(line[len(MARK) :]))
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return LlamaView(
-        problem=f"llama.cpp could not list its devices (exit {proc.returncode}: {tail})")
+        problem=f"llama.cpp could not list its devices (exit {proc.returncode}: {tail})"
+    )
 
 
 @dataclass
@@ -53,8 +58,14 @@ class LlamaMatch:
 
 def _vendor(description: str) -> str:
     d = description.lower()
-    for word, vendor in (("nvidia", "nvidia"), ("geforce", "nvidia"), ("tesla", "nvidia"),
-                         ("radeon", "amd"), ("amd", "amd"), ("intel", "intel")):
+    for word, vendor in (
+        ("nvidia", "nvidia"),
+        ("geforce", "nvidia"),
+        ("tesla", "nvidia"),
+        ("radeon", "amd"),
+        ("amd", "amd"),
+        ("intel", "intel"),
+    ):
         if word in d:
             return vendor
     return "other"
@@ -73,20 +84,32 @@ def match_llama(infos: list[DeviceInfo], llama: list[dict], when: float = 0.0) -
         if n is not None:
             names[d["name"]] = out[n].key
             if out[n].llama_name is None:  # a GPU two backends list keeps the first name
-                out[n] = replace(out[n], llama_name=d["name"],
-                                 llama_description=d.get("description") or None)
+                out[n] = replace(
+                    out[n], llama_name=d["name"], llama_description=d.get("description") or None
+                )
             continue
         # A device only llama.cpp sees (no NVML/sysfs for it, or no bus id to match by).
         key = f"ggml:{d['name']}"
         kind = d.get("type") if d.get("type") in ("gpu", "igpu", "cpu") else "gpu"
-        extra.append(DeviceInfo(
-            key=key, vendor=_vendor(d.get("description", "")),  # type: ignore[arg-type]
-            name=d.get("description") or d["name"], kind=kind, pci_bus_id=bus,
-            memory_total=int(d.get("total", 0)), llama_name=d["name"],
-            llama_description=d.get("description") or None, partial=True))
+        extra.append(
+            DeviceInfo(
+                key=key,
+                vendor=_vendor(d.get("description", "")),  # type: ignore[arg-type]
+                name=d.get("description") or d["name"],
+                kind=kind,
+                pci_bus_id=bus,
+                memory_total=int(d.get("total", 0)),
+                llama_name=d["name"],
+                llama_description=d.get("description") or None,
+                partial=True,
+            )
+        )
         total, free = int(d.get("total", 0)), int(d.get("free", 0))
-        extra_samples.append(DeviceSample(key=key, memory_used=total - free, memory_free=free,
-                                          memory_total=total, time=when))
+        extra_samples.append(
+            DeviceSample(
+                key=key, memory_used=total - free, memory_free=free, memory_total=total, time=when
+            )
+        )
         names[d["name"]] = key
     matched = set(names.values())
     unseen = [i.key for i in out if i.kind != "cpu" and i.key not in matched]
@@ -96,8 +119,17 @@ def match_llama(infos: list[DeviceInfo], llama: list[dict], when: float = 0.0) -
 def main() -> int:
     from layerlab.core import ggml_lib
 
-    devices = [{"name": d.name, "description": d.description, "type": d.type, "free": d.free,
-                "total": d.total, "device_id": d.device_id} for d in ggml_lib.local_devices()]
+    devices = [
+        {
+            "name": d.name,
+            "description": d.description,
+            "type": d.type,
+            "free": d.free,
+            "total": d.total,
+            "device_id": d.device_id,
+        }
+        for d in ggml_lib.local_devices()
+    ]
     print(MARK + json.dumps(devices), flush=True)
     return 0
 

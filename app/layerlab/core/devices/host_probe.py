@@ -27,37 +27,55 @@ def cpu_name() -> str:
 
 def read_static() -> dict:
     psutil.cpu_percent(interval=None)  # the first call only starts the measurement
-    return {"hostname": socket.gethostname(), "kernel": platform.release(),
-            "cpu_name": cpu_name(), "logical_cpus": psutil.cpu_count() or 1,
-            "memory_total": psutil.virtual_memory().total}
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": platform.release(),
+        "cpu_name": cpu_name(),
+        "logical_cpus": psutil.cpu_count() or 1,
+        "memory_total": psutil.virtual_memory().total,
+    }
 
 
 def read_live() -> dict:
     vm = psutil.virtual_memory()
     # interval=None: percent since the previous call, no sleeping in the sampler
-    return {"memory_total": vm.total, "memory_available": vm.available,
-            "cpu_percent": psutil.cpu_percent(interval=None)}
+    return {
+        "memory_total": vm.total,
+        "memory_available": vm.available,
+        "cpu_percent": psutil.cpu_percent(interval=None),
+    }
 
 
 def info_from_raw(raw: dict) -> DeviceInfo:
-    return DeviceInfo(key=HOST_KEY, vendor="cpu", name=f"Host RAM ({raw['cpu_name']})",
-                      kind="cpu", memory_total=int(raw["memory_total"]),
-                      driver=f"Linux {raw['kernel']}" if raw.get("kernel") else None)
+    return DeviceInfo(
+        key=HOST_KEY,
+        vendor="cpu",
+        name=f"Host RAM ({raw['cpu_name']})",
+        kind="cpu",
+        memory_total=int(raw["memory_total"]),
+        driver=f"Linux {raw['kernel']}" if raw.get("kernel") else None,
+    )
 
 
 def sample_from_raw(raw: dict, when: float) -> DeviceSample:
     total, available = int(raw["memory_total"]), int(raw["memory_available"])
     pct = raw.get("cpu_percent")
-    return DeviceSample(key=HOST_KEY, memory_used=total - available, memory_free=available,
-                        memory_total=total, utilization=float(pct) if pct is not None else None,
-                        time=when)
+    return DeviceSample(
+        key=HOST_KEY,
+        memory_used=total - available,
+        memory_free=available,
+        memory_total=total,
+        utilization=float(pct) if pct is not None else None,
+        time=when,
+    )
 
 
 class HostProbe:
     name = "psutil"
 
-    def __init__(self, static: Callable[[], dict] = read_static,
-                 live: Callable[[], dict] = read_live):
+    def __init__(
+        self, static: Callable[[], dict] = read_static, live: Callable[[], dict] = read_live
+    ):
         self._static, self._live = static, live
 
     def discover(self, claimed: set[str]) -> list[DeviceInfo]:

@@ -34,8 +34,10 @@ class SnapshotProbe:
 
     def sample(self) -> list[DeviceSample]:
         now = time.time()
-        return [replace(s, time=now, problem="llama.cpp's reading at start; not live")
-                for s in self._samples]
+        return [
+            replace(s, time=now, problem="llama.cpp's reading at start; not live")
+            for s in self._samples
+        ]
 
     def close(self) -> None:
         pass
@@ -69,12 +71,17 @@ class Inventory:
 
 def local_probes(sysfs_root: str = "/sys") -> list[Probe]:
     tree = DirTree(sysfs_root)
-    return [NvmlProbe(), AmdSysfsProbe(tree, kernel=platform.release()), OtherSysfsProbe(tree),
-            HostProbe()]
+    return [
+        NvmlProbe(),
+        AmdSysfsProbe(tree, kernel=platform.release()),
+        OtherSysfsProbe(tree),
+        HostProbe(),
+    ]
 
 
-def discover(probes: list[Probe], llama: LlamaView | None = None,
-             machine_name: str = "this machine") -> Inventory:
+def discover(
+    probes: list[Probe], llama: LlamaView | None = None, machine_name: str = "this machine"
+) -> Inventory:
     devices: list[DeviceInfo] = []
     groups: list[tuple[Probe, list[str]]] = []
     notes: list[str] = []

@@ -86,6 +86,7 @@ class NvmlPlayback:
                 if rc == SUCCESS:
                     _out(out, c_uint).value = scale(v)
                 return rc
+
             return (f(c_int, c_void_p, c_void_p), impl)
 
         def text(value: str, buf: int, size: int) -> int:
@@ -99,6 +100,7 @@ class NvmlPlayback:
             def impl(h: int, buf: int, size: int) -> int:
                 rc, v = self._field(h, field)
                 return text(v, buf, size) if rc == SUCCESS else rc
+
             return (f(c_int, c_void_p, c_void_p, c_uint), impl)
 
         def init(flags: int) -> int:
@@ -226,5 +228,3 @@ class _FakeLib:
         fn = proto(logged)
         pb._keep.append(fn)
         return fn
-
-

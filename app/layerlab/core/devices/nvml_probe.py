@@ -91,17 +91,21 @@ def _text(v: Any) -> str:
 
 
 def _struct(v: Any, fields: tuple[str, ...]) -> dict:
-    return {f: (_text(getattr(v, f)) if isinstance(getattr(v, f), bytes | str)
-                else int(getattr(v, f))) for f in fields}
+    return {
+        f: (_text(getattr(v, f)) if isinstance(getattr(v, f), bytes | str) else int(getattr(v, f)))
+        for f in fields
+    }
 
 
 # field -> (pynvml call, extra args as constant names, converter). The recording format.
 STATIC_FIELDS: dict[str, tuple[str, tuple[str, ...], Any]] = {
     "name": ("nvmlDeviceGetName", (), _text),
     "uuid": ("nvmlDeviceGetUUID", (), _text),
-    "pci": ("nvmlDeviceGetPciInfo", (),
-            lambda v: _struct(v, ("busId", "domain", "bus", "device", "pciDeviceId",
-                                  "pciSubSystemId"))),
+    "pci": (
+        "nvmlDeviceGetPciInfo",
+        (),
+        lambda v: _struct(v, ("busId", "domain", "bus", "device", "pciDeviceId", "pciSubSystemId")),
+    ),
     "power_limit_mw": ("nvmlDeviceGetEnforcedPowerLimit", (), int),
     "pcie_max_gen": ("nvmlDeviceGetMaxPcieLinkGeneration", (), int),
     "pcie_max_width": ("nvmlDeviceGetMaxPcieLinkWidth", (), int),
@@ -169,7 +173,9 @@ def sample_from_raw(key: str, raw: dict, when: float) -> DeviceSample:
     power = value(raw, "power_mw")
     temp = value(raw, "temperature_c")
     return DeviceSample(
-        key=key, memory_used=int(memory["used"]), memory_free=int(memory["free"]),
+        key=key,
+        memory_used=int(memory["used"]),
+        memory_free=int(memory["free"]),
         memory_total=int(memory["total"]),
         utilization=float(util["gpu"]) if "gpu" in util else None,
         temperature_c=float(temp) if temp is not None else None,

@@ -33,13 +33,19 @@ class OtherSysfsProbe:
             gen, width = drm.pcie_link(t, c.dir)
             vendor = VENDOR_NAMES.get(c.vendor, "other")
             key = f"drm:{c.bus_id or c.card}"
-            infos.append(DeviceInfo(
-                key=key, vendor=vendor,  # type: ignore[arg-type]
-                name=device_name(c.vendor, c.device, c.revision),
-                kind="igpu" if c.integrated else "gpu", pci_bus_id=c.bus_id,
-                driver=c.driver, pcie_gen=None if c.integrated else gen,
-                pcie_width=None if c.integrated else width, partial=True,
-            ))
+            infos.append(
+                DeviceInfo(
+                    key=key,
+                    vendor=vendor,  # type: ignore[arg-type]
+                    name=device_name(c.vendor, c.device, c.revision),
+                    kind="igpu" if c.integrated else "gpu",
+                    pci_bus_id=c.bus_id,
+                    driver=c.driver,
+                    pcie_gen=None if c.integrated else gen,
+                    pcie_width=None if c.integrated else width,
+                    partial=True,
+                )
+            )
             self._cards.append((key, c.dir))
         if not infos:
             raise ProbeUnavailable("no other GPU in sysfs")
@@ -49,9 +55,17 @@ class OtherSysfsProbe:
         out = []
         for key, d in self._cards:
             hw = drm.hwmon(self.tree, d)
-            out.append(DeviceSample(key=key, memory_used=0, memory_free=0, memory_total=0,
-                                    temperature_c=hw.temperature_c, power_w=hw.power_w,
-                                    time=time.time()))
+            out.append(
+                DeviceSample(
+                    key=key,
+                    memory_used=0,
+                    memory_free=0,
+                    memory_total=0,
+                    temperature_c=hw.temperature_c,
+                    power_w=hw.power_w,
+                    time=time.time(),
+                )
+            )
         return out
 
     def close(self) -> None:

@@ -63,8 +63,13 @@ AMDGPU_IDS = Path("/usr/share/libdrm/amdgpu.ids")
 PCI_IDS = (Path("/usr/share/misc/pci.ids"), Path("/usr/share/hwdata/pci.ids"))
 
 
-def device_name(vendor: int, device: int, revision: int | None,
-                amdgpu_ids: Path | None = AMDGPU_IDS, pci_ids: tuple[Path, ...] = PCI_IDS) -> str:
+def device_name(
+    vendor: int,
+    device: int,
+    revision: int | None,
+    amdgpu_ids: Path | None = AMDGPU_IDS,
+    pci_ids: tuple[Path, ...] = PCI_IDS,
+) -> str:
     """The marketing name of a PCI device, or 'AMD GPU 1002:744c' when nobody knows it."""
     for key in ((vendor, device, revision), (vendor, device, None)):
         if key in _KNOWN:

@@ -30,5 +30,12 @@ class Probe(Protocol):
 
 def stale(key: str, problem: str, when: float) -> DeviceSample:
     """A sample that says only 'could not read this device'."""
-    return DeviceSample(key=key, memory_used=0, memory_free=0, memory_total=0, time=when,
-                        stale=True, problem=problem)
+    return DeviceSample(
+        key=key,
+        memory_used=0,
+        memory_free=0,
+        memory_total=0,
+        time=when,
+        stale=True,
+        problem=problem,
+    )

@@ -94,19 +94,29 @@ class WorkerTelemetryProbe:
         for entry in doc.get("telemetry") or self._from_devices(doc):
             info = info_from_dict(entry["info"])
             index = served.get(info.llama_name or "")
-            infos.append(replace(
-                info, key=self._key(info.key), machine=self.endpoint,
-                llama_name=rpc_label(self.endpoint, index) if index is not None else None,
-                llama_description=(f"{info.llama_name} on {self.endpoint}"
-                                   if index is not None else info.llama_description)))
+            infos.append(
+                replace(
+                    info,
+                    key=self._key(info.key),
+                    machine=self.endpoint,
+                    llama_name=rpc_label(self.endpoint, index) if index is not None else None,
+                    llama_description=(
+                        f"{info.llama_name} on {self.endpoint}"
+                        if index is not None
+                        else info.llama_description
+                    ),
+                )
+            )
         self._keys = [i.key for i in infos]
         return infos
 
     def sample(self) -> list[DeviceSample]:
         doc = self._fetch()
         entries = doc.get("telemetry") or self._from_devices(doc)
-        return [replace(sample_from_dict(e["sample"]), key=self._key(e["sample"]["key"]))
-                for e in entries]
+        return [
+            replace(sample_from_dict(e["sample"]), key=self._key(e["sample"]["key"]))
+            for e in entries
+        ]
 
     @staticmethod
     def _from_devices(doc: dict) -> list[dict]:
@@ -114,12 +124,22 @@ class WorkerTelemetryProbe:
         out, now = [], time.time()
         for d in doc.get("devices", []):
             key = f"ggml:{d['name']}"
-            info = DeviceInfo(key=key, vendor="cpu" if d["type"] == "cpu" else "other",
-                              name=d.get("description") or d["name"],
-                              kind="cpu" if d["type"] == "cpu" else "gpu",
-                              memory_total=int(d["total"]), llama_name=d["name"], partial=True)
-            s = DeviceSample(key=key, memory_used=int(d["total"]) - int(d["free"]),
-                             memory_free=int(d["free"]), memory_total=int(d["total"]), time=now)
+            info = DeviceInfo(
+                key=key,
+                vendor="cpu" if d["type"] == "cpu" else "other",
+                name=d.get("description") or d["name"],
+                kind="cpu" if d["type"] == "cpu" else "gpu",
+                memory_total=int(d["total"]),
+                llama_name=d["name"],
+                partial=True,
+            )
+            s = DeviceSample(
+                key=key,
+                memory_used=int(d["total"]) - int(d["free"]),
+                memory_free=int(d["free"]),
+                memory_total=int(d["total"]),
+                time=now,
+            )
             out.append({"info": info.to_dict(), "sample": s.to_dict()})
         return out
 

@@ -56,8 +56,10 @@ class RecordedNvmlProbe:
     def discover(self, claimed: set[str]) -> list[DeviceInfo]:
         if "devices" not in self.nvml:
             raise ProbeUnavailable(self.nvml.get("unavailable", "NVML unavailable"))
-        infos = [nvml_probe.info_from_raw(raw, i, self.nvml.get("driver_version"))
-                 for i, raw in enumerate(self.nvml["devices"])]
+        infos = [
+            nvml_probe.info_from_raw(raw, i, self.nvml.get("driver_version"))
+            for i, raw in enumerate(self.nvml["devices"])
+        ]
         infos = [i for i in infos if i.pci_bus_id not in claimed]
         if not infos:
             raise ProbeUnavailable("NVML found no NVIDIA GPU")
@@ -65,8 +67,10 @@ class RecordedNvmlProbe:
 
     def sample(self) -> list[DeviceSample]:
         now = time.time()
-        return [nvml_probe.sample_from_raw(info.key, raw, now)
-                for info, raw in zip(self.discover(set()), self.nvml["devices"], strict=True)]
+        return [
+            nvml_probe.sample_from_raw(info.key, raw, now)
+            for info, raw in zip(self.discover(set()), self.nvml["devices"], strict=True)
+        ]
 
     def close(self) -> None:
         pass
@@ -90,15 +94,21 @@ def rig_probes(rig: dict, nvml: Probe | None = None) -> list[Probe]:
     recorded NVML link (tests play the recording through the real pynvml instead)."""
     tree = DictTree(rig.get("sysfs") or {})
     host = rig["host"]
-    return [nvml or RecordedNvmlProbe(rig.get("nvml")),
-            AmdSysfsProbe(tree, kernel=host.get("kernel")), OtherSysfsProbe(tree),
-            HostProbe(static=lambda: host, live=lambda: host)]
+    return [
+        nvml or RecordedNvmlProbe(rig.get("nvml")),
+        AmdSysfsProbe(tree, kernel=host.get("kernel")),
+        OtherSysfsProbe(tree),
+        HostProbe(static=lambda: host, live=lambda: host),
+    ]
 
 
 def rig_inventory(rig: dict, nvml: Probe | None = None) -> Inventory:
     llama = rig.get("llama_cpp")
-    return discover(rig_probes(rig, nvml), LlamaView(llama) if llama is not None else None,
-                    machine_name=rig["name"])
+    return discover(
+        rig_probes(rig, nvml),
+        LlamaView(llama) if llama is not None else None,
+        machine_name=rig["name"],
+    )
 
 
 def load_rig(path: str | os.PathLike) -> Machine:
@@ -110,8 +120,9 @@ def load_rig(path: str | os.PathLike) -> Machine:
     return inv.machine
 
 
-def record_rig(name: str, notes: str = "", sysfs_root: str = "/sys",
-               with_llama: bool = True) -> dict:
+def record_rig(
+    name: str, notes: str = "", sysfs_root: str = "/sys", with_llama: bool = True
+) -> dict:
     """This machine, recorded."""
     probe = nvml_probe.NvmlProbe()
     try:
@@ -120,7 +131,9 @@ def record_rig(name: str, notes: str = "", sysfs_root: str = "/sys",
         probe.close()
     llama = read_llama_devices() if with_llama else None
     return {
-        "layerlab_rig": RIG_FORMAT, "name": name, "notes": notes,
+        "layerlab_rig": RIG_FORMAT,
+        "name": name,
+        "notes": notes,
         "host": read_static() | read_live(),
         "nvml": nvml,
         "sysfs": drm.record(DirTree(sysfs_root)),

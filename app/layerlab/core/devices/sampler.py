@@ -54,8 +54,9 @@ class Sampler:
             job = self._jobs[id(probe)]
             if not job.done.is_set():
                 for k in keys:
-                    out[k] = self._stale(k, f"{probe.name} did not answer within "
-                                            f"{self.timeout:g} s", now)
+                    out[k] = self._stale(
+                        k, f"{probe.name} did not answer within {self.timeout:g} s", now
+                    )
                 continue
             del self._jobs[id(probe)]
             if job.error is not None:

@@ -49,8 +49,9 @@ class DictTree:
 
     def list(self, rel: str) -> list[str]:
         prefix = rel.rstrip("/") + "/"
-        return sorted({k[len(prefix):].split("/", 1)[0]
-                       for k in self.files if k.startswith(prefix)})
+        return sorted(
+            {k[len(prefix) :].split("/", 1)[0] for k in self.files if k.startswith(prefix)}
+        )
 
 
 def write_tree(files: dict[str, str], root: str | os.PathLike) -> Path:

@@ -52,10 +52,16 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
 
     def sampling(self) -> dict:
-        return {"max_tokens": self.max_tokens, "temperature": self.temperature,
-                "top_p": self.top_p, "top_k": self.top_k, "min_p": self.min_p,
-                "repeat_penalty": self.repeat_penalty, "seed": self.seed,
-                "stop": self.stop or []}
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "min_p": self.min_p,
+            "repeat_penalty": self.repeat_penalty,
+            "seed": self.seed,
+            "stop": self.stop or [],
+        }
 
 
 class Line:
@@ -79,13 +85,20 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": model_id,
-                "state": "generating" if session.generating else "idle"}
+        return {
+            "status": "ok",
+            "model": model_id,
+            "state": "generating" if session.generating else "idle",
+        }
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": model_id, "object": "model",
-                                            "created": int(started), "owned_by": "layerlab"}]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": model_id, "object": "model", "created": int(started), "owned_by": "layerlab"}
+            ],
+        }
 
     @app.get("/layerlab/placement")
     async def placement() -> dict:
@@ -93,9 +106,12 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
 
     @app.get("/layerlab/status")
     async def status() -> dict:
-        return {"state": "generating" if session.generating else "idle",
-                "since_progress_s": time.monotonic() - session.last_progress,
-                "waiting": line.waiting, "plan": session.plan.to_dict()}
+        return {
+            "state": "generating" if session.generating else "idle",
+            "since_progress_s": time.monotonic() - session.last_progress,
+            "waiting": line.waiting,
+            "plan": session.plan.to_dict(),
+        }
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -110,8 +126,9 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             where = ".".join(str(p) for p in first["loc"])
             return error(400, f"Invalid request: {where}: {first['msg']}", "invalid_request_error")
         if line.full():
-            return error(429, "The model is busy answering other requests; try again shortly.",
-                         "busy")
+            return error(
+                429, "The model is busy answering other requests; try again shortly.", "busy"
+            )
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
         if req.stream:
             return EventSourceResponse(_sse(messages, req), ping=15)
@@ -176,13 +193,20 @@ def _collect(chunks: list[dict], model_id: str) -> JSONResponse:
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     last = chunks[-1] if chunks else {}
     finish = last.get("choices", [{}])[0].get("finish_reason") if last else None
-    return JSONResponse({
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model_id,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": finish}],
-        "usage": last.get("usage"),
-        "timings": last.get("timings"),
-    })
+    return JSONResponse(
+        {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": last.get("usage"),
+            "timings": last.get("timings"),
+        }
+    )

@@ -82,9 +82,12 @@ class EngineClient:
         body = {"messages": messages, "stream": True, **params}
         finished: Finished | None = None
         try:
-            with loopback_http(timeout=self._timeout) as http, http.stream(
-                "POST", self.url + "/v1/chat/completions", json=body, headers=self._headers
-            ) as resp:
+            with (
+                loopback_http(timeout=self._timeout) as http,
+                http.stream(
+                    "POST", self.url + "/v1/chat/completions", json=body, headers=self._headers
+                ) as resp,
+            ):
                 if resp.status_code != 200:
                     resp.read()
                     raise EngineRefused(resp.status_code, _message(resp))
@@ -106,9 +109,12 @@ class EngineClient:
                     if text:
                         yield Delta(text)
                     if "timings" in chunk:
-                        finished = Finished(choice.get("finish_reason"), chunk["timings"],
-                                            chunk.get("usage") or {},
-                                            bool(chunk.get("stopped_by_client")))
+                        finished = Finished(
+                            choice.get("finish_reason"),
+                            chunk["timings"],
+                            chunk.get("usage") or {},
+                            bool(chunk.get("stopped_by_client")),
+                        )
         except httpx.HTTPError as e:
             if self._cancelled.is_set():
                 yield Finished("stop", stopped=True)

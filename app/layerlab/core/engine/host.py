@@ -115,8 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(session, token, model_id)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
-    emit(events.Ready(url=f"http://127.0.0.1:{port}", model=model_id, n_ctx=plan.n_ctx,
-                      load_s=time.perf_counter() - t_load))
+    emit(
+        events.Ready(
+            url=f"http://127.0.0.1:{port}",
+            model=model_id,
+            n_ctx=plan.n_ctx,
+            load_s=time.perf_counter() - t_load,
+        )
+    )
     server.run(sockets=[sock])
     sys.stdout.flush()
     sys.stderr.flush()

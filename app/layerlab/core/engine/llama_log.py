@@ -59,8 +59,11 @@ class LlamaLog:
         """
         out: dict[str, dict[str, int]] = {}
         for line in self.lines:
-            for rx, kind in ((_MODEL_BUF, "weights"), (_KV_BUF, "kv_cache"),
-                             (_COMPUTE_BUF, "compute")):
+            for rx, kind in (
+                (_MODEL_BUF, "weights"),
+                (_KV_BUF, "kv_cache"),
+                (_COMPUTE_BUF, "compute"),
+            ):
                 m = rx.search(line)
                 if m:
                     slot = out.setdefault(m.group(1), {"weights": 0, "kv_cache": 0, "compute": 0})

@@ -71,8 +71,10 @@ class ModelSession:
                     rpc_cache[ref.endpoint] = ggml_lib.rpc_devices(ref.endpoint)
                 devs = rpc_cache[ref.endpoint]
                 if ref.index >= len(devs):
-                    raise ValueError(f"worker {ref.endpoint} has {len(devs)} devices, "
-                                     f"the plan asks for #{ref.index}")
+                    raise ValueError(
+                        f"worker {ref.endpoint} has {len(devs)} devices, "
+                        f"the plan asks for #{ref.index}"
+                    )
                 h = devs[ref.index]
             else:
                 h = ggml_lib.device_by_name(ref.name)
@@ -133,15 +135,19 @@ class ModelSession:
         # LlamaModel has no n_layer(); the C API does. Units: n_layer blocks + the output.
         n_layer = low.llama_model_n_layer(self.llm.model)
         by_index = self.log.layer_devices()
-        layer_devices = [self._device_names.get(by_index.get(i, "CPU"), by_index.get(i, "CPU"))
-                         for i in range(n_layer + 1)]
-        self.placement = Placement(layer_devices, allocations_by_device(self.log,
-                                                                        self._device_names))
+        layer_devices = [
+            self._device_names.get(by_index.get(i, "CPU"), by_index.get(i, "CPU"))
+            for i in range(n_layer + 1)
+        ]
+        self.placement = Placement(
+            layer_devices, allocations_by_device(self.log, self._device_names)
+        )
         return self.placement
 
     # -- answering ----------------------------------------------------------------------
-    def stream_chat(self, messages: list[dict], stop_event: threading.Event,
-                    **sampling) -> Iterator[dict]:
+    def stream_chat(
+        self, messages: list[dict], stop_event: threading.Event, **sampling
+    ) -> Iterator[dict]:
         """Yield OpenAI chat.completion.chunk dicts; the last carries 'timings' and 'usage'."""
         import llama_cpp.llama_cpp as low
 
@@ -169,9 +175,13 @@ class ModelSession:
         perf = low.llama_perf_context(self.llm.ctx)
         timings = Timings(perf.n_p_eval, perf.t_p_eval_ms, perf.n_eval, perf.t_eval_ms)
         if last is None:
-            last = {"id": "chatcmpl-stopped", "object": "chat.completion.chunk",
-                    "created": int(time.time()), "model": self.model_id,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": None}]}
+            last = {
+                "id": "chatcmpl-stopped",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": self.model_id,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": None}],
+            }
         if stop_event.is_set():
             last["choices"][0]["finish_reason"] = "stop"
             last["stopped_by_client"] = True
@@ -179,6 +189,9 @@ class ModelSession:
         # The first token comes out of the prompt's decode and the last one sampled is never
         # decoded, so a completion of N tokens takes N - 1 generation decodes (n_eval).
         generated = timings.predicted_n + 1 if n_chunks > 1 else 0
-        last["usage"] = {"prompt_tokens": timings.prompt_n, "completion_tokens": generated,
-                         "total_tokens": timings.prompt_n + generated}
+        last["usage"] = {
+            "prompt_tokens": timings.prompt_n,
+            "completion_tokens": generated,
+            "total_tokens": timings.prompt_n + generated,
+        }
         yield last

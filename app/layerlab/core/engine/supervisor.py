@@ -102,9 +102,13 @@ def engine_log_dir() -> Path:
 
 
 class EngineSupervisor:
-    def __init__(self, on_state: Callable[[EngineState], None] | None = None,
-                 watch: WatchSettings | None = None, python: str = sys.executable,
-                 routes: WorkerRoutes | None = None):
+    def __init__(
+        self,
+        on_state: Callable[[EngineState], None] | None = None,
+        watch: WatchSettings | None = None,
+        python: str = sys.executable,
+        routes: WorkerRoutes | None = None,
+    ):
         self._on_state = on_state or (lambda s: None)
         self.routes = routes  # None: every worker address is an RPC endpoint as it stands
         self.watch = watch or WatchSettings()
@@ -138,8 +142,9 @@ class EngineSupervisor:
             self._generation += 1
             gen = self._generation
         self._set(Loading(plan, 0.0, "checking workers"), gen)
-        threading.Thread(target=self._launch, args=(plan, gen), name="engine-launch",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._launch, args=(plan, gen), name="engine-launch", daemon=True
+        ).start()
 
     def stop(self, quiet: bool = False) -> None:
         """Stop the engine and wait for it to end (at most ~5 s)."""
@@ -168,9 +173,12 @@ class EngineSupervisor:
             return False
         cause = f"{problem.rstrip('.')}. The" if problem else "the"
         # No grace: with a worker gone llama.cpp aborts or hangs, it never exits cleanly.
-        self._kill_for(s.plan, gen, self._lost(
-            s.plan, [address], f"{cause} model had layers there, so it was unloaded."),
-            grace=0.0)
+        self._kill_for(
+            s.plan,
+            gen,
+            self._lost(s.plan, [address], f"{cause} model had layers there, so it was unloaded."),
+            grace=0.0,
+        )
         return True
 
     def reload_without_lost(self) -> None:
@@ -227,8 +235,9 @@ class EngineSupervisor:
         engine_plan = _routed(plan, routes)
         back = {ep: w for w, ep in routes.items() if ep != w}
         self._token = secrets.token_urlsafe(32)
-        env = dict(os.environ, **{events.TOKEN_ENV: self._token,
-                                   events.PARENT_ENV: str(os.getpid())})
+        env = dict(
+            os.environ, **{events.TOKEN_ENV: self._token, events.PARENT_ENV: str(os.getpid())}
+        )
         env.setdefault("PYTHONUNBUFFERED", "1")
         log_dir = engine_log_dir()
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -236,8 +245,12 @@ class EngineSupervisor:
         try:
             proc = subprocess.Popen(
                 [self._python, "-m", "layerlab.core.engine.host"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=env, text=True, bufsize=1,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+                bufsize=1,
             )
         except OSError as e:
             self._set(Failed(plan, f"Could not start the engine process: {e}"), gen)
@@ -255,8 +268,12 @@ class EngineSupervisor:
             proc.stdin.write(engine_plan.to_json())
         with contextlib.suppress(OSError):
             proc.stdin.close()
-        threading.Thread(target=self._pump_stderr, args=(proc, log_dir / "engine.log"),
-                         name="engine-stderr", daemon=True).start()
+        threading.Thread(
+            target=self._pump_stderr,
+            args=(proc, log_dir / "engine.log"),
+            name="engine-stderr",
+            daemon=True,
+        ).start()
         placement: events.Placement | None = None
         failure: events.LoadFailed | None = None
         for line in proc.stdout:
@@ -267,11 +284,17 @@ class EngineSupervisor:
                 placement = _relabelled(ev, back)
             elif isinstance(ev, events.LoadFailed):
                 failure = replace(ev, worker=back.get(ev.worker, ev.worker))
-            elif (isinstance(ev, events.Ready) and placement is not None
-                  and self._set(Ready(plan, ev.url, ev.model, placement, ev.load_s), gen)):
-                threading.Thread(target=self._watch,
-                                 args=(plan, gen, ev.url, with_status, routes),
-                                 name="engine-watch", daemon=True).start()
+            elif (
+                isinstance(ev, events.Ready)
+                and placement is not None
+                and self._set(Ready(plan, ev.url, ev.model, placement, ev.load_s), gen)
+            ):
+                threading.Thread(
+                    target=self._watch,
+                    args=(plan, gen, ev.url, with_status, routes),
+                    name="engine-watch",
+                    daemon=True,
+                ).start()
         proc.stdout.close()
         code = proc.wait()
         with self._lock:
@@ -279,8 +302,7 @@ class EngineSupervisor:
                 return
             self._proc = None
         if failure is not None:
-            self._set(Failed(plan, failure.reason, [failure.worker] if failure.worker else []),
-                      gen)
+            self._set(Failed(plan, failure.reason, [failure.worker] if failure.worker else []), gen)
             return
         self._set(self._diagnose(plan, code, routes), gen)
 
@@ -300,8 +322,9 @@ class EngineSupervisor:
         lost = [w for w in plan.workers if _refused(routes.get(w, w))]
         if not lost and plan.workers:
             with ThreadPoolExecutor(len(plan.workers)) as pool:
-                answers = list(pool.map(lambda w: probe(routes.get(w, w), timeout=1.0),
-                                        plan.workers))
+                answers = list(
+                    pool.map(lambda w: probe(routes.get(w, w), timeout=1.0), plan.workers)
+                )
             lost = [w for w, r in zip(plan.workers, answers, strict=True) if not r.ok]
         if lost:
             return self._lost(plan, lost, "the model had layers there, so it was unloaded.")
@@ -309,8 +332,14 @@ class EngineSupervisor:
         tail = " | ".join(x for x in list(self._stderr_tail)[-3:] if x.strip())
         return Failed(plan, f"The engine stopped unexpectedly ({how}). {tail}".strip())
 
-    def _watch(self, plan: LoadPlan, gen: int, url: str, with_status: list[str],
-               routes: dict[str, str] | None = None) -> None:
+    def _watch(
+        self,
+        plan: LoadPlan,
+        gen: int,
+        url: str,
+        with_status: list[str],
+        routes: dict[str, str] | None = None,
+    ) -> None:
         """While loaded: poll every worker's status endpoint and the engine's progress."""
         client = EngineClient(url, self._token)
         routes = routes or {}
@@ -323,9 +352,16 @@ class EngineSupervisor:
                 if answer is not None:
                     watched[w] = time.monotonic()
                 elif time.monotonic() - watched[w] > self.watch.worker_silence_s or _refused(ep):
-                    self._kill_for(plan, gen, self._lost(
-                        plan, [w], "it stopped answering (frozen, switched off or unplugged). "
-                                   "The model was unloaded."))
+                    self._kill_for(
+                        plan,
+                        gen,
+                        self._lost(
+                            plan,
+                            [w],
+                            "it stopped answering (frozen, switched off or unplugged). "
+                            "The model was unloaded.",
+                        ),
+                    )
                     return
             try:
                 st = client.status()
@@ -333,16 +369,26 @@ class EngineSupervisor:
                 continue
             stalled = st.get("since_progress_s", 0) > self.watch.stall_s
             if st.get("state") == "generating" and stalled:
-                self._kill_for(plan, gen, Failed(
-                    plan, f"The answer made no progress for {self.watch.stall_s:g} s; the engine "
-                          "was stopped. Your conversation is kept."))
+                self._kill_for(
+                    plan,
+                    gen,
+                    Failed(
+                        plan,
+                        f"The answer made no progress for {self.watch.stall_s:g} s; the engine "
+                        "was stopped. Your conversation is kept.",
+                    ),
+                )
                 return
 
     def _lost(self, plan: LoadPlan, workers: list[str], what_happened: str) -> Failed:
         """The one way a lost worker is told: who, what happened, and what to do."""
         names = ", ".join(self._label(w) for w in workers)
-        return Failed(plan, f"Lost worker {names}: {what_happened} Your conversation is kept. "
-                            "Reload without it to go on.", list(workers))
+        return Failed(
+            plan,
+            f"Lost worker {names}: {what_happened} Your conversation is kept. "
+            "Reload without it to go on.",
+            list(workers),
+        )
 
     def _kill_for(self, plan: LoadPlan, gen: int, failure: Failed, grace: float = 0.5) -> None:
         with self._lock:
@@ -361,8 +407,10 @@ def _routed(plan: LoadPlan, routes: dict[str, str]) -> LoadPlan:
     if all(ep == w for w, ep in routes.items()):
         return plan
     engine_plan = LoadPlan.from_dict(plan.to_dict())
-    engine_plan.devices = [replace(d, endpoint=routes.get(d.endpoint, d.endpoint))
-                           if d.kind == "rpc" else d for d in plan.devices]
+    engine_plan.devices = [
+        replace(d, endpoint=routes.get(d.endpoint, d.endpoint)) if d.kind == "rpc" else d
+        for d in plan.devices
+    ]
     return engine_plan
 
 
@@ -374,12 +422,13 @@ def _relabelled(placement: events.Placement, back: dict[str, str]) -> events.Pla
     def label(text: str) -> str:
         for ep, address in back.items():
             if text == f"RPC {ep}" or text.startswith(f"RPC {ep} "):
-                return f"RPC {address}" + text[len(f"RPC {ep}"):]
+                return f"RPC {address}" + text[len(f"RPC {ep}") :]
         return text
 
     return events.Placement(
         [label(d) for d in placement.layer_devices],
-        [replace(a, device=label(a.device)) for a in placement.allocations])
+        [replace(a, device=label(a.device)) for a in placement.allocations],
+    )
 
 
 def _refused(endpoint: str) -> bool:

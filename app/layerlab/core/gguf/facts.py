@@ -22,8 +22,14 @@ _BLOCK = re.compile(r"^blk\.(\d+)\.")
 
 # llama.cpp's sliding-window layer pattern per architecture, where the file does not say
 # (llama-model.cpp, `hparams.set_swa_pattern(n)`: layer il is SWA iff il % n < n - 1).
-_SWA_PATTERN_DEFAULT = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2, "exaone4": 4,
-                        "gemma3n": 5}
+_SWA_PATTERN_DEFAULT = {
+    "gemma2": 2,
+    "gemma3": 6,
+    "cohere2": 4,
+    "gpt-oss": 2,
+    "exaone4": 4,
+    "gemma3n": 5,
+}
 # Architectures where every layer uses the window when one is given.
 _SWA_ALL = {"phi3", "mistral3"}
 
@@ -87,23 +93,37 @@ class ModelFacts:
         return sum(t.nbytes for t in self.tensors)
 
     def describe(self) -> str:
-        params = f"{self.parameters / 1e9:.1f}B" if self.parameters >= 1e9 else \
-            f"{self.parameters / 1e6:.0f}M"
+        params = (
+            f"{self.parameters / 1e9:.1f}B"
+            if self.parameters >= 1e9
+            else f"{self.parameters / 1e6:.0f}M"
+        )
         moe = f", {self.n_expert} experts ({self.n_expert_used} active)" if self.n_expert else ""
-        return (f"{self.name}: {self.architecture}, {params} parameters, {self.quant}, "
-                f"{self.n_layer} layers{moe}, trained context {self.n_ctx_train:,}")
+        return (
+            f"{self.name}: {self.architecture}, {params} parameters, {self.quant}, "
+            f"{self.n_layer} layers{moe}, trained context {self.n_ctx_train:,}"
+        )
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name, "architecture": self.architecture, "n_layer": self.n_layer,
-            "n_embd": self.n_embd, "n_head": self.n_head[0] if self.n_head else 0,
+            "name": self.name,
+            "architecture": self.architecture,
+            "n_layer": self.n_layer,
+            "n_embd": self.n_embd,
+            "n_head": self.n_head[0] if self.n_head else 0,
             "n_head_kv": self.n_head_kv[0] if self.n_head_kv else 0,
-            "head_dim_k": self.head_dim_k, "head_dim_v": self.head_dim_v,
-            "n_vocab": self.n_vocab, "n_ctx_train": self.n_ctx_train,
-            "sliding_window": self.sliding_window, "n_swa_layers": sum(self.swa_layers),
-            "n_expert": self.n_expert, "n_expert_used": self.n_expert_used,
-            "tied_embeddings": self.tied_embeddings, "quant": self.quant,
-            "parameters": self.parameters, "weights_bytes": self.weights_bytes,
+            "head_dim_k": self.head_dim_k,
+            "head_dim_v": self.head_dim_v,
+            "n_vocab": self.n_vocab,
+            "n_ctx_train": self.n_ctx_train,
+            "sliding_window": self.sliding_window,
+            "n_swa_layers": sum(self.swa_layers),
+            "n_expert": self.n_expert,
+            "n_expert_used": self.n_expert_used,
+            "tied_embeddings": self.tied_embeddings,
+            "quant": self.quant,
+            "parameters": self.parameters,
+            "weights_bytes": self.weights_bytes,
             "split_count": self.split_count,
         }
 
@@ -117,11 +137,15 @@ def read_facts(source: str | Path | ByteSource, limits: HeaderLimits | None = No
     count = first.kv.get("split.count", 1)
     if isinstance(count, int) and count > 1:
         if parts is None or len(parts) != count:
-            raise GGUFError(f"{src.name}: the header says the model is split into {count} "
-                            "files, but the name is not '<name>-00001-of-0000N.gguf'")
+            raise GGUFError(
+                f"{src.name}: the header says the model is split into {count} "
+                "files, but the name is not '<name>-00001-of-0000N.gguf'"
+            )
         if parts[0] != src.name.rsplit("/", 1)[-1]:
-            raise GGUFError(f"{src.name} is part {first.kv.get('split.no', 0) + 1} of "
-                            f"{count}: open the first part, {parts[0]}")
+            raise GGUFError(
+                f"{src.name} is part {first.kv.get('split.no', 0) + 1} of "
+                f"{count}: open the first part, {parts[0]}"
+            )
         for part in parts[1:]:
             headers.append(read_header(src.sibling(part), limits))
     return facts_from_header(headers)
@@ -168,8 +192,11 @@ def facts_from_header(headers: list[GGUFHeader]) -> ModelFacts:
     if len(names) != len(tensors_raw):
         raise GGUFError(f"{headers[0].name}: a tensor name appears twice")
     tokens = kv.get("tokenizer.ggml.tokens")
-    n_vocab = _int(kv, p + "vocab_size", len(tokens) if tokens is not None else None) \
-        if (p + "vocab_size") in kv or tokens is not None else 0
+    n_vocab = (
+        _int(kv, p + "vocab_size", len(tokens) if tokens is not None else None)
+        if (p + "vocab_size") in kv or tokens is not None
+        else 0
+    )
     if not n_vocab:
         emb = next((t for t in tensors_raw if t.name == "token_embd.weight"), None)
         n_vocab = emb.shape[1] if emb and len(emb.shape) > 1 else 0
@@ -201,8 +228,9 @@ def facts_from_header(headers: list[GGUFHeader]) -> ModelFacts:
             # extra blocks (e.g. multi-token-prediction heads) that llama.cpp skips
             layer = None
         is_expert = "_exps." in t.name or "_exps_" in t.name
-        info = TensorInfo(t.name, t.type_name, t.shape, t.nbytes, layer, t.n_elements,
-                          is_expert, t.offset, part)
+        info = TensorInfo(
+            t.name, t.type_name, t.shape, t.nbytes, layer, t.n_elements, is_expert, t.offset, part
+        )
         tensors.append(info)
         params += t.n_elements
         if layer is not None:
@@ -234,15 +262,33 @@ def facts_from_header(headers: list[GGUFHeader]) -> ModelFacts:
         quant = max(tensors, key=lambda t: t.nbytes).type
     name = kv.get("general.name") or Path(headers[0].name).stem
     return ModelFacts(
-        name=str(name), architecture=arch, n_layer=n_layer, n_embd=n_embd,
-        n_head=n_head, n_head_kv=n_head_kv, head_dim_k=hk, head_dim_v=hv, n_ff=n_ff,
-        n_vocab=n_vocab, n_ctx_train=_int(kv, p + "context_length", 0),
-        sliding_window=swa, swa_layers=swa_layers,
+        name=str(name),
+        architecture=arch,
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        head_dim_k=hk,
+        head_dim_v=hv,
+        n_ff=n_ff,
+        n_vocab=n_vocab,
+        n_ctx_train=_int(kv, p + "context_length", 0),
+        sliding_window=swa,
+        swa_layers=swa_layers,
         n_expert=_int(kv, p + "expert_count", 0),
         n_expert_used=_int(kv, p + "expert_used_count", 0),
-        tied_embeddings=tied, quant=quant, file_type=ftype if isinstance(ftype, int) else None,
-        parameters=params, file_size=sum(t.nbytes for t in tensors), split_count=len(headers),
-        tensors=tensors, size_label=str(kv.get("general.size_label", "")),
-        layer_bytes=layer_bytes, layer_expert_bytes=layer_expert, token_embd_bytes=token_embd,
-        output_bytes=output, output_dup_bytes=dup, other_host_bytes=other,
+        tied_embeddings=tied,
+        quant=quant,
+        file_type=ftype if isinstance(ftype, int) else None,
+        parameters=params,
+        file_size=sum(t.nbytes for t in tensors),
+        split_count=len(headers),
+        tensors=tensors,
+        size_label=str(kv.get("general.size_label", "")),
+        layer_bytes=layer_bytes,
+        layer_expert_bytes=layer_expert,
+        token_embd_bytes=token_embd,
+        output_bytes=output,
+        output_dup_bytes=dup,
+        other_host_bytes=other,
     )

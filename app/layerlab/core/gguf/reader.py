@@ -22,12 +22,34 @@ GGML_MAX_DIMS = 4
 
 # value types (gguf.md)
 _SCALARS: dict[int, tuple[str, int]] = {
-    0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4),
-    6: ("<f", 4), 7: ("<?", 1), 10: ("<Q", 8), 11: ("<q", 8), 12: ("<d", 8),
+    0: ("<B", 1),
+    1: ("<b", 1),
+    2: ("<H", 2),
+    3: ("<h", 2),
+    4: ("<I", 4),
+    5: ("<i", 4),
+    6: ("<f", 4),
+    7: ("<?", 1),
+    10: ("<Q", 8),
+    11: ("<q", 8),
+    12: ("<d", 8),
 }
 T_STRING, T_ARRAY = 8, 9
-_TYPE_NAMES = {0: "u8", 1: "i8", 2: "u16", 3: "i16", 4: "u32", 5: "i32", 6: "f32", 7: "bool",
-               8: "string", 9: "array", 10: "u64", 11: "i64", 12: "f64"}
+_TYPE_NAMES = {
+    0: "u8",
+    1: "i8",
+    2: "u16",
+    3: "i16",
+    4: "u32",
+    5: "i32",
+    6: "f32",
+    7: "bool",
+    8: "string",
+    9: "array",
+    10: "u64",
+    11: "i64",
+    12: "f64",
+}
 
 
 class GGUFError(ValueError):
@@ -137,7 +159,7 @@ class _Cursor:
         self._fill(n)
         i = self.pos - self.base
         self.pos += n
-        return self.buf[i:i + n]
+        return self.buf[i : i + n]
 
     def skip(self, n: int) -> None:
         # Skipped bytes are still header bytes: fetch them (bounded by max_header_bytes).
@@ -156,8 +178,9 @@ class _Cursor:
         return self.unpack("<Q", 8)
 
 
-def read_header(source: ByteSource, limits: HeaderLimits | None = None,
-                first_chunk: int = 256 * 1024) -> GGUFHeader:
+def read_header(
+    source: ByteSource, limits: HeaderLimits | None = None, first_chunk: int = 256 * 1024
+) -> GGUFHeader:
     """Parse the header of one GGUF file (one part of a split model)."""
     limits = limits or HeaderLimits()
     c = _Cursor(source, limits, first_chunk)
@@ -173,11 +196,15 @@ def read_header(source: ByteSource, limits: HeaderLimits | None = None,
     c.what = "the tensor and key counts"
     n_tensors, n_kv = c.u64(), c.u64()
     if n_tensors > limits.max_tensors:
-        raise GGUFError(f"{name}: the header claims {n_tensors:,} tensors "
-                        f"(more than {limits.max_tensors:,}); the file is damaged or hostile")
+        raise GGUFError(
+            f"{name}: the header claims {n_tensors:,} tensors "
+            f"(more than {limits.max_tensors:,}); the file is damaged or hostile"
+        )
     if n_kv > limits.max_kv:
-        raise GGUFError(f"{name}: the header claims {n_kv:,} metadata keys "
-                        f"(more than {limits.max_kv:,}); the file is damaged or hostile")
+        raise GGUFError(
+            f"{name}: the header claims {n_kv:,} metadata keys "
+            f"(more than {limits.max_kv:,}); the file is damaged or hostile"
+        )
     header = GGUFHeader(name=name, version=version)
     for i in range(n_kv):
         c.what = f"metadata key {i + 1} of {n_kv}"
@@ -209,8 +236,10 @@ def _has(c: _Cursor, n: int) -> bool:
 def _string(c: _Cursor, max_len: int, what: str) -> str:
     n = c.u64()
     if n > max_len:
-        raise GGUFError(f"{c.source.name}: {what} claims a length of {n:,} bytes "
-                        f"(at most {max_len:,} allowed) at byte {c.pos - 8:,}")
+        raise GGUFError(
+            f"{c.source.name}: {what} claims a length of {n:,} bytes "
+            f"(at most {max_len:,} allowed) at byte {c.pos - 8:,}"
+        )
     raw = c.take(n)
     return raw.decode("utf-8", errors="replace")
 
@@ -225,8 +254,10 @@ def _value(c: _Cursor, vtype: int, limits: HeaderLimits, key: str) -> Any:
         item = c.u32()
         n = c.u64()
         if n > limits.max_array_len:
-            raise GGUFError(f"{c.source.name}: array '{key}' claims {n:,} items "
-                            f"(at most {limits.max_array_len:,} allowed)")
+            raise GGUFError(
+                f"{c.source.name}: array '{key}' claims {n:,} items "
+                f"(at most {limits.max_array_len:,} allowed)"
+            )
         if item == T_ARRAY:
             raise GGUFError(f"{c.source.name}: array '{key}' holds arrays; not supported")
         if item == T_STRING:
@@ -234,8 +265,7 @@ def _value(c: _Cursor, vtype: int, limits: HeaderLimits, key: str) -> Any:
                 for _ in range(n):
                     ln = c.u64()
                     if ln > limits.max_string_len:
-                        raise GGUFError(f"{c.source.name}: a string in '{key}' claims "
-                                        f"{ln:,} bytes")
+                        raise GGUFError(f"{c.source.name}: a string in '{key}' claims {ln:,} bytes")
                     c.skip(ln)
                 return ArraySummary("string", n)
             return [_string(c, limits.max_string_len, f"a string in '{key}'") for _ in range(n)]
@@ -243,8 +273,10 @@ def _value(c: _Cursor, vtype: int, limits: HeaderLimits, key: str) -> Any:
             raise GGUFError(f"{c.source.name}: array '{key}' has unknown item type {item}")
         fmt, size = _SCALARS[item]
         if n * size > limits.max_header_bytes:
-            raise GGUFError(f"{c.source.name}: array '{key}' claims {n:,} items of "
-                            f"{size} bytes, more than a header may hold")
+            raise GGUFError(
+                f"{c.source.name}: array '{key}' claims {n:,} items of "
+                f"{size} bytes, more than a header may hold"
+            )
         raw = c.take(n * size) if n * size <= 64 * 1024 * 1024 else None
         if raw is None or n > limits.keep_array_len:
             if raw is None:
@@ -258,27 +290,34 @@ def _tensor(c: _Cursor, limits: HeaderLimits, name: str) -> RawTensor:
     tname = _string(c, 4096, "a tensor name")
     n_dims = c.u32()
     if not 1 <= n_dims <= GGML_MAX_DIMS:
-        raise GGUFError(f"{name}: tensor '{tname}' has {n_dims} dimensions "
-                        f"(ggml allows 1 to {GGML_MAX_DIMS})")
+        raise GGUFError(
+            f"{name}: tensor '{tname}' has {n_dims} dimensions (ggml allows 1 to {GGML_MAX_DIMS})"
+        )
     shape = tuple(c.u64() for _ in range(n_dims))
     total = 1
     for d in shape:
         if d == 0 or d > limits.max_dim:
-            raise GGUFError(f"{name}: tensor '{tname}' has an absurd dimension {d:,} "
-                            f"(shape {list(shape)})")
+            raise GGUFError(
+                f"{name}: tensor '{tname}' has an absurd dimension {d:,} (shape {list(shape)})"
+            )
         total *= d
     if total > limits.max_elements:
-        raise GGUFError(f"{name}: tensor '{tname}' claims {total:,} elements; the file is "
-                        "damaged or hostile")
+        raise GGUFError(
+            f"{name}: tensor '{tname}' claims {total:,} elements; the file is damaged or hostile"
+        )
     ttype = c.u32()
     try:
         qt = GGMLQuantizationType(ttype)
         block, _ = GGML_QUANT_SIZES[qt]
     except (ValueError, KeyError):
-        raise GGUFError(f"{name}: tensor '{tname}' has unknown type {ttype}; this file needs "
-                        "a newer llama.cpp (or is damaged)") from None
+        raise GGUFError(
+            f"{name}: tensor '{tname}' has unknown type {ttype}; this file needs "
+            "a newer llama.cpp (or is damaged)"
+        ) from None
     if shape[0] % block:
-        raise GGUFError(f"{name}: tensor '{tname}' of type {qt.name} has rows of {shape[0]} "
-                        f"elements, not a multiple of its block size {block}")
+        raise GGUFError(
+            f"{name}: tensor '{tname}' of type {qt.name} has rows of {shape[0]} "
+            f"elements, not a multiple of its block size {block}"
+        )
     offset = c.u64()
     return RawTensor(tname, shape, ttype, offset)

@@ -52,9 +52,15 @@ class HubFile:
     stand-in. Only the byte ranges the header parser asks for are downloaded.
     """
 
-    def __init__(self, repo_id: str, filename: str, revision: str | None = None,
-                 endpoint: str | None = None, token: str | bool | None = None,
-                 timeout: float = 30.0):
+    def __init__(
+        self,
+        repo_id: str,
+        filename: str,
+        revision: str | None = None,
+        endpoint: str | None = None,
+        token: str | bool | None = None,
+        timeout: float = 30.0,
+    ):
         self.repo_id = repo_id
         self.filename = filename
         self.revision = revision
@@ -69,8 +75,9 @@ class HubFile:
     def url(self) -> str:
         from huggingface_hub import hf_hub_url
 
-        return hf_hub_url(self.repo_id, self.filename, revision=self.revision,
-                          endpoint=self.endpoint)
+        return hf_hub_url(
+            self.repo_id, self.filename, revision=self.revision, endpoint=self.endpoint
+        )
 
     def read(self, offset: int, size: int) -> bytes:
         from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
@@ -79,8 +86,9 @@ class HubFile:
             return b""
         headers = build_hf_headers(token=self.token)
         headers["Range"] = f"bytes={offset}-{offset + size - 1}"
-        resp = get_session().get(self.url, headers=headers, follow_redirects=True,
-                                 timeout=self.timeout)
+        resp = get_session().get(
+            self.url, headers=headers, follow_redirects=True, timeout=self.timeout
+        )
         self.requests += 1
         if resp.status_code == 416:  # range starts past the end of the file
             return b""
@@ -88,14 +96,15 @@ class HubFile:
         data = resp.content
         if resp.status_code == 200:
             # The server ignored Range and sent the whole file; keep only what was asked.
-            data = data[offset:offset + size]
+            data = data[offset : offset + size]
         self.bytes_read += len(data)
         return data[:size]
 
     def sibling(self, name: str) -> HubFile:
         folder = self.filename.rsplit("/", 1)[0] + "/" if "/" in self.filename else ""
-        return HubFile(self.repo_id, folder + name, self.revision, self.endpoint, self.token,
-                       self.timeout)
+        return HubFile(
+            self.repo_id, folder + name, self.revision, self.endpoint, self.token, self.timeout
+        )
 
     def __repr__(self) -> str:
         return f"HubFile({self.repo_id!r}, {self.filename!r})"

@@ -42,16 +42,40 @@ class ModelSpec:
         return self.head_dim or self.n_embd // self.n_head
 
 
-LLAMA_70B = ModelSpec(arch="llama", n_layer=80, n_embd=8192, n_head=64, n_head_kv=8,
-                      n_ff=28672, n_vocab=128256, n_ctx_train=131072, weight_type=Q.Q4_K,
-                      name="Llama-3-70B (header only)")
-MIXTRAL_8X7B = ModelSpec(arch="llama", n_layer=32, n_embd=4096, n_head=32, n_head_kv=8,
-                         n_ff=14336, n_vocab=32000, n_ctx_train=32768, n_expert=8,
-                         n_expert_used=2, weight_type=Q.Q4_K, name="Mixtral-8x7B (header only)")
+LLAMA_70B = ModelSpec(
+    arch="llama",
+    n_layer=80,
+    n_embd=8192,
+    n_head=64,
+    n_head_kv=8,
+    n_ff=28672,
+    n_vocab=128256,
+    n_ctx_train=131072,
+    weight_type=Q.Q4_K,
+    name="Llama-3-70B (header only)",
+)
+MIXTRAL_8X7B = ModelSpec(
+    arch="llama",
+    n_layer=32,
+    n_embd=4096,
+    n_head=32,
+    n_head_kv=8,
+    n_ff=14336,
+    n_vocab=32000,
+    n_ctx_train=32768,
+    n_expert=8,
+    n_expert_used=2,
+    weight_type=Q.Q4_K,
+    name="Mixtral-8x7B (header only)",
+)
 
-_FTYPE = {Q.F16: LlamaFileType.MOSTLY_F16, Q.Q8_0: LlamaFileType.MOSTLY_Q8_0,
-          Q.Q4_0: LlamaFileType.MOSTLY_Q4_0, Q.Q4_K: LlamaFileType.MOSTLY_Q4_K_M,
-          Q.F32: LlamaFileType.ALL_F32}
+_FTYPE = {
+    Q.F16: LlamaFileType.MOSTLY_F16,
+    Q.Q8_0: LlamaFileType.MOSTLY_Q8_0,
+    Q.Q4_0: LlamaFileType.MOSTLY_Q4_0,
+    Q.Q4_K: LlamaFileType.MOSTLY_Q4_K_M,
+    Q.F32: LlamaFileType.ALL_F32,
+}
 
 
 def tensor_shapes(spec: ModelSpec) -> list[tuple[str, tuple[int, ...], GGMLQuantizationType]]:
@@ -69,11 +93,15 @@ def tensor_shapes(spec: ModelSpec) -> list[tuple[str, tuple[int, ...], GGMLQuant
             (b + "ffn_norm.weight", (e,), Q.F32),
         ]
         if spec.arch in ("gemma2", "gemma3"):
-            out += [(b + "post_attention_norm.weight", (e,), Q.F32),
-                    (b + "post_ffw_norm.weight", (e,), Q.F32)]
+            out += [
+                (b + "post_attention_norm.weight", (e,), Q.F32),
+                (b + "post_ffw_norm.weight", (e,), Q.F32),
+            ]
         if spec.arch == "gemma3":
-            out += [(b + "attn_q_norm.weight", (hd,), Q.F32),
-                    (b + "attn_k_norm.weight", (hd,), Q.F32)]
+            out += [
+                (b + "attn_q_norm.weight", (hd,), Q.F32),
+                (b + "attn_k_norm.weight", (hd,), Q.F32),
+            ]
         if spec.n_expert:
             x = spec.n_expert
             out += [
@@ -172,7 +200,7 @@ def _add_vocab(w: GGUFWriter, n_vocab: int) -> None:
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
     w.add_token_scores([-float(i) for i in range(len(tokens))])
-    w.add_token_types(types[:len(tokens)])
+    w.add_token_types(types[: len(tokens)])
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     w.add_unk_token_id(0)

@@ -16,10 +16,18 @@ HOST_LABEL = "CPU"
 
 # (peak memory bandwidth bytes/s, dense fp16 FLOP/s as llama.cpp can use them)
 _KNOWN = {
-    "rtx 4090": (1008e9, 165e12), "rtx 3090": (936e9, 71e12), "rtx 3080": (760e9, 59e12),
-    "rtx 3060 laptop": (336e9, 22e12), "rtx 3060": (360e9, 25e12), "rtx 4060": (272e9, 30e12),
-    "tesla p40": (347e9, 12e12), "gtx 1080 ti": (484e9, 11e12), "rx 7900 xtx": (960e9, 120e12),
-    "rx 6800": (512e9, 32e12), "a100": (1555e9, 312e12), "h100": (3350e9, 990e12),
+    "rtx 4090": (1008e9, 165e12),
+    "rtx 3090": (936e9, 71e12),
+    "rtx 3080": (760e9, 59e12),
+    "rtx 3060 laptop": (336e9, 22e12),
+    "rtx 3060": (360e9, 25e12),
+    "rtx 4060": (272e9, 30e12),
+    "tesla p40": (347e9, 12e12),
+    "gtx 1080 ti": (484e9, 11e12),
+    "rx 7900 xtx": (960e9, 120e12),
+    "rx 6800": (512e9, 32e12),
+    "a100": (1555e9, 312e12),
+    "h100": (3350e9, 990e12),
 }
 DEFAULT_GPU = (300e9, 15e12)
 DEFAULT_CPU = (50e9, 0.5e12)  # dual-channel DDR4/5 as llama.cpp reaches it; AVX2 matmul
@@ -59,10 +67,19 @@ class PlanDevice:
         return replace(self, **kw)
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "name": self.name, "machine": self.machine,
-                "free": self.free, "total": self.total, "reserve": self.reserve,
-                "bandwidth": self.bandwidth, "flops": self.flops, "rtt_ms": self.rtt_s * 1e3,
-                "excluded": self.excluded, "kind": self.kind}
+        return {
+            "label": self.label,
+            "name": self.name,
+            "machine": self.machine,
+            "free": self.free,
+            "total": self.total,
+            "reserve": self.reserve,
+            "bandwidth": self.bandwidth,
+            "flops": self.flops,
+            "rtt_ms": self.rtt_s * 1e3,
+            "excluded": self.excluded,
+            "kind": self.kind,
+        }
 
 
 def known_speed(name: str, kind: str) -> tuple[float, float]:
@@ -73,8 +90,9 @@ def known_speed(name: str, kind: str) -> tuple[float, float]:
     return DEFAULT_CPU if kind == "cpu" else DEFAULT_GPU
 
 
-def devices_from_machine(machine: Machine, worker: str | None = None,
-                         rtt_s: float = 0.0) -> list[PlanDevice]:
+def devices_from_machine(
+    machine: Machine, worker: str | None = None, rtt_s: float = 0.0
+) -> list[PlanDevice]:
     """Plan devices of a machine: the head (worker=None) or a worker at 'host:port'.
 
     Devices llama.cpp does not list (no `llama_name`, e.g. an iGPU beside a discrete GPU)
@@ -92,20 +110,55 @@ def devices_from_machine(machine: Machine, worker: str | None = None,
         if d.memory_bandwidth:
             bw = float(d.memory_bandwidth)
         if d.kind == "cpu" and worker is None:
-            out.append(PlanDevice(HOST_LABEL, d.name, machine.name, None, free,
-                                  d.memory_total, bw, flops, kind="cpu"))
+            out.append(
+                PlanDevice(
+                    HOST_LABEL,
+                    d.name,
+                    machine.name,
+                    None,
+                    free,
+                    d.memory_total,
+                    bw,
+                    flops,
+                    kind="cpu",
+                )
+            )
             continue
         if not d.llama_name or d.memory_total <= 0:
             continue
         if worker is None:
             ref = DeviceRef.local(d.llama_name)
-            out.append(PlanDevice(ref.label, d.name, machine.name, ref, free, d.memory_total,
-                                  bw, flops, kind=d.kind))
+            out.append(
+                PlanDevice(
+                    ref.label,
+                    d.name,
+                    machine.name,
+                    ref,
+                    free,
+                    d.memory_total,
+                    bw,
+                    flops,
+                    kind=d.kind,
+                )
+            )
         else:
             ref = DeviceRef.rpc(worker, rpc_index)
             rpc_index += 1
-            out.append(PlanDevice(ref.label, d.name, worker, ref, free, d.memory_total, bw,
-                                  flops, rtt_s=rtt_s, link_bandwidth=_link(worker), kind=d.kind))
+            out.append(
+                PlanDevice(
+                    ref.label,
+                    d.name,
+                    worker,
+                    ref,
+                    free,
+                    d.memory_total,
+                    bw,
+                    flops,
+                    rtt_s=rtt_s,
+                    link_bandwidth=_link(worker),
+                    kind=d.kind,
+                )
+            )
     return out
 
 
@@ -121,8 +174,21 @@ def devices_from_probe(result) -> list[PlanDevice]:
         kind = "cpu" if (d.name or "").upper().startswith("CPU") else "gpu"
         bw, flops = known_speed(label, kind)
         ref = DeviceRef.rpc(ep, d.index)
-        out.append(PlanDevice(ref.label, f"{label} on {ep}", ep, ref, d.free, d.total, bw, flops,
-                              rtt_s=rtt, link_bandwidth=_link(ep), kind=kind))
+        out.append(
+            PlanDevice(
+                ref.label,
+                f"{label} on {ep}",
+                ep,
+                ref,
+                d.free,
+                d.total,
+                bw,
+                flops,
+                rtt_s=rtt,
+                link_bandwidth=_link(ep),
+                kind=kind,
+            )
+        )
     return out
 
 

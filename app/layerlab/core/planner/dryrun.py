@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from layerlab.core.load_plan import LoadPlan
 from layerlab.core.units import MiB
 
-GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
-              "bf16": 30}
+GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
 
-_BUF = re.compile(r"^(?P<stage>\w+):\s+(?P<buf>\S+)\s+(?P<kind>model|KV|compute|output) buffer "
-                  r"size =\s+(?P<mib>[\d.]+) MiB")
+_BUF = re.compile(
+    r"^(?P<stage>\w+):\s+(?P<buf>\S+)\s+(?P<kind>model|KV|compute|output) buffer "
+    r"size =\s+(?P<mib>[\d.]+) MiB"
+)
 _LAYER_DEV = re.compile(r"load_tensors: layer\s+(\d+) assigned to device (\S+?),")
 _KV_LAYER = re.compile(r"llama_kv_cache: layer\s+(\d+): dev = (\S+)")
 _KV_SIZE = re.compile(r"llama_kv_cache: size =\s+([\d.]+) MiB \(\s*(\d+) cells,\s+(\d+) layers")
@@ -115,8 +116,9 @@ def parse_log(text: str) -> Measured:
     return m
 
 
-def measure(plan: LoadPlan, no_alloc: bool = True, timeout: float = 120.0,
-            swa_full: bool | None = None) -> Measured:
+def measure(
+    plan: LoadPlan, no_alloc: bool = True, timeout: float = 120.0, swa_full: bool | None = None
+) -> Measured:
     """Run the plan through llama.cpp in a child process and return what it allocates.
 
     Workers in the plan must have been probed first (llama.cpp aborts on a dead one).
@@ -124,8 +126,13 @@ def measure(plan: LoadPlan, no_alloc: bool = True, timeout: float = 120.0,
     request = json.dumps({"plan": plan.to_dict(), "no_alloc": no_alloc, "swa_full": swa_full})
     env = dict(os.environ)
     proc = subprocess.run(
-        [sys.executable, "-m", "layerlab.core.planner.dryrun"], input=request,
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        [sys.executable, "-m", "layerlab.core.planner.dryrun"],
+        input=request,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
     )
     out = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not out:
@@ -190,16 +197,23 @@ def _child() -> int:  # pragma: no cover - runs in the child process
     cp.n_ubatch = plan.n_ubatch
     cp.type_k = GGML_TYPES[plan.type_k]
     cp.type_v = GGML_TYPES[plan.type_v]
-    cp.flash_attn_type = (L.LLAMA_FLASH_ATTN_TYPE_ENABLED if plan.flash_attn
-                          else L.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    cp.flash_attn_type = (
+        L.LLAMA_FLASH_ATTN_TYPE_ENABLED if plan.flash_attn else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
     if req.get("swa_full") is not None:
         cp.swa_full = bool(req["swa_full"])
     if plan.n_threads:
         cp.n_threads = cp.n_threads_batch = plan.n_threads
     ctx = L.llama_init_from_model(model, cp)
     if not ctx:
-        print(json.dumps({"error": "llama.cpp could not create the context",
-                          "log_tail": "".join(lines)[-3000:]}))
+        print(
+            json.dumps(
+                {
+                    "error": "llama.cpp could not create the context",
+                    "log_tail": "".join(lines)[-3000:],
+                }
+            )
+        )
         return 0
     print(json.dumps({"log": "".join(lines)}), flush=True)
     # Freeing a no-alloc context is not needed; the process ends here.

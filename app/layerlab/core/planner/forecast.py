@@ -14,19 +14,28 @@ HOST = "CPU"
 
 def pipelined(plan: LoadPlan, n_layer: int) -> bool:
     """llama.cpp's pipeline-parallel condition (llama_context constructor, 0c1e570)."""
-    return (len(plan.devices) > 1 and plan.split_mode == "layer"
-            and (plan.n_gpu_layers < 0 or plan.n_gpu_layers > n_layer))
+    return (
+        len(plan.devices) > 1
+        and plan.split_mode == "layer"
+        and (plan.n_gpu_layers < 0 or plan.n_gpu_layers > n_layer)
+    )
 
 
 def context_of(plan: LoadPlan, n_layer: int) -> ContextSettings:
-    return ContextSettings(n_ctx=plan.n_ctx, n_ubatch=min(plan.n_ubatch, plan.n_batch),
-                           type_k=plan.type_k, type_v=plan.type_v, flash_attn=plan.flash_attn,
-                           n_copies=4 if pipelined(plan, n_layer) else 1,
-                           use_mmap=plan.use_mmap)
+    return ContextSettings(
+        n_ctx=plan.n_ctx,
+        n_ubatch=min(plan.n_ubatch, plan.n_batch),
+        type_k=plan.type_k,
+        type_v=plan.type_v,
+        flash_attn=plan.flash_attn,
+        n_copies=4 if pipelined(plan, n_layer) else 1,
+        use_mmap=plan.use_mmap,
+    )
 
 
-def forecast_plan(facts: ModelFacts, plan: LoadPlan,
-                  model: MemoryModel | None = None) -> dict[str, DeviceMemory]:
+def forecast_plan(
+    facts: ModelFacts, plan: LoadPlan, model: MemoryModel | None = None
+) -> dict[str, DeviceMemory]:
     """Bytes per device label ('CPU' is the host) for a plan, as llama.cpp will place them."""
     model = model or MemoryModel(facts, context_of(plan, facts.n_layer))
     placement = expected_layer_devices(plan, facts.n_layer)
@@ -71,5 +80,7 @@ class ForecastError:
 def compare(forecast: dict[str, DeviceMemory], actual: dict[str, int]) -> list[ForecastError]:
     """Per device: forecast total vs the actual bytes llama.cpp allocated (labels match)."""
     labels = list(dict.fromkeys([*forecast, *actual]))
-    return [ForecastError(lb, forecast[lb].total if lb in forecast else 0, actual.get(lb, 0))
-            for lb in labels]
+    return [
+        ForecastError(lb, forecast[lb].total if lb in forecast else 0, actual.get(lb, 0))
+        for lb in labels
+    ]

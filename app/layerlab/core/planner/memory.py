@@ -21,8 +21,16 @@ from itertools import accumulate
 
 from layerlab.core.gguf.facts import ModelFacts
 
-KV_TYPES = {"f16": (1, 2), "f32": (1, 4), "bf16": (1, 2), "q8_0": (32, 34), "q4_0": (32, 18),
-            "q4_1": (32, 20), "q5_0": (32, 22), "q5_1": (32, 24)}
+KV_TYPES = {
+    "f16": (1, 2),
+    "f32": (1, 4),
+    "bf16": (1, 2),
+    "q8_0": (32, 34),
+    "q4_0": (32, 18),
+    "q4_1": (32, 20),
+    "q5_0": (32, 22),
+    "q5_1": (32, 24),
+}
 KV_PAD = 256
 F32 = 4
 
@@ -76,8 +84,13 @@ class DeviceMemory:
         return self.weights + self.kv + self.compute + self.output
 
     def to_dict(self) -> dict:
-        return {"weights": self.weights, "kv": self.kv, "compute": self.compute,
-                "output": self.output, "total": self.total}
+        return {
+            "weights": self.weights,
+            "kv": self.kv,
+            "compute": self.compute,
+            "output": self.output,
+            "total": self.total,
+        }
 
 
 class MemoryModel:
@@ -92,8 +105,11 @@ class MemoryModel:
         n = facts.n_layer
         self.cells = pad(max(ctx.n_ctx, 1))
         swa = facts.sliding_window
-        self.cells_swa = (min(self.cells, pad(swa * ctx.n_seq + ctx.n_ubatch))
-                          if swa and not ctx.swa_full else self.cells)
+        self.cells_swa = (
+            min(self.cells, pad(swa * ctx.n_seq + ctx.n_ubatch))
+            if swa and not ctx.swa_full
+            else self.cells
+        )
         self.layer_weights = list(facts.layer_bytes)
         self.layer_kv = [self._kv(il) for il in range(n)]
         self._w = [0, *accumulate(self.layer_weights)]
@@ -103,8 +119,10 @@ class MemoryModel:
         for t in (ctx.type_k, ctx.type_v):
             block = KV_TYPES[t][0]
             if facts.head_dim_k % block or facts.head_dim_v % block:
-                raise ValueError(f"a {t} KV cache needs head dimensions divisible by {block}; "
-                                 f"this model's are {facts.head_dim_k}/{facts.head_dim_v}")
+                raise ValueError(
+                    f"a {t} KV cache needs head dimensions divisible by {block}; "
+                    f"this model's are {facts.head_dim_k}/{facts.head_dim_v}"
+                )
         f, c = facts, ctx
         kv_cur = c.n_ubatch * F32 * max(f.n_head_kv) * (f.head_dim_k + f.head_dim_v)
         self._copy_extra = (c.n_copies - 1) * (self._mask() + self._u + kv_cur)
@@ -117,8 +135,11 @@ class MemoryModel:
         if kvh == 0:
             return 0
         cells = self.cells_swa if f.swa_layers and f.swa_layers[il] else self.cells
-        return (row_bytes(c.type_k, f.head_dim_k * kvh)
-                + row_bytes(c.type_v, f.head_dim_v * kvh)) * cells * c.n_seq
+        return (
+            (row_bytes(c.type_k, f.head_dim_k * kvh) + row_bytes(c.type_v, f.head_dim_v * kvh))
+            * cells
+            * c.n_seq
+        )
 
     @property
     def _u(self) -> int:

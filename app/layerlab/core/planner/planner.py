@@ -74,10 +74,16 @@ class DevicePlan:
         return "output" if self.has_output else "-"
 
     def to_dict(self) -> dict:
-        return {"device": self.device.to_dict(), "layers": [self.first, self.last],
-                "layers_text": self.layers_text, "output": self.has_output,
-                "memory": self.memory.to_dict(), "free_after": self.free_after,
-                "capacity": self.device.capacity, "verdict": self.verdict}
+        return {
+            "device": self.device.to_dict(),
+            "layers": [self.first, self.last],
+            "layers_text": self.layers_text,
+            "output": self.has_output,
+            "memory": self.memory.to_dict(),
+            "free_after": self.free_after,
+            "capacity": self.device.capacity,
+            "verdict": self.verdict,
+        }
 
 
 @dataclass
@@ -95,10 +101,17 @@ class PlanResult:
         return next(d for d in self.devices if d.device.label == label)
 
     def to_dict(self) -> dict:
-        return {"model": self.facts.to_dict(), "strategy": self.strategy,
-                "verdict": self.verdict, "n_ctx": self.plan.n_ctx, **self.speed.to_dict(),
-                "devices": [d.to_dict() for d in self.devices], "changes": self.changes,
-                "notes": self.notes, "load_plan": self.plan.to_dict()}
+        return {
+            "model": self.facts.to_dict(),
+            "strategy": self.strategy,
+            "verdict": self.verdict,
+            "n_ctx": self.plan.n_ctx,
+            **self.speed.to_dict(),
+            "devices": [d.to_dict() for d in self.devices],
+            "changes": self.changes,
+            "notes": self.notes,
+            "load_plan": self.plan.to_dict(),
+        }
 
 
 class Planner:
@@ -119,8 +132,12 @@ class Planner:
         return m
 
     # ---- public ------------------------------------------------------------------------
-    def plan(self, devices: list[PlanDevice], options: PlanOptions | None = None,
-             _compare_workers: bool = True) -> PlanResult:
+    def plan(
+        self,
+        devices: list[PlanDevice],
+        options: PlanOptions | None = None,
+        _compare_workers: bool = True,
+    ) -> PlanResult:
         opts = options or PlanOptions()
         host, gpus = self._arrange(devices, opts)
         n_ctx = opts.n_ctx or min(self.facts.n_ctx_train or 4096, 4096)
@@ -138,13 +155,17 @@ class Planner:
             if n_ctx <= MIN_CTX:
                 # Even the smallest context does not fit: show the plan as asked, and say so.
                 result = first
-                notes.append(f"Does not fit even with a {MIN_CTX}-token context: the model "
-                             "needs more memory than these devices have free.")
+                notes.append(
+                    f"Does not fit even with a {MIN_CTX}-token context: the model "
+                    "needs more memory than these devices have free."
+                )
                 changes = []
                 break
             new_ctx = max(MIN_CTX, n_ctx // 2)
-            changes.append(f"context reduced from {n_ctx:,} to {new_ctx:,} tokens: the host's "
-                           "memory cannot hold the rest")
+            changes.append(
+                f"context reduced from {n_ctx:,} to {new_ctx:,} tokens: the host's "
+                "memory cannot hold the rest"
+            )
             n_ctx = new_ctx
         result.changes = result.changes + changes
         result.notes = notes
@@ -174,9 +195,15 @@ class Planner:
         return host, workers + local
 
     def _ctx(self, n_ctx: int, opts: PlanOptions, pipelined: bool) -> ContextSettings:
-        return ContextSettings(n_ctx=n_ctx, n_ubatch=opts.n_ubatch, type_k=opts.type_k,
-                               type_v=opts.type_v, flash_attn=opts.flash_attn,
-                               n_copies=4 if pipelined else 1, use_mmap=opts.use_mmap)
+        return ContextSettings(
+            n_ctx=n_ctx,
+            n_ubatch=opts.n_ubatch,
+            type_k=opts.type_k,
+            type_v=opts.type_v,
+            flash_attn=opts.flash_attn,
+            n_copies=4 if pipelined else 1,
+            use_mmap=opts.use_mmap,
+        )
 
     def _spans(self, counts: list[int]) -> list[tuple[int, int, bool]]:
         """counts[0] is the CPU's blocks; counts[1:] the devices' units (last holds output)."""
@@ -194,8 +221,9 @@ class Planner:
             pos = end
         return spans
 
-    def _memories(self, counts: list[int], n_ctx: int, opts: PlanOptions,
-                  assume_pipelined: bool = False) -> list[DeviceMemory]:
+    def _memories(
+        self, counts: list[int], n_ctx: int, opts: PlanOptions, assume_pipelined: bool = False
+    ) -> list[DeviceMemory]:
         used = sum(1 for c in counts[1:] if c > 0)
         pipelined = assume_pipelined or (used > 1 and counts[0] == 0)
         model = self.memory_model(self._ctx(n_ctx, opts, pipelined=pipelined))
@@ -270,8 +298,11 @@ class Planner:
             if c[0] < 0:
                 return False
             mems = self._memories(c, n_ctx, opts, assume_pipelined)
-            return all(m.total <= d.capacity for m, d, cnt in zip(mems[1:], gpus, c[1:],
-                                                                     strict=True) if cnt > 0)
+            return all(
+                m.total <= d.capacity
+                for m, d, cnt in zip(mems[1:], gpus, c[1:], strict=True)
+                if cnt > 0
+            )
 
         while lo < hi:
             mid = (lo + hi + 1) // 2
@@ -287,8 +318,11 @@ class Planner:
         moved = [0] * len(gpus)
         for _ in range(self.facts.n_units * max(1, len(gpus))):
             mems = self._memories(counts, n_ctx, opts)
-            over = [i for i, (m, d) in enumerate(zip(mems[1:], gpus, strict=True))
-                    if counts[1 + i] > 0 and m.total > d.capacity]
+            over = [
+                i
+                for i, (m, d) in enumerate(zip(mems[1:], gpus, strict=True))
+                if counts[1 + i] > 0 and m.total > d.capacity
+            ]
             if not over:
                 break
             i = over[0]
@@ -300,9 +334,12 @@ class Planner:
             counts[1 + i] -= 1
             counts[0] += 1
             moved[i] += 1
-        msgs = [f"moved {n} layer{'s' if n != 1 else ''} from {gpus[i].label} to the CPU "
-                f"(it has {format_bytes(gpus[i].capacity)} to give)"
-                for i, n in enumerate(moved) if n]
+        msgs = [
+            f"moved {n} layer{'s' if n != 1 else ''} from {gpus[i].label} to the CPU "
+            f"(it has {format_bytes(gpus[i].capacity)} to give)"
+            for i, n in enumerate(moved)
+            if n
+        ]
         return counts, msgs
 
     def _speed(self, host, gpus, counts, n_ctx, opts) -> Speed:
@@ -331,20 +368,37 @@ class Planner:
             overall = "fits with CPU offload"
         n_gpu_units = sum(c for _, c in used)
         plan = LoadPlan(
-            model_path=self.model_path, model_name=self.facts.name, n_ctx=n_ctx,
-            devices=[d.ref for d, _ in used], tensor_split=[float(c) for _, c in used],
+            model_path=self.model_path,
+            model_name=self.facts.name,
+            n_ctx=n_ctx,
+            devices=[d.ref for d, _ in used],
+            tensor_split=[float(c) for _, c in used],
             n_gpu_layers=-1 if n_gpu_units >= self.facts.n_units else n_gpu_units,
-            n_batch=max(opts.n_ubatch, 512), n_ubatch=opts.n_ubatch, type_k=opts.type_k,
-            type_v=opts.type_v, flash_attn=opts.flash_attn, use_mmap=opts.use_mmap,
+            n_batch=max(opts.n_ubatch, 512),
+            n_ubatch=opts.n_ubatch,
+            type_k=opts.type_k,
+            type_v=opts.type_v,
+            flash_attn=opts.flash_attn,
+            use_mmap=opts.use_mmap,
         )
-        return PlanResult(plan, self.facts, opts.strategy, rows, overall,
-                          self._speed(host, gpus, counts, n_ctx, opts))
+        return PlanResult(
+            plan,
+            self.facts,
+            opts.strategy,
+            rows,
+            overall,
+            self._speed(host, gpus, counts, n_ctx, opts),
+        )
 
-    def _worker_notes(self, result: PlanResult, devices: list[PlanDevice],
-                      opts: PlanOptions) -> None:
+    def _worker_notes(
+        self, result: PlanResult, devices: list[PlanDevice], opts: PlanOptions
+    ) -> None:
         """Say when a worker makes generation slower than leaving it out."""
-        all_workers = list(dict.fromkeys(d.machine for d in devices
-                                         if not d.local and d.label not in opts.excluded))
+        all_workers = list(
+            dict.fromkeys(
+                d.machine for d in devices if not d.local and d.label not in opts.excluded
+            )
+        )
         used = set(result.plan.workers)
         for ep in all_workers:
             labels = {d.label for d in devices if d.machine == ep}
@@ -358,11 +412,13 @@ class Planner:
                 result.notes.append(
                     f"Worker {ep} makes generation slower: {with_tps:.1f} tok/s with it, "
                     f"{without:.1f} tok/s without. The model fits without it; RPC buys "
-                    "capacity, not speed. Exclude it for speed.")
+                    "capacity, not speed. Exclude it for speed."
+                )
             elif ep not in used:
                 result.notes.append(
                     f"Worker {ep} is left out: using it would not make generation faster "
-                    f"({without:.1f} tok/s without it).")
+                    f"({without:.1f} tok/s without it)."
+                )
 
 
 def _rank(v: str) -> int:

@@ -60,10 +60,18 @@ def worker_devices(workers: str) -> list[PlanDevice]:
     return out
 
 
-def plan_from_args(model: str, ctx: int | None = None, workers: str = "",
-                   strategy: str = "fastest", ratios: str = "", reserves: list[str] | None = None,
-                   exclude: str = "", cache_type: str = "f16", fit: bool = True,
-                   rig: str | None = None) -> PlanResult:
+def plan_from_args(
+    model: str,
+    ctx: int | None = None,
+    workers: str = "",
+    strategy: str = "fastest",
+    ratios: str = "",
+    reserves: list[str] | None = None,
+    exclude: str = "",
+    cache_type: str = "f16",
+    fit: bool = True,
+    rig: str | None = None,
+) -> PlanResult:
     facts = open_facts(model)
     if rig:
         from layerlab.core.devices.rig import load_rig
@@ -73,16 +81,19 @@ def plan_from_args(model: str, ctx: int | None = None, workers: str = "",
         devices = this_machine_devices()
     devices += worker_devices(workers)
     gpus = [d for d in devices if not d.is_host]
-    opts = PlanOptions(strategy=strategy, n_ctx=ctx, type_k=cache_type, type_v=cache_type,
-                       flash_attn=True, fit=fit)
+    opts = PlanOptions(
+        strategy=strategy, n_ctx=ctx, type_k=cache_type, type_v=cache_type, flash_attn=True, fit=fit
+    )
     if ratios:
         try:
             shares = [float(x) for x in ratios.split(",")]
         except ValueError:
             raise PlanInputError(f"--ratios '{ratios}' is not a list of numbers") from None
         if len(shares) != len(gpus):
-            raise PlanInputError(f"--ratios has {len(shares)} shares for {len(gpus)} devices "
-                                 f"({', '.join(d.label for d in gpus)})")
+            raise PlanInputError(
+                f"--ratios has {len(shares)} shares for {len(gpus)} devices "
+                f"({', '.join(d.label for d in gpus)})"
+            )
         opts.ratios = {d.label: s for d, s in zip(gpus, shares, strict=True)}
     known = {d.label for d in devices}
     for item in reserves or []:
@@ -100,8 +111,9 @@ def plan_from_args(model: str, ctx: int | None = None, workers: str = "",
     return Planner(facts, model).plan(devices, opts)
 
 
-def enabled_worker_devices(addresses: list[str], results: dict,
-                           last_good: dict | None = None) -> list[PlanDevice]:
+def enabled_worker_devices(
+    addresses: list[str], results: dict, last_good: dict | None = None
+) -> list[PlanDevice]:
     """Plan devices of the enabled workers, from their probe results (`ProbeResult` by
     address), in the person's order. A worker that answered 'busy' is serving a head (often
     this one, with the model loaded): its last good answer stands in for it. Workers without

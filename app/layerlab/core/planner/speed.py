@@ -27,8 +27,10 @@ class Speed:
     token_time_s: float
 
     def to_dict(self) -> dict:
-        return {"prompt_tok_s": round(self.prompt_tps, 2),
-                "generation_tok_s": round(self.generation_tps, 2)}
+        return {
+            "prompt_tok_s": round(self.prompt_tps, 2),
+            "generation_tok_s": round(self.generation_tps, 2),
+        }
 
 
 class SpeedModel:
@@ -51,8 +53,9 @@ class SpeedModel:
             self._params.append(self._params[-1] + p)
         out_t = [t for t in facts.tensors if t.name.startswith("output")]
         self.output_bytes = facts.output_bytes
-        self.output_params = sum(t.n_elements for t in out_t) or \
-            (facts.n_vocab * facts.n_embd if facts.tied_embeddings else 0)
+        self.output_params = sum(t.n_elements for t in out_t) or (
+            facts.n_vocab * facts.n_embd if facts.tied_embeddings else 0
+        )
 
     def predict(self, spans, kv_bytes, n_ubatch: int = 512) -> Speed:
         """spans: [(PlanDevice, first, last, has_output)] in llama.cpp order, CPU first."""
@@ -75,8 +78,9 @@ class SpeedModel:
             t_pp += max(nbytes / bw, 2 * nparams * n_ubatch / flops)
             if dev.machine != prev_machine:
                 t_gen += RPC_CALLS_PER_TOKEN * dev.rtt_s + f.n_embd * 4 / dev.link_bandwidth
-                t_pp += (RPC_CALLS_PER_TOKEN * dev.rtt_s
-                         + f.n_embd * 4 * n_ubatch / dev.link_bandwidth)
+                t_pp += (
+                    RPC_CALLS_PER_TOKEN * dev.rtt_s + f.n_embd * 4 * n_ubatch / dev.link_bandwidth
+                )
                 prev_machine = dev.machine
             if out and not dev.local:
                 # the logits come back to the head over the link

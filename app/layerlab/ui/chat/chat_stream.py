@@ -14,8 +14,13 @@ class ChatStream(QObject):
     finished = Signal(object)  # client.Finished
     failed = Signal(str)
 
-    def __init__(self, client: EngineClient, messages: list[dict], params: dict,
-                 parent: QObject | None = None):
+    def __init__(
+        self,
+        client: EngineClient,
+        messages: list[dict],
+        params: dict,
+        parent: QObject | None = None,
+    ):
         super().__init__(parent)
         self._client = client
         self._messages = messages

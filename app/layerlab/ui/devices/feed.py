@@ -33,9 +33,12 @@ class DeviceFeed(QObject):
     inventory_ready = Signal(object)  # list[Inventory]: this machine first, then workers
     samples_ready = Signal(object)  # dict[str, DeviceSample]
 
-    def __init__(self, parent: QObject | None = None,
-                 inventory: Callable[[], Inventory] = local_inventory,
-                 probe_timeout: float = 1.0):
+    def __init__(
+        self,
+        parent: QObject | None = None,
+        inventory: Callable[[], Inventory] = local_inventory,
+        probe_timeout: float = 1.0,
+    ):
         super().__init__(parent)
         self._make_local = inventory
         self._probe_timeout = probe_timeout
@@ -55,8 +58,9 @@ class DeviceFeed(QObject):
         # finishing a round, and must not be revived by the next start().
         self._stop = threading.Event()
         self._rediscover.set()
-        self._thread = threading.Thread(target=self._lane, args=(self._stop,),
-                                        name="device-feed", daemon=True)
+        self._thread = threading.Thread(
+            target=self._lane, args=(self._stop,), name="device-feed", daemon=True
+        )
         self._thread.start()
 
     def stop(self, wait: float = 3.0) -> None:
@@ -105,8 +109,9 @@ class DeviceFeed(QObject):
                         local = self._make_local()
                     for inv in invs[1:]:
                         inv.close()
-                    invs = [local] + [discover([WorkerTelemetryProbe(w)], machine_name=w)
-                                      for w in self._workers]
+                    invs = [local] + [
+                        discover([WorkerTelemetryProbe(w)], machine_name=w) for w in self._workers
+                    ]
                     sampler = Sampler([g for i in invs for g in i.groups], self._probe_timeout)
                     discovered = time.monotonic()
                     if stop.is_set():
@@ -117,8 +122,10 @@ class DeviceFeed(QObject):
                 if stop.is_set():
                     break
                 self.samples_ready.emit(samples)
-                if (any(not i.machine.devices for i in invs[1:])
-                        and time.monotonic() - discovered > WORKER_RETRY_S):
+                if (
+                    any(not i.machine.devices for i in invs[1:])
+                    and time.monotonic() - discovered > WORKER_RETRY_S
+                ):
                     self._rediscover.set()
                 self._wake.wait(self._interval)
                 self._wake.clear()

@@ -31,11 +31,13 @@ def memory_text(used: int, total: int) -> str:
 
 
 def tooltip(info: DeviceInfo) -> str:
-    rows = [("Device", info.name), ("Kind", _KIND.get(info.kind, info.kind)),
-            ("Machine", info.machine)]
+    rows = [
+        ("Device", info.name),
+        ("Kind", _KIND.get(info.kind, info.kind)),
+        ("Machine", info.machine),
+    ]
     if info.llama_name:
-        seen = info.llama_name + (f" ({info.llama_description})"
-                                  if info.llama_description else "")
+        seen = info.llama_name + (f" ({info.llama_description})" if info.llama_description else "")
         rows.append(("llama.cpp", seen))
     elif info.kind != "cpu":
         rows.append(("llama.cpp", "does not list this device: it cannot hold layers"))
@@ -128,8 +130,11 @@ class DeviceGauge(QFrame):
         else:  # sysfs-only device: nothing to draw a bar or a history of
             self.bar.hide()
             self.history.hide()
-            self.memory.setText("memory not reported (shared with the system)"
-                                if self.info.kind == "igpu" else "memory not reported")
+            self.memory.setText(
+                "memory not reported (shared with the system)"
+                if self.info.kind == "igpu"
+                else "memory not reported"
+            )
         self.stats.setText("  ".join(s.readings()))
         if s.stale:
             self.problem.setText(f"stale: {s.problem}" if s.problem else "stale")
@@ -153,8 +158,7 @@ class DeviceGauge(QFrame):
         if key == getattr(self, "_style_key", None):
             return  # restyling is the costly part of an update; only when it changes
         self._style_key = key
-        border = {"ok": "#c9ced6", "near": "#d99a1e", "full": "#d0453a",
-                  "stale": "#b0b0b0"}[level]
+        border = {"ok": "#c9ced6", "near": "#d99a1e", "full": "#d0453a", "stale": "#b0b0b0"}[level]
         fg = "#8a8a8a" if self.stale and self.sample is not None else "#1d232b"
         self.setStyleSheet(
             f"#DeviceGauge {{ border: 1px solid {border}; border-radius: 6px;"
@@ -163,4 +167,5 @@ class DeviceGauge(QFrame):
             " #DeviceGauge QLabel#llamaName { color: #5a6472; font-family: monospace; }"
             " #DeviceGauge QLabel#placement { color: #6c4fc4; font-weight: bold; }"
             " #DeviceGauge QLabel#modelShare { color: #6c4fc4; }"
-            " #DeviceGauge QLabel#problem { color: #a33a30; }")
+            " #DeviceGauge QLabel#problem { color: #a33a30; }"
+        )

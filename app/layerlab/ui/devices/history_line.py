@@ -24,8 +24,9 @@ class HistoryLine(QWidget):
         return QSize(200, 28)
 
     def add(self, when: float, memory_fraction: float, utilization: float | None) -> None:
-        self.points.append((when, memory_fraction,
-                            None if utilization is None else utilization / 100))
+        self.points.append(
+            (when, memory_fraction, None if utilization is None else utilization / 100)
+        )
         while self.points and self.points[0][0] < when - self.window_s:
             self.points.popleft()
         self.update()

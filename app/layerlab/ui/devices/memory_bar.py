@@ -9,8 +9,14 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 NEAR_FULL = 0.85  # amber from here: a model that grows its KV cache may not fit
 FULL = 0.95  # red: the next allocation likely fails
 
-COLOURS = {"ok": QColor("#3b82c4"), "near": QColor("#d99a1e"), "full": QColor("#d0453a"),
-           "stale": QColor("#9a9a9a"), "model": QColor("#6c4fc4"), "track": QColor("#e4e6ea")}
+COLOURS = {
+    "ok": QColor("#3b82c4"),
+    "near": QColor("#d99a1e"),
+    "full": QColor("#d0453a"),
+    "stale": QColor("#9a9a9a"),
+    "model": QColor("#6c4fc4"),
+    "track": QColor("#e4e6ea"),
+}
 
 
 def level(fraction: float) -> str:

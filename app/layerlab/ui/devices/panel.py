@@ -25,8 +25,9 @@ COLUMNS = 2
 
 
 class DevicesPanel(QWidget):
-    def __init__(self, parent: QWidget | None = None, feed: DeviceFeed | None = None,
-                 auto_start: bool = True):
+    def __init__(
+        self, parent: QWidget | None = None, feed: DeviceFeed | None = None, auto_start: bool = True
+    ):
         super().__init__(parent)
         self.feed = feed or DeviceFeed(self)
         if self.feed.parent() is None:
@@ -132,8 +133,10 @@ class DevicesPanel(QWidget):
         self.gauges = keep
         n_gpus = sum(1 for g in keep.values() if g.info.kind != "cpu")
         if not lines:
-            lines.append(f"{n_gpus} GPU{'s' if n_gpus != 1 else ''} on {len(invs)} "
-                         f"machine{'s' if len(invs) != 1 else ''}.")
+            lines.append(
+                f"{n_gpus} GPU{'s' if n_gpus != 1 else ''} on {len(invs)} "
+                f"machine{'s' if len(invs) != 1 else ''}."
+            )
         self.status.setText(" ".join(lines))
         self._apply_model()
 

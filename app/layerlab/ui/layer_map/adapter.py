@@ -36,8 +36,7 @@ class PlanModel(QObject):
         self.options.cpu_layers = None
         self.replan()
 
-    def set_machines(self, machines: list[Machine],
-                     rtts: dict[str, float] | None = None) -> None:
+    def set_machines(self, machines: list[Machine], rtts: dict[str, float] | None = None) -> None:
         """machines[0] is this machine; the others are workers named 'host:port'."""
         devices: list[PlanDevice] = []
         for i, m in enumerate(machines):
@@ -51,8 +50,7 @@ class PlanModel(QObject):
 
     def set_devices(self, devices: list[PlanDevice]) -> None:
         # llama.cpp's order, as the planner uses it: the host, workers, then local GPUs
-        self._devices = sorted(devices, key=lambda d: 0 if d.is_host else (1 if not d.local
-                                                                            else 2))
+        self._devices = sorted(devices, key=lambda d: 0 if d.is_host else (1 if not d.local else 2))
         self.replan()
 
     @property
@@ -68,8 +66,7 @@ class PlanModel(QObject):
         """A dragged map: counts[0] blocks stay on the CPU, the rest are device units."""
         labels = [d.device.label for d in self.result.devices[1:]] if self.result else []
         ratios = {lb: float(c) for lb, c in zip(labels, counts[1:], strict=False)}
-        self.options = replace(self.options, strategy="manual", ratios=ratios,
-                               cpu_layers=counts[0])
+        self.options = replace(self.options, strategy="manual", ratios=ratios, cpu_layers=counts[0])
         self.replan()
 
     def set_ratio(self, label: str, value: float) -> None:

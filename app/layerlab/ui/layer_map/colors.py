@@ -5,8 +5,7 @@ from __future__ import annotations
 from PySide6.QtGui import QColor
 
 # device hues kept apart from the memory colours below (blue, green, orange)
-_PALETTE = ["#7f8c8d", "#8854d0", "#0a7e8c", "#c2185b", "#6d4c41", "#3c40c6", "#b33939",
-            "#227093"]
+_PALETTE = ["#7f8c8d", "#8854d0", "#0a7e8c", "#c2185b", "#6d4c41", "#3c40c6", "#b33939", "#227093"]
 WEIGHTS = QColor("#2e86de")
 KV = QColor("#10ac84")
 COMPUTE = QColor("#ff9f43")

@@ -5,8 +5,11 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
 
-STRATEGY_NAMES = {"fastest": "Fastest first", "proportional": "llama.cpp default",
-                  "manual": "Manual"}
+STRATEGY_NAMES = {
+    "fastest": "Fastest first",
+    "proportional": "llama.cpp default",
+    "manual": "Manual",
+}
 
 
 class PlanControls(QWidget):
@@ -38,10 +41,12 @@ class PlanControls(QWidget):
         row.addWidget(self.cache)
         row.addStretch(1)
         self.strategy.currentIndexChanged.connect(
-            lambda _: self.strategyChanged.emit(self.strategy.currentData()))
+            lambda _: self.strategyChanged.emit(self.strategy.currentData())
+        )
         self.ctx.valueChanged.connect(self.contextChanged.emit)
         self.cache.currentIndexChanged.connect(
-            lambda _: self.cacheTypeChanged.emit(self.cache.currentData()))
+            lambda _: self.cacheTypeChanged.emit(self.cache.currentData())
+        )
 
     def show_values(self, strategy: str, n_ctx: int, cache: str) -> None:
         for w in (self.strategy, self.ctx, self.cache):

@@ -51,8 +51,15 @@ class MemoryBar(QWidget):
             p.fillRect(QRectF(x, r.top(), w, r.height()), color)
             x += w
         if x > r.left() + self.free * scale + 0.5:
-            p.fillRect(QRectF(r.left() + self.free * scale, r.top(),
-                              x - r.left() - self.free * scale, r.height()), colors.OVER)
+            p.fillRect(
+                QRectF(
+                    r.left() + self.free * scale,
+                    r.top(),
+                    x - r.left() - self.free * scale,
+                    r.height(),
+                ),
+                colors.OVER,
+            )
         p.setPen(QColor("#57606f"))
         p.drawRect(QRectF(r.left(), r.top(), self.free * scale, r.height()))
         p.end()
@@ -71,7 +78,8 @@ class DeviceRow(QWidget):
         self.swatch = QLabel()
         self.swatch.setFixedSize(12, 12)
         self.swatch.setStyleSheet(
-            f"background: {colors.device_color(color_index).name()}; border-radius: 2px;")
+            f"background: {colors.device_color(color_index).name()}; border-radius: 2px;"
+        )
         self.title = QLabel(f"<b>{device.label}</b> · {device.name}")
         self.title.setTextFormat(Qt.TextFormat.RichText)
         self.layers = QLabel("-")
@@ -135,15 +143,19 @@ class DeviceRow(QWidget):
             self.ratio.setValue(0)
         else:
             m = row.memory
-            self.layers.setText("token embeddings only" if device.is_host and row.n_units == 0
-                                else f"layers {row.layers_text}")
-            self.bar.set_values(m.weights, m.kv, m.compute + m.output, device.free,
-                                device.reserve)
+            self.layers.setText(
+                "token embeddings only"
+                if device.is_host and row.n_units == 0
+                else f"layers {row.layers_text}"
+            )
+            self.bar.set_values(m.weights, m.kv, m.compute + m.output, device.free, device.reserve)
             self.numbers.setText(
                 f"weights {format_bytes(m.weights)} · KV {format_bytes(m.kv)} · compute "
-                f"{format_bytes(m.compute + m.output)} · {format_bytes(row.free_after)} left")
-            color = {"fits": "#10ac84", "fits with CPU offload": "#ff9f43"}.get(row.verdict,
-                                                                                "#ee5253")
+                f"{format_bytes(m.compute + m.output)} · {format_bytes(row.free_after)} left"
+            )
+            color = {"fits": "#10ac84", "fits with CPU offload": "#ff9f43"}.get(
+                row.verdict, "#ee5253"
+            )
             self.verdict.setText(f"<span style='color:{color}'><b>{row.verdict}</b></span>")
             if not device.is_host:
                 self.ratio.setValue(row.n_units)
@@ -156,6 +168,8 @@ class DeviceRow(QWidget):
             return
         err = forecast - actual
         pct = 100.0 * err / actual if actual else 0.0
-        self.actual.setText(f"forecast {format_bytes(forecast)} · actual {format_bytes(actual)}"
-                            f" · error {'+' if err >= 0 else '-'}{format_bytes(abs(err))} "
-                            f"({pct:+.1f}%)")
+        self.actual.setText(
+            f"forecast {format_bytes(forecast)} · actual {format_bytes(actual)}"
+            f" · error {'+' if err >= 0 else '-'}{format_bytes(abs(err))} "
+            f"({pct:+.1f}%)"
+        )

@@ -29,8 +29,9 @@ class LayerRibbon(QWidget):
         self.colors: list[QColor] = []
         self._drag: int | None = None  # boundary index being dragged
 
-    def set_segments(self, labels: list[str], counts: list[int],
-                     colors: list[QColor] | None = None) -> None:
+    def set_segments(
+        self, labels: list[str], counts: list[int], colors: list[QColor] | None = None
+    ) -> None:
         if self._drag is not None:
             return  # do not fight the person's hand mid-drag
         self.labels, self.counts = list(labels), list(counts)
@@ -52,7 +53,7 @@ class LayerRibbon(QWidget):
 
     def boundary_x(self, b: int) -> float:
         """x of the boundary after segment b."""
-        return self.unit_x(sum(self.counts[:b + 1]))
+        return self.unit_x(sum(self.counts[: b + 1]))
 
     def _boundary_at(self, x: float) -> int | None:
         for b in range(len(self.counts) - 1):

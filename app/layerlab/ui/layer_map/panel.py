@@ -43,7 +43,8 @@ class LayerMapPanel(QWidget):
             f"<span style='color:{KV.name()}'>■</span> KV cache &nbsp; "
             f"<span style='color:{COMPUTE.name()}'>■</span> compute &nbsp; "
             f"<span style='color:{RESERVE.name()}'>■</span> reserve &nbsp; "
-            "▭ free memory")
+            "▭ free memory"
+        )
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.rows_box = QVBoxLayout()
         self.notes = QLabel("")
@@ -66,7 +67,8 @@ class LayerMapPanel(QWidget):
         self.controls.strategyChanged.connect(self._strategy)
         self.controls.contextChanged.connect(lambda n: self.model.update(n_ctx=n))
         self.controls.cacheTypeChanged.connect(
-            lambda t: self.model.update(type_k=t, type_v=t, flash_attn=True))
+            lambda t: self.model.update(type_k=t, type_v=t, flash_attn=True)
+        )
         self.ribbon.splitDragged.connect(self.model.set_split)
 
     # ---- public API ----------------------------------------------------------------------
@@ -75,8 +77,7 @@ class LayerMapPanel(QWidget):
         self._actual = None
         self.model.set_facts(facts, model_path)
 
-    def set_machines(self, machines: list[Machine],
-                     rtts: dict[str, float] | None = None) -> None:
+    def set_machines(self, machines: list[Machine], rtts: dict[str, float] | None = None) -> None:
         self.model.set_machines(machines, rtts)
 
     def set_devices(self, devices: list[PlanDevice]) -> None:
@@ -121,20 +122,25 @@ class LayerMapPanel(QWidget):
         counts = [r.devices[0].last - r.devices[0].first] + [row.n_units for row in r.devices[1:]]
         if r.devices[0].has_output:
             counts[0] += 1
-        self.ribbon.set_segments(labels, counts,
-                                 [device_color(order.index(lb)) for lb in labels])
+        self.ribbon.set_segments(labels, counts, [device_color(order.index(lb)) for lb in labels])
         by_label = {row.device.label: row for row in r.devices}
         arranged = {d.label: d for d in self.model.devices}
         for label, w in self.rows.items():
             plan_row = by_label.get(label)
-            dev = plan_row.device if plan_row else arranged[label].with_(
-                reserve=opts.reserves.get(label, 0), excluded=label in opts.excluded)
+            dev = (
+                plan_row.device
+                if plan_row
+                else arranged[label].with_(
+                    reserve=opts.reserves.get(label, 0), excluded=label in opts.excluded
+                )
+            )
             w.show_plan(plan_row, dev)
         color = {"fits": "#10ac84", "fits with CPU offload": "#ff9f43"}.get(r.verdict, "#ee5253")
         self.summary.setText(
             f"<span style='color:{color}'><b>{r.verdict}</b></span> · context "
             f"{r.plan.n_ctx:,} · predicted <b>{r.speed.prompt_tps:.0f}</b> tok/s prompt, "
-            f"<b>{r.speed.generation_tps:.1f}</b> tok/s generation")
+            f"<b>{r.speed.generation_tps:.1f}</b> tok/s generation"
+        )
         self.notes.setText("\n".join([*(f"Changed: {c}" for c in r.changes), *r.notes]))
         self._show_actual(r)
         self.planChanged.emit(r.plan)

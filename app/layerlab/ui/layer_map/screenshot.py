@@ -1,6 +1,6 @@
 """Render the layer map for a header-only 70B on three GPUs and save it as a PNG.
 
-    xvfb-run -a python -m layerlab.ui.layer_map.screenshot docs/screenshots/layer-map-70b.png
+xvfb-run -a python -m layerlab.ui.layer_map.screenshot docs/screenshots/layer-map-70b.png
 """
 
 from __future__ import annotations

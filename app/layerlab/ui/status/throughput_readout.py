@@ -24,5 +24,8 @@ class ThroughputReadout(QLabel):
             f"prompt {_fmt(rates.prompt_tps, 'tok/s')} · generation "
             f"{_fmt(rates.generation_tps, 'tok/s')} · first token {_fmt(ttft, 'ms', 0)}"
         )
-        self.setToolTip("Final numbers from llama.cpp's own timings" if rates.final
-                        else "Live estimate from the tokens as they arrive")
+        self.setToolTip(
+            "Final numbers from llama.cpp's own timings"
+            if rates.final
+            else "Live estimate from the tokens as they arrive"
+        )

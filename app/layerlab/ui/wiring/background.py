@@ -30,8 +30,12 @@ class BackgroundLane(QObject):
         """A job is queued or running, or its answer has not been delivered yet."""
         return self._in_flight > 0
 
-    def submit(self, work: Callable[[], Any], done: Callable[[Any], None],
-               failed: Callable[[Exception], None]) -> None:
+    def submit(
+        self,
+        work: Callable[[], Any],
+        done: Callable[[Any], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
         if self._closed:
             return
         self._in_flight += 1

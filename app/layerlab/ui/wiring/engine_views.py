@@ -25,8 +25,9 @@ def same_load(a: LoadPlan, b: LoadPlan) -> bool:
 
 
 class LoadedModelView(QObject):
-    def __init__(self, devices: DevicesPanel, layer_map: LayerMapPanel,
-                 parent: QObject | None = None):
+    def __init__(
+        self, devices: DevicesPanel, layer_map: LayerMapPanel, parent: QObject | None = None
+    ):
         super().__init__(parent)
         self.devices = devices
         self.map = layer_map

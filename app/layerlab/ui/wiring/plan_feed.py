@@ -27,8 +27,9 @@ LOAD_WAIT_MS = 8000  # a Load pressed before the workers answered waits at most 
 class PlanFeeder(QObject):
     settledChanged = Signal(bool)  # the map plans with every input known
 
-    def __init__(self, layer_map: LayerMapPanel, workers: WorkersPanel,
-                 parent: QObject | None = None):
+    def __init__(
+        self, layer_map: LayerMapPanel, workers: WorkersPanel, parent: QObject | None = None
+    ):
         super().__init__(parent)
         self.map = layer_map
         self.workers = workers
@@ -52,8 +53,11 @@ class PlanFeeder(QObject):
     def set_model(self, path: str | Path) -> None:
         """Read the model's header off the GUI thread; the map re-plans when it arrives."""
         self.model_path = str(path)
-        self.lane.submit(lambda p=self.model_path: (p, open_facts(p)), self._facts_read,
-                         lambda e, p=self.model_path: self._facts_failed(p, e))
+        self.lane.submit(
+            lambda p=self.model_path: (p, open_facts(p)),
+            self._facts_read,
+            lambda e, p=self.model_path: self._facts_failed(p, e),
+        )
 
     def probe_this_machine(self) -> None:
         """Probe this machine's devices (NVML, sysfs, host) off the GUI thread."""
@@ -71,8 +75,11 @@ class PlanFeeder(QObject):
         """Facts for the current model read (or failed), this machine probed, and every
         enabled worker answered."""
         results = self.workers.results
-        return (self._facts_for == self.model_path and self.local is not None
-                and all(a in results for a in self.workers.enabled_addresses()))
+        return (
+            self._facts_for == self.model_path
+            and self.local is not None
+            and all(a in results for a in self.workers.enabled_addresses())
+        )
 
     def current_plan(self) -> LoadPlan | None:
         """The map's plan for the current model, or None when the map has none for it."""
@@ -142,8 +149,7 @@ class PlanFeeder(QObject):
         for a, r in results.items():
             if r.ok:
                 self._last_good[a] = r
-        devices = enabled_worker_devices(self.workers.enabled_addresses(), results,
-                                         self._last_good)
+        devices = enabled_worker_devices(self.workers.enabled_addresses(), results, self._last_good)
         if devices != self._worker_devices or force:
             self._worker_devices = devices
             self._push_devices()

@@ -12,8 +12,14 @@ from layerlab.ui.devices.panel import DevicesPanel
 
 
 class SideTabs(QTabWidget):
-    def __init__(self, workers: QWidget, devices: DevicesPanel, layer_map: QWidget,
-                 share: QWidget, parent: QWidget | None = None):
+    def __init__(
+        self,
+        workers: QWidget,
+        devices: DevicesPanel,
+        layer_map: QWidget,
+        share: QWidget,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.devices = devices
         self.setDocumentMode(True)

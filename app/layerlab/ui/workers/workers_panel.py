@@ -114,8 +114,10 @@ class WorkersPanel(QGroupBox):
         self.found_list.setWordWrap(True)
         self.found_list.setMaximumHeight(90)
         self.pair_button = QPushButton("Pair…")
-        self.pair_button.setToolTip("Pair with the selected worker, or with the address typed "
-                                    "above, using the code it shows")
+        self.pair_button.setToolTip(
+            "Pair with the selected worker, or with the address typed "
+            "above, using the code it shows"
+        )
 
         row = QHBoxLayout()
         row.addWidget(self.address, 1)
@@ -187,9 +189,13 @@ class WorkersPanel(QGroupBox):
         self._show_found(list(self.found.values()))
 
     def saved(self) -> list[SavedWorker]:
-        return [SavedWorker(self.list.item(i).data(ADDRESS_ROLE),
-                            self.list.item(i).checkState() == Qt.CheckState.Checked)
-                for i in range(self.list.count())]
+        return [
+            SavedWorker(
+                self.list.item(i).data(ADDRESS_ROLE),
+                self.list.item(i).checkState() == Qt.CheckState.Checked,
+            )
+            for i in range(self.list.count())
+        ]
 
     def enabled_addresses(self) -> list[str]:
         """The person's addresses of the checked workers (paired ones: their link address;
@@ -358,7 +364,9 @@ class WorkersPanel(QGroupBox):
             self._on_paired(self.links.peer_for(address))
             return
         dialog = PairingDialog(
-            self.links.identity, self.links.trust, address=address,
+            self.links.identity,
+            self.links.trust,
+            address=address,
             worker_name=found.name if found else "",
             fingerprint=found.fingerprint if found and found.fingerprint else None,
             parent=self,
@@ -391,4 +399,3 @@ class WorkersPanel(QGroupBox):
             links.close_all()
 
         threading.Thread(target=close, name="workers-close", daemon=True).start()
-
