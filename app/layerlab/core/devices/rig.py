@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
+from layerlab.core.atomic_file import write_atomic
 from layerlab.core.devices import drm, nvml_probe
 from layerlab.core.devices.amd_sysfs import AmdSysfsProbe
 from layerlab.core.devices.ggml_view import LlamaView, read_llama_devices
@@ -143,13 +143,4 @@ def record_rig(
 
 def save_rig(rig: dict, path: str | os.PathLike) -> None:
     """Atomic: a crash leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(rig, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(rig, indent=1) + "\n")
