@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
@@ -178,3 +179,109 @@ def test_stop_mid_stream_ends_quickly_and_the_engine_answers_again(engine):
     assert len(got) < 50
     text, _ = answer(sup.client(), max_tokens=4)
     assert text
+
+
+def _long_answer(sup):
+    """Start one long streaming answer that keeps the model busy; returns (client, stream)."""
+    busy = sup.client()
+    stream = busy.stream_chat(
+        [{"role": "user", "content": "Tell a long story."}], max_tokens=2000, temperature=0
+    )
+    next(stream)
+    return busy, stream
+
+
+def _end(busy, stream) -> None:
+    busy.cancel()
+    for _ in stream:
+        pass
+
+
+def _waiting(sup, ready) -> int:
+    return httpx.get(ready.url + "/layerlab/status", headers=auth(sup)).json()["waiting"]
+
+
+def test_clients_that_give_up_while_queued_give_their_place_back(engine):
+    sup, ready = engine
+    from layerlab.core.engine.api import MAX_WAITING
+
+    busy, stream = _long_answer(sup)
+    gave_up: list[bool] = []
+
+    def give_up() -> None:
+        body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True}
+        try:
+            with httpx.stream(
+                "POST",
+                ready.url + "/v1/chat/completions",
+                json=body,
+                headers=auth(sup),
+                timeout=httpx.Timeout(10, read=1.0),
+            ) as r:
+                for _ in r.iter_lines():
+                    pass
+        except httpx.ReadTimeout:
+            gave_up.append(True)
+
+    quitters = [threading.Thread(target=give_up) for _ in range(MAX_WAITING)]
+    for t in quitters:
+        t.start()
+    for t in quitters:
+        t.join(30)
+    assert len(gave_up) == MAX_WAITING  # they timed out while the long answer ran
+    deadline = time.monotonic() + 5
+    while _waiting(sup, ready) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the engine notices the disconnects
+    assert _waiting(sup, ready) == 0
+    _end(busy, stream)
+
+    # Later, while something is generating, a new request waits its turn instead of 429.
+    busy, stream = _long_answer(sup)
+    try:
+        r = httpx.post(
+            ready.url + "/v1/chat/completions",
+            headers=auth(sup),
+            timeout=1.0,
+            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3},
+        )
+        pytest.fail(f"answered at once while the model was busy: {r.status_code} {r.text}")
+    except httpx.ReadTimeout:
+        pass  # waiting in line, as it should
+    finally:
+        _end(busy, stream)
+
+
+def _status_code(conn: socket.socket) -> int:
+    head = b""
+    while b"\r\n" not in head:
+        head += conn.recv(64)
+    return int(head.split(b" ")[1])
+
+
+def test_a_burst_of_streaming_requests_is_counted_at_the_door(engine):
+    sup, ready = engine
+    from layerlab.core.engine.api import MAX_WAITING
+
+    busy, stream = _long_answer(sup)
+    port = int(ready.url.rsplit(":", 1)[1])
+    body = json.dumps(
+        {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True}
+    ).encode()
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {sup.token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    # Connected first, then sent back to back: the requests arrive together, as a burst does.
+    conns = [
+        socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(MAX_WAITING + 3)
+    ]
+    try:
+        for c in conns:
+            c.sendall(request)
+        codes = [_status_code(c) for c in conns]
+    finally:
+        for c in conns:
+            c.close()
+        _end(busy, stream)
+    assert codes.count(429) == 3 and codes.count(200) == MAX_WAITING, codes

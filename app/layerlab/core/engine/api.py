@@ -65,14 +65,55 @@ class ChatRequest(BaseModel):
 
 
 class Line:
-    """One model, one request at a time; at most MAX_WAITING more wait their turn."""
+    """One model, one request at a time; at most MAX_WAITING more wait their turn.
+
+    A request takes its place in line when it is admitted, before any answer starts, and gives
+    it back when it ends, however it ends (finished, stopped, disconnected, failed). Counting
+    only once a streaming answer began let a burst slip past the limit, and a client that gave
+    up while queued kept its place for the life of the engine.
+    """
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
-        self.waiting = 0
+        self.in_line = 0  # admitted and not yet ended: the one answered plus those waiting
 
-    def full(self) -> bool:
-        return self.lock.locked() and self.waiting >= MAX_WAITING
+    @property
+    def waiting(self) -> int:
+        return max(self.in_line - (1 if self.lock.locked() else 0), 0)
+
+    def admit(self) -> Place | None:
+        """A place in line, or None when the line is full."""
+        if self.in_line >= 1 + MAX_WAITING:
+            return None
+        self.in_line += 1
+        return Place(self)
+
+
+class Place:
+    """One request's place in line; leaving twice is harmless, so every exit path may."""
+
+    def __init__(self, line: Line) -> None:
+        self._line: Line | None = line
+
+    def leave(self) -> None:
+        if self._line is not None:
+            self._line.in_line -= 1
+            self._line = None
+
+
+class _StreamInLine(EventSourceResponse):
+    """A streaming answer that gives its place back when the response ends, even when the
+    client left before the answer's generator ever ran (its own cleanup would then not run)."""
+
+    def __init__(self, place: Place, content: AsyncIterator[dict], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._place = place
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._place.leave()
 
 
 def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
@@ -125,23 +166,24 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             return error(400, f"Invalid request: {where}: {first['msg']}", "invalid_request_error")
-        if line.full():
+        place = line.admit()
+        if place is None:
             return error(
                 429, "The model is busy answering other requests; try again shortly.", "busy"
             )
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
         if req.stream:
-            return EventSourceResponse(_sse(messages, req), ping=15)
+            return _StreamInLine(place, _sse(messages, req), ping=15)
         try:
             chunks = [c async for c in _generate(messages, req)]
         except Exception as e:
             return error(500, f"The engine failed while answering: {e}", "engine_error")
+        finally:
+            place.leave()
         return _collect(chunks, model_id)
 
     async def _generate(messages: list[dict], req: ChatRequest) -> AsyncIterator[dict]:
-        line.waiting += 1
         async with line.lock:
-            line.waiting -= 1
             loop = asyncio.get_running_loop()
             pieces: collections.deque = collections.deque()
             stop = threading.Event()
