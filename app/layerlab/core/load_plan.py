@@ -1,30 +1,42 @@
 """The load plan: every parameter of one model load, as one typed, serialisable object.
 
 The planner produces it, the person sees it, and the engine takes it unchanged
-(llama-cpp-python's `ModelSettings` is the model for this). Devices are listed in the
-order llama.cpp will use them; `tensor_split[i]` is device i's share of the offloaded
-layers, and the CPU takes the first blocks that are not offloaded.
+(llama-cpp-python's `server/settings.py` `ModelSettings` is the model for this: one described,
+validated field per load parameter). Devices are listed in the order llama.cpp will use them;
+`tensor_split[i]` is device i's share of the offloaded layers, and the CPU takes the first
+blocks that are not offloaded.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from layerlab.core.endpoint import Endpoint
 
 SplitMode = Literal["none", "layer", "row"]
+KVType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
 
 
-@dataclass(frozen=True)
-class DeviceRef:
+class DeviceRef(BaseModel):
     """One device llama.cpp will use: a local backend device, or device `index` of a worker."""
 
-    kind: Literal["local", "rpc"]
-    name: str = ""  # local: the ggml device name, e.g. "CUDA0", "Vulkan1"
-    endpoint: str = ""  # rpc: "host:port"
-    index: int = 0  # rpc: which of the worker's devices
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["local", "rpc"] = Field(
+        description="'local': a backend device of this machine; 'rpc': a device of a worker"
+    )
+    name: str = Field("", description="local: the ggml device name, e.g. 'CUDA0', 'Vulkan1'")
+    endpoint: str = Field("", description="rpc: the worker as the person knows it, 'host:port'")
+    index: int = Field(0, ge=0, description="rpc: which of the worker's devices")
 
     @classmethod
     def rpc(cls, endpoint: str | Endpoint, index: int = 0) -> DeviceRef:
@@ -38,31 +50,79 @@ class DeviceRef:
     def label(self) -> str:
         """How the person sees it: 'RPC 127.0.0.1:50052' or 'CUDA0'."""
         if self.kind == "rpc":
-            return f"RPC {self.endpoint}" + (f" #{self.index}" if self.index else "")
+            return rpc_label(self.endpoint, self.index)
         return self.name
 
 
-@dataclass
-class LoadPlan:
-    model_path: str
-    model_name: str = ""
-    n_ctx: int = 4096
-    devices: list[DeviceRef] = field(default_factory=list)
-    tensor_split: list[float] = field(default_factory=list)
-    n_gpu_layers: int = -1  # -1: every layer (and the output) goes to the devices
-    split_mode: SplitMode = "layer"
-    main_gpu: int = 0
-    n_threads: int | None = None  # None: llama.cpp's default for this CPU
-    n_batch: int = 512
-    n_ubatch: int = 512
-    type_k: str = "f16"
-    type_v: str = "f16"
-    flash_attn: bool = False
-    use_mmap: bool = True
+def rpc_label(endpoint: str, index: int = 0) -> str:
+    """The one name of a worker's device, as the engine and the gauges show it:
+    'RPC host:port', with ' #1' for the worker's second device."""
+    return f"RPC {endpoint}" + (f" #{index}" if index else "")
+
+
+class LoadPlan(BaseModel):
+    """Every parameter of one model load. What the layer map shows is what loads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: str = Field(description="the GGUF file (the first part of a split GGUF)")
+    model_name: str = Field("", description="what the person calls the model")
+    n_ctx: int = Field(4096, ge=0, le=1 << 22, description="context size in tokens (0: trained)")
+    devices: list[DeviceRef] = Field(
+        default_factory=list,
+        description="the devices layers go to, in llama.cpp's order; empty: the CPU alone",
+    )
+    tensor_split: list[float] = Field(
+        default_factory=list,
+        description="device i's share of the offloaded layers; empty: by free memory",
+    )
+    n_gpu_layers: int = Field(
+        -1, ge=-1, description="layers (output included) on the devices; -1: all of them"
+    )
+    split_mode: SplitMode = Field("layer", description="how layers are spread over devices")
+    main_gpu: int = Field(0, ge=0, description="split mode 'none': the device that holds all")
+    n_threads: int | None = Field(
+        None, ge=1, description="CPU compute threads; None: llama.cpp's default for this CPU"
+    )
+    n_batch: int = Field(512, ge=1, description="logical batch size for prompt processing")
+    n_ubatch: int = Field(512, ge=1, description="physical batch size (sizes compute buffers)")
+    type_k: KVType = Field("f16", description="KV cache type of keys")
+    type_v: KVType = Field("f16", description="KV cache type of values (quantized: flash attn)")
+    flash_attn: bool = Field(False, description="use flash attention")
+    use_mmap: bool = Field(True, description="map the file instead of reading it into memory")
     # FACTS.md: a native build on an AMX CPU with GCC 12 miscompiles the AMX repack path and
     # segfaults on the first decode; extra buffer types stay off unless the person opts in.
-    use_extra_bufts: bool = False
-    seed: int = 0xFFFFFFFF
+    use_extra_bufts: bool = Field(False, description="let llama.cpp repack weights (AMX, ...)")
+    seed: int = Field(0xFFFFFFFF, ge=0, description="sampling seed; 0xFFFFFFFF: random")
+
+    def __init__(self, model_path: str | None = None, /, **data: Any) -> None:
+        # LoadPlan("model.gguf", n_ctx=512): the model is the one field every plan names.
+        if model_path is not None:
+            data["model_path"] = model_path
+        super().__init__(**data)
+
+    @field_validator("tensor_split")
+    @classmethod
+    def _shares_not_negative(cls, v: list[float]) -> list[float]:
+        if any(s < 0 for s in v):
+            raise ValueError("tensor split shares must not be negative")
+        return v
+
+    @field_validator("devices")
+    @classmethod
+    def _worker_addresses(cls, v: list[DeviceRef]) -> list[DeviceRef]:
+        for d in v:
+            if d.kind == "rpc":
+                Endpoint.parse(d.endpoint)  # BadAddress is a ValueError: it says what is wrong
+        return v
+
+    @model_validator(mode="after")
+    def _one_share_per_device(self) -> LoadPlan:
+        if self.tensor_split and len(self.tensor_split) != len(self.devices):
+            raise ValueError(
+                f"tensor split has {len(self.tensor_split)} shares for {len(self.devices)} devices"
+            )
+        return self
 
     @property
     def workers(self) -> list[str]:
@@ -76,41 +136,38 @@ class LoadPlan:
     def without_worker(self, endpoint: str) -> LoadPlan:
         """The same plan with one worker's devices (and their shares) taken out."""
         keep = [i for i, d in enumerate(self.devices) if d.endpoint != endpoint]
-        plan = LoadPlan.from_dict(self.to_dict())
-        plan.devices = [self.devices[i] for i in keep]
-        if self.tensor_split:
-            plan.tensor_split = [self.tensor_split[i] for i in keep]
-        return plan
+        return self.model_copy(
+            update={
+                "devices": [self.devices[i] for i in keep],
+                "tensor_split": [self.tensor_split[i] for i in keep] if self.tensor_split else [],
+            },
+            deep=True,
+        )
 
-    def validate(self) -> None:
-        if self.tensor_split and len(self.tensor_split) != len(self.devices):
-            raise ValueError(
-                f"tensor split has {len(self.tensor_split)} shares for {len(self.devices)} devices"
-            )
-        if any(s < 0 for s in self.tensor_split):
-            raise ValueError("tensor split shares must not be negative")
-        if self.n_ctx < 0:
-            raise ValueError("context size must not be negative")
-        for d in self.devices:
-            if d.kind == "rpc":
-                Endpoint.parse(d.endpoint)
+    def validate(self) -> None:  # type: ignore[override]  # pydantic v1's classmethod name
+        """Check the whole plan again (fields can be assigned one by one); the first problem
+        in words, as a ValueError."""
+        try:
+            LoadPlan.model_validate(self.model_dump())
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{where}: {message}" if where else message) from None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+        return self.model_dump_json()
 
     @classmethod
     def from_dict(cls, data: dict) -> LoadPlan:
-        data = dict(data)
-        data["devices"] = [DeviceRef(**d) for d in data.get("devices", [])]
-        data["tensor_split"] = [float(x) for x in data.get("tensor_split", [])]
-        return cls(**data)
+        return cls.model_validate(data)
 
     @classmethod
     def from_json(cls, text: str) -> LoadPlan:
-        return cls.from_dict(json.loads(text))
+        return cls.model_validate_json(text)
 
 
 def expected_layer_devices(plan: LoadPlan, n_layer: int) -> list[str]:
