@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 import pytest
 
@@ -162,3 +165,153 @@ def no_engine_outlives_the_suite():
     for p in left:
         p.kill()
     assert not left, f"engine processes left running by the tests: {[p.pid for p in left]}"
+
+
+# -- Qt hygiene: a GUI test fails for what it leaves behind ---------------------------------
+# As napari's conftest does: a QTimer still running, a QThread still running or a top-level
+# widget still alive once a GUI test and its fixtures are done fails THAT test (at teardown),
+# and says where the timer or thread was started. Left alone they fire into the next test,
+# or into widgets already deleted, and crash or fail it far from the cause. Qt warnings fail
+# the test too: pytest-qt checks setup and call (qt_log_level_fail in pyproject.toml), and
+# pytest_runtest_teardown below checks teardown, where closing widgets talks most.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _is_gui_test(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return item.get_closest_marker("gui") is not None or "qtbot" in names or "qapp" in names
+
+
+def _where_started() -> str:
+    """The first frame in our code (app/ or tests/, not this file) that led here."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith(str(ROOT)) and name != __file__:
+            return f"{Path(name).relative_to(ROOT)}:{frame.f_lineno} ({frame.f_code.co_name})"
+        frame = frame.f_back
+    return "outside LayerLab's code"
+
+
+def _settle_qt() -> None:
+    """Let what the test closed go: Python cycles, then Qt's deferred deletes (deleteLater
+    outside an event loop waits for an explicit request), then anything they posted."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    gc.collect()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    QCoreApplication.processEvents()
+
+
+@pytest.fixture(autouse=True)
+def qt_leaves_nothing_behind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Autouse for GUI tests (marked `gui`, or using qtbot/qapp); others pass through."""
+    if not _is_gui_test(request.node):
+        yield
+        return
+    request.getfixturevalue("qapp")
+    import shiboken6
+    from PySide6.QtCore import QObject, QThread, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    timers: WeakKeyDictionary = WeakKeyDictionary()  # QTimer -> where it was started
+    threads: WeakKeyDictionary = WeakKeyDictionary()  # QThread -> where it was started
+    qt_timer_start, qt_single_shot, qt_thread_start = QTimer.start, QTimer.singleShot, QThread.start
+
+    def timer_start(self, *args):
+        timers[self] = _where_started()
+        qt_timer_start(self, *args)
+
+    def single_shot(msec, *args):
+        # Tracked as a real QTimer when it is (msec, callable) or (msec, context, callable);
+        # a context-owned timer dies with its context, as Qt's own single shot does.
+        if len(args) == 1 and callable(args[0]):
+            context, slot = None, args[0]
+        elif len(args) == 2 and isinstance(args[0], QObject) and callable(args[1]):
+            context, slot = args
+        else:
+            return qt_single_shot(msec, *args)
+        timer = QTimer(context)
+        timer.setSingleShot(True)
+        timer.timeout.connect(slot)
+        if context is None:
+            keep.append(timer)  # Qt's own single shot keeps itself alive until it fires
+        timers[timer] = _where_started()
+        qt_timer_start(timer, msec)
+
+    def thread_start(self, *args):
+        threads[self] = _where_started()
+        qt_thread_start(self, *args)
+
+    keep: list = []
+    monkeypatch.setattr(QTimer, "start", timer_start)
+    monkeypatch.setattr(QTimer, "singleShot", staticmethod(single_shot))
+    monkeypatch.setattr(QThread, "start", thread_start)
+    widgets_before = {shiboken6.getCppPointer(w)[0] for w in QApplication.topLevelWidgets()}
+
+    yield
+
+    _settle_qt()
+    left: list[str] = []
+    for thread, where in list(threads.items()):
+        if shiboken6.isValid(thread) and thread.isRunning():
+            left.append(f"a QThread still running, started at {where}")
+            thread.quit()
+            thread.wait(2000)
+    for timer, where in list(timers.items()):
+        if shiboken6.isValid(timer) and timer.isActive():
+            left.append(f"a QTimer every {timer.interval()} ms still running, started at {where}")
+            timer.stop()
+    for w in QApplication.topLevelWidgets():
+        if shiboken6.getCppPointer(w)[0] in widgets_before:
+            continue
+        title = f" {w.windowTitle()!r}" if w.windowTitle() else ""
+        left.append(
+            f"a top-level {type(w).__module__}.{type(w).__qualname__}{title} still alive "
+            f"({'shown' if w.isVisible() else 'hidden'}); hand it to qtbot.addWidget or "
+            "close and delete it"
+        )
+        w.close()
+        w.deleteLater()
+    keep.clear()
+    _settle_qt()  # what was stopped above must not leak into the next test either
+    if left:
+        pytest.fail("the test left Qt objects behind:\n  " + "\n  ".join(left), pytrace=False)
+
+
+def _qt_fail_levels(config: pytest.Config) -> set:
+    from PySide6.QtCore import QtMsgType
+
+    level = config.getini("qt_log_level_fail") or "NO"
+    return {
+        "NO": set(),
+        "CRITICAL": {QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg},
+        "WARNING": {QtMsgType.QtWarningMsg, QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg},
+    }.get(level, {QtMsgType.QtWarningMsg, QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg})
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """Qt warnings during a GUI test's teardown fail it, as pytest-qt's qt_log_level_fail
+    does for setup and call (pytest-qt stops listening when the call is reported)."""
+    if not _is_gui_test(item) or "PySide6.QtWidgets" not in sys.modules:
+        return (yield)
+    from PySide6.QtCore import qInstallMessageHandler
+
+    heard: list[str] = []
+    fail_on = _qt_fail_levels(item.config)
+    ignore = [re.compile(p) for p in item.config.getini("qt_log_ignore")]
+
+    def hear(kind, _context, message: str) -> None:
+        sys.stderr.write(f"Qt: {message}\n")  # as Qt's default handler would
+        if kind in fail_on and not any(p.search(message) for p in ignore):
+            heard.append(f"{kind.name}: {message}")
+
+    previous = qInstallMessageHandler(hear)
+    try:
+        result = yield
+    finally:
+        qInstallMessageHandler(previous)
+    if heard:
+        pytest.fail("Qt warned during teardown:\n  " + "\n  ".join(heard), pytrace=False)
+    return result
