@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,15 +183,22 @@ def _is_gui_test(item: pytest.Item) -> bool:
     return item.get_closest_marker("gui") is not None or "qtbot" in names or "qapp" in names
 
 
+_LIBRARIES = tuple(
+    {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
+
+
 def _where_started() -> str:
-    """The first frame in our code (app/ or tests/, not this file) that led here."""
+    """The nearest frame in code of ours (not a library's, not this file's) that led here:
+    the app's line that started a timer, or the test's line behind pytest-qt's own."""
     frame = sys._getframe(2)
     while frame is not None:
         name = frame.f_code.co_filename
-        if name.startswith(str(ROOT)) and name != __file__:
-            return f"{Path(name).relative_to(ROOT)}:{frame.f_lineno} ({frame.f_code.co_name})"
+        if name != __file__ and not name.startswith(_LIBRARIES) and not name.startswith("<"):
+            shown = Path(name).relative_to(ROOT) if name.startswith(str(ROOT)) else name
+            return f"{shown}:{frame.f_lineno} ({frame.f_code.co_name})"
         frame = frame.f_back
-    return "outside LayerLab's code"
+    return "somewhere outside our code"
 
 
 def _settle_qt() -> None:
