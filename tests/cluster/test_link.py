@@ -19,7 +19,7 @@ from layerlab.core.endpoint import Endpoint
 
 
 def counters(identity, peer) -> dict:
-    return link.worker_status(identity, peer)["link"]
+    return link.worker_status(identity, peer).link
 
 
 def test_pair_then_forwarder_is_a_worker_for_llama_cpp(start_sharing, make_head):
@@ -35,7 +35,7 @@ def test_pair_then_forwarder_is_a_worker_for_llama_cpp(start_sharing, make_head)
         result = probe(fwd.endpoint)
         assert result.ok, result.problem
         assert result.version == rpc_wire.RpcVersion(7, 0, 0)
-        assert result.status["serving"] is None and result.status["devices"]
+        assert result.status.serving is None and result.status.devices
         assert counters(head, peer)["rpc_sessions"] == 1
 
 
@@ -237,12 +237,12 @@ def test_second_head_is_told_busy_and_the_first_may_reconnect(start_sharing, mak
             link.open_link(b, peer_b, "rpc")
         assert e.value.kind == "busy"
         assert e.value.problem == "bench-box is busy, serving desk."
-        assert link.worker_status(b, peer_b)["serving"] == "desk"
+        assert link.worker_status(b, peer_b).serving == "desk"
     finally:
         tls.close()
     # A head that vanished mid-session (its connection just dropped) frees the worker.
     for _ in range(50):
-        if link.worker_status(b, peer_b)["serving"] is None:
+        if link.worker_status(b, peer_b).serving is None:
             break
         threading.Event().wait(0.05)
     with LinkForwarder(b, peer_b) as fwd:

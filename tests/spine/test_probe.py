@@ -31,7 +31,7 @@ def test_a_live_worker_answers_with_its_devices(worker):
     r, _took = timed(worker.endpoint)
     assert r.ok and r.version and str(r.version) == "7.0.0"
     assert len(r.devices) == 1 and r.devices[0].total > 0
-    assert r.status and r.status["rpc_port"] == worker.port
+    assert r.status and r.status.rpc_port == worker.port
     assert "ready" in r.summary
 
 

@@ -57,9 +57,9 @@ def _line(info, sample) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerlab.core.cluster.telemetry import WorkerTelemetryProbe
     from layerlab.core.devices import inventory, rig
     from layerlab.core.devices.ggml_view import read_llama_devices
-    from layerlab.core.devices.remote import WorkerTelemetryProbe
     from layerlab.core.endpoint import BadAddress
 
     if args.record:

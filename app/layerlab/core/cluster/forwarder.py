@@ -142,12 +142,16 @@ class LinkForwarder:
                     return
                 code = 200
                 try:
-                    doc = worker_status(fwd.identity, fwd.worker, timeout=2.0, address=fwd.address)
+                    body = worker_status(
+                        fwd.identity, fwd.worker, timeout=2.0, address=fwd.address
+                    ).to_json()
                 except LinkError as e:
                     # Not 200: probe.fetch_status() and the supervisor's watch then read
                     # "no status", exactly as for a plain worker that is gone.
-                    code, doc = 503, {"link_problem": {"kind": e.kind, "problem": e.problem}}
-                body = json.dumps(doc).encode()
+                    code = 503
+                    body = json.dumps(
+                        {"link_problem": {"kind": e.kind, "problem": e.problem}}
+                    ).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -40,8 +40,15 @@ from layerlab.core.cluster.identity import (
     default_state_dir,
     load_or_create_identity,
 )
-from layerlab.core.cluster.link import DEFAULT_LINK_PORT, LinkError, open_link, pair
+from layerlab.core.cluster.link import (
+    DEFAULT_LINK_PORT,
+    LinkError,
+    open_link,
+    pair,
+    worker_status,
+)
 from layerlab.core.cluster.probe import ProbeResult, probe
+from layerlab.core.cluster.status import WorkerStatus, read_plain_status
 from layerlab.core.cluster.token_waits import AnswerWaits, TokenWait
 from layerlab.core.endpoint import BadAddress, Endpoint
 from layerlab.core.units import format_ms
@@ -333,6 +340,19 @@ class HeadLinks:
                     changed.append(address)
         for address in changed:
             self.on_change(address)
+
+    def read_status(self, address: str, timeout: float) -> WorkerStatus | None:
+        """The worker's status document by the person's address, or None if it does not
+        answer: a paired worker's over its link's status session (a sharing worker serves
+        nothing at port + 1 on the LAN), a plain one's over HTTP at port + 1. Blocks; this
+        is the `read` of a WorkerFeed."""
+        peer = self.peer_for(address)
+        if peer is None:
+            return read_plain_status(address, timeout)
+        try:
+            return worker_status(self.identity, peer, timeout)
+        except LinkError:
+            return None
 
     def measure_rtt(self, address: str, timeout: float = 3.0) -> float | None:
         """Open a status session to the worker and read the kernel's RTT of it. Blocks."""

@@ -37,6 +37,7 @@ from layerlab.core.cluster.identity import (
     short_fingerprint,
 )
 from layerlab.core.cluster.pairing import HeadPairing, PairingCode, PairingFailed, WorkerPairing
+from layerlab.core.cluster.status import WorkerStatus, parse_status
 from layerlab.core.endpoint import Endpoint
 
 LINK_PROTOCOL = 1
@@ -171,7 +172,7 @@ class LinkServer:
         trust: TrustStore,
         listen: Endpoint,
         rpc: Endpoint,
-        status: Callable[[], dict],
+        status: Callable[[], WorkerStatus],
         on_event: Callable[[dict], None] | None = None,
         rpc_version: str = RPC_VERSION,
     ):
@@ -299,9 +300,11 @@ class LinkServer:
             )
             return
         if op == "status":
-            doc = self.status()
-            doc["serving"] = self.serving
-            send_line(tls, {"ok": True, "worker": self.worker_info(), "status": doc})
+            doc = self.status().model_copy(update={"serving": self.serving})
+            send_line(
+                tls,
+                {"ok": True, "worker": self.worker_info(), "status": doc.model_dump(mode="json")},
+            )
         elif op == "watch":
             send_line(tls, {"ok": True, "worker": self.worker_info()})
             while not self._closed.is_set():
@@ -599,11 +602,12 @@ def pair(
 
 def worker_status(
     identity: Identity, worker: Peer, timeout: float = 3.0, address: Endpoint | None = None
-) -> dict:
+) -> WorkerStatus:
     """A paired worker's status document (devices, memory, whom it serves), over the link."""
     t0 = time.perf_counter()
     tls, reply = open_link(identity, worker, "status", timeout, address=address)
     tls.close()
-    doc = dict(reply.get("status") or {})
-    doc["link_rtt_ms"] = (time.perf_counter() - t0) * 1000
-    return doc
+    doc = parse_status(reply.get("status"))
+    if doc is None:
+        raise LinkError("protocol", f"{worker.name} sent a status that is not a worker's.")
+    return doc.model_copy(update={"link_rtt_ms": (time.perf_counter() - t0) * 1000})

@@ -7,15 +7,13 @@ worker that would make it abort (unreachable, not a worker, wrong version) or ha
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 
 from layerlab.core.cluster import rpc_wire
+from layerlab.core.cluster.status import WorkerStatus, fetch_plain_status
 from layerlab.core.endpoint import Endpoint
 from layerlab.core.units import format_bytes, format_ms
 
@@ -42,7 +40,7 @@ class ProbeResult:
     version: rpc_wire.RpcVersion | None = None
     devices: list[RemoteDevice] = field(default_factory=list)
     # what a LayerLab worker says about itself (plain llama.cpp rpc-servers have no status)
-    status: dict | None = None
+    status: WorkerStatus | None = None
     rtt_ms: float | None = None
 
     @property
@@ -57,18 +55,10 @@ class ProbeResult:
         return f"ready, RPC {self.version}{rtt} · " + "; ".join(parts)
 
 
-def fetch_status(endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT_S) -> dict | None:
-    """A LayerLab worker's status document, or None if there is no status endpoint answering."""
-    url = f"http://{endpoint.host}:{endpoint.status_port}/status"
-    if ":" in endpoint.host:
-        url = f"http://[{endpoint.host}]:{endpoint.status_port}/status"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            if resp.status != 200:
-                return None
-            return json.loads(resp.read(1 << 20))
-    except (OSError, ValueError, urllib.error.URLError):
-        return None
+def fetch_status(endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT_S) -> WorkerStatus | None:
+    """A LayerLab worker's status document, or None if there is no status endpoint answering
+    (or what answers is not a worker's)."""
+    return fetch_plain_status(endpoint, timeout)
 
 
 def probe(endpoint: Endpoint | str, timeout: float = DEFAULT_TIMEOUT_S) -> ProbeResult:
@@ -134,14 +124,13 @@ def probe(endpoint: Endpoint | str, timeout: float = DEFAULT_TIMEOUT_S) -> Probe
         return ProbeResult(ep, False, f"{ep}: {_reason(e)}.", "unreachable")
     status = fetch_status(ep, timeout)
     if status:
-        named = {d.get("index"): d for d in status.get("devices", [])}
         devices = [
             RemoteDevice(
                 d.index,
                 d.free,
                 d.total,
-                named.get(d.index, {}).get("name", ""),
-                named.get(d.index, {}).get("description", ""),
+                named.name if (named := status.device(d.index)) else "",
+                named.description if named else "",
             )
             for d in devices
         ]
@@ -162,7 +151,7 @@ def _silent(ep: Endpoint, timeout: float) -> ProbeResult:
             "not_a_worker",
         )
     if status is not None:
-        peer = status.get("serving") or "another head"
+        peer = status.serving or "another head"
         return ProbeResult(
             ep,
             False,

@@ -25,6 +25,7 @@ from layerlab.core.cluster.identity import (
     short_fingerprint,
 )
 from layerlab.core.cluster.link import LINK_PROTOCOL, RPC_VERSION, LinkServer
+from layerlab.core.cluster.status import WorkerStatus
 from layerlab.core.endpoint import Endpoint
 
 
@@ -50,7 +51,7 @@ class Sharing:
         self,
         opts: ShareOptions,
         rpc: Endpoint,
-        status: Callable[[], dict],
+        status: Callable[[], WorkerStatus],
         out: TextIO = sys.stdout,
     ):
         self.opts = opts
@@ -64,7 +65,7 @@ class Sharing:
             self.trust,
             opts.address,
             rpc,
-            status=lambda: {**status(), "link": asdict(self.server.counters)},
+            status=lambda: status().model_copy(update={"link": asdict(self.server.counters)}),
             on_event=self.emit,
             rpc_version=rpc_server_version(rpc),
         )

@@ -10,7 +10,6 @@ watchdog tells frozen from busy.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -25,6 +24,7 @@ import platformdirs
 import psutil
 
 from layerlab import __version__
+from layerlab.core.cluster.status import WorkerStatus
 from layerlab.core.endpoint import Endpoint
 
 
@@ -87,11 +87,11 @@ class StatusDocument:
     def __init__(self, listen: Endpoint, device_handles: list[int]):
         self.listen = listen
         self.device_handles = device_handles
-        from layerlab.core.devices.remote import LocalTelemetry  # Devices panel gauges
+        from layerlab.core.cluster.telemetry import LocalTelemetry  # the heads' gauges
 
         self.telemetry = LocalTelemetry()
 
-    def build(self) -> dict:
+    def build(self) -> WorkerStatus:
         from layerlab.core import ggml_lib
 
         devices = []
@@ -113,17 +113,19 @@ class StatusDocument:
                     "device_id": d.device_id,
                 }
             )
-        return {
-            "layerlab": __version__,
-            "rpc_protocol": "7.0.0",
-            "hostname": socket.gethostname(),
-            "rpc_port": self.listen.port,
-            "serving": serving_peer(self.listen.port),
-            "devices": devices,
-            "host_memory": {"total": vm.total, "available": vm.available},
-            "telemetry": self.telemetry.read(devices),
-            "time": time.time(),
-        }
+        return WorkerStatus.model_validate(
+            {
+                "layerlab": __version__,
+                "rpc_protocol": "7.0.0",
+                "hostname": socket.gethostname(),
+                "rpc_port": self.listen.port,
+                "serving": serving_peer(self.listen.port),
+                "devices": devices,
+                "host_memory": {"total": vm.total, "available": vm.available},
+                "telemetry": self.telemetry.read(devices),
+                "time": time.time(),
+            }
+        )
 
 
 def _status_handler(doc: StatusDocument) -> type[BaseHTTPRequestHandler]:
@@ -132,7 +134,7 @@ def _status_handler(doc: StatusDocument) -> type[BaseHTTPRequestHandler]:
             if self.path.split("?")[0] != "/status":
                 self.send_error(404)
                 return
-            body = json.dumps(doc.build()).encode()
+            body = doc.build().to_json()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -190,9 +192,9 @@ def run_worker(opts: WorkerOptions, out=sys.stdout) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    status = ThreadingHTTPServer(
-        (ep.host, ep.status_port), _status_handler(StatusDocument(ep, devices))
-    )
+    # One document for both roads (plain HTTP here, the link's status session when sharing).
+    document = StatusDocument(ep, devices)
+    status = ThreadingHTTPServer((ep.host, ep.status_port), _status_handler(document))
     status.daemon_threads = True
     threading.Thread(target=status.serve_forever, name="worker-status", daemon=True).start()
 
@@ -214,8 +216,7 @@ def run_worker(opts: WorkerOptions, out=sys.stdout) -> int:
     if opts.share is not None:
         from layerlab.core.cluster.sharing import Sharing
 
-        doc = StatusDocument(ep, devices)
-        sharing = Sharing(opts.share, ep, doc.build, out)
+        sharing = Sharing(opts.share, ep, document.build, out)
         try:
             sharing.start()
         except OSError as e:

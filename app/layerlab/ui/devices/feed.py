@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
+from layerlab.core.cluster.telemetry import WorkerTelemetryProbe
 from layerlab.core.devices.inventory import Inventory, discover, local_probes
-from layerlab.core.devices.remote import WorkerTelemetryProbe
 from layerlab.core.devices.sampler import Sampler
 
 WORKER_RETRY_S = 10.0  # ask a worker that did not answer at discovery again this often

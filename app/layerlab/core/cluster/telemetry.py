@@ -1,39 +1,31 @@
-"""Workers' devices: the worker reports its telemetry, the head polls it.
+"""Workers' devices: the worker reports its telemetry, the head reads it from the feed.
 
 Worker side: `LocalTelemetry` runs the same probe chain as the head and adds a
-"telemetry" list to the worker's status document: one {"info": DeviceInfo, "sample":
-DeviceSample} per device, as plain dicts. Its devices are matched to what the worker
+"telemetry" list to the worker's status document (status.py's `TelemetryEntry`: one
+DeviceInfo and one DeviceSample per device). Its devices are matched to what the worker
 serves over RPC, so the head can name them as its engine does ("RPC host:port", " #1" for
 a worker's second device).
 
-Head side: `WorkerTelemetryProbe` is one more probe in the sampler; a worker that does
-not answer makes its devices stale, nothing else.
+Head side: `WorkerTelemetryProbe` is one more probe in the devices sampler. It asks the
+worker nothing itself: it reads the document the WorkerFeed (worker_feed.py) last got, so
+one poller per worker feeds both the watchdog and the gauges, over the link for a paired
+worker. A worker that does not answer makes its devices stale, nothing else.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 
-from layerlab.core.cluster.probe import fetch_status
+from layerlab.core.cluster.status import TelemetryEntry, WorkerStatus
+from layerlab.core.cluster.worker_feed import WorkerFeed
 from layerlab.core.devices.ggml_view import LlamaView
 from layerlab.core.devices.inventory import Inventory, discover, local_probes
 from layerlab.core.devices.model import DeviceInfo, DeviceSample
 from layerlab.core.devices.probe import ProbeUnavailable, stale
 from layerlab.core.devices.sampler import Sampler
 from layerlab.core.endpoint import Endpoint
-
-_INFO_FIELDS = {f.name for f in fields(DeviceInfo)}
-_SAMPLE_FIELDS = {f.name for f in fields(DeviceSample)}
-
-
-def info_from_dict(d: dict) -> DeviceInfo:
-    return DeviceInfo(**{k: v for k, v in d.items() if k in _INFO_FIELDS})  # newer fields ignored
-
-
-def sample_from_dict(d: dict) -> DeviceSample:
-    return DeviceSample(**{k: v for k, v in d.items() if k in _SAMPLE_FIELDS})
 
 
 def rpc_label(endpoint: str, index: int) -> str:
@@ -67,32 +59,52 @@ class LocalTelemetry:
 
 
 class WorkerTelemetryProbe:
-    """One worker's devices, read from its status endpoint (head side)."""
+    """One worker's devices for the gauges (head side), read from its status document as
+    the WorkerFeed last received it: the feed's poller is the only one asking the worker.
 
-    def __init__(self, endpoint: str, timeout: float = 1.0):
-        self.endpoint = str(Endpoint.parse(endpoint))
+    Without a `feed` the probe watches the worker through a plain-HTTP feed of its own
+    (closed with the probe): for `layerlab devices --worker` and the Devices panel until it
+    shares the head's feed.
+    """
+
+    def __init__(self, address: str, feed: WorkerFeed | None = None, timeout: float = 1.0):
+        self.address = address  # as the feed knows it: the address the person knows
+        self.endpoint = str(Endpoint.parse(address))
         self.name = f"worker {self.endpoint}"
         self.timeout = timeout
+        self._own_feed = feed is None
+        self.feed = feed if feed is not None else WorkerFeed(timeout_s=timeout)
+        if self._own_feed:
+            self.feed.watch(address)
         self._keys: list[str] = []
 
-    def _fetch(self) -> dict:
-        doc = fetch_status(Endpoint.parse(self.endpoint), timeout=self.timeout)
-        if doc is None:
+    def _status(self, wait: float = 0.0) -> WorkerStatus:
+        """The last good document, waiting up to `wait` s for the feed's first answer."""
+        deadline = time.monotonic() + wait
+        reading = self.feed.reading(self.address)
+        while (reading is None or reading.state == "asking") and time.monotonic() < deadline:
+            time.sleep(0.02)
+            reading = self.feed.reading(self.address)
+        if reading is None:
+            raise ConnectionError(f"worker {self.endpoint} is not watched")
+        if reading.state in ("silent", "gone"):
+            raise ConnectionError(reading.problem or f"worker {self.endpoint} does not answer")
+        if reading.status is None:
             raise ConnectionError(f"worker {self.endpoint} does not answer")
-        return doc
+        return reading.status
 
     def _key(self, key: str) -> str:
         return f"rpc:{self.endpoint}#{key}"
 
     def discover(self, claimed: set[str]) -> list[DeviceInfo]:
         try:
-            doc = self._fetch()
+            doc = self._status(wait=self.timeout)
         except ConnectionError as e:
             raise ProbeUnavailable(str(e)) from None
-        served = {d["name"]: d["index"] for d in doc.get("devices", [])}
+        served = {d.name: d.index for d in doc.devices}
         infos = []
-        for entry in doc.get("telemetry") or self._from_devices(doc):
-            info = info_from_dict(entry["info"])
+        for entry in doc.telemetry or self._from_devices(doc):
+            info = entry.info
             index = served.get(info.llama_name or "")
             infos.append(
                 replace(
@@ -111,37 +123,37 @@ class WorkerTelemetryProbe:
         return infos
 
     def sample(self) -> list[DeviceSample]:
-        doc = self._fetch()
-        entries = doc.get("telemetry") or self._from_devices(doc)
+        doc = self._status()
         return [
-            replace(sample_from_dict(e["sample"]), key=self._key(e["sample"]["key"]))
-            for e in entries
+            replace(e.sample, key=self._key(e.sample.key))
+            for e in doc.telemetry or self._from_devices(doc)
         ]
 
     @staticmethod
-    def _from_devices(doc: dict) -> list[dict]:
+    def _from_devices(doc: WorkerStatus) -> list[TelemetryEntry]:
         """A worker without telemetry (older LayerLab): llama.cpp's memory numbers only."""
-        out, now = [], time.time()
-        for d in doc.get("devices", []):
-            key = f"ggml:{d['name']}"
+        out = []
+        for d in doc.devices:
+            key = f"ggml:{d.name}"
             info = DeviceInfo(
                 key=key,
-                vendor="cpu" if d["type"] == "cpu" else "other",
-                name=d.get("description") or d["name"],
-                kind="cpu" if d["type"] == "cpu" else "gpu",
-                memory_total=int(d["total"]),
-                llama_name=d["name"],
+                vendor="cpu" if d.type == "cpu" else "other",
+                name=d.description or d.name,
+                kind="cpu" if d.type == "cpu" else "gpu",
+                memory_total=d.total,
+                llama_name=d.name,
                 partial=True,
             )
             s = DeviceSample(
                 key=key,
-                memory_used=int(d["total"]) - int(d["free"]),
-                memory_free=int(d["free"]),
-                memory_total=int(d["total"]),
-                time=now,
+                memory_used=d.total - d.free,
+                memory_free=d.free,
+                memory_total=d.total,
+                time=doc.time,
             )
-            out.append({"info": info.to_dict(), "sample": s.to_dict()})
+            out.append(TelemetryEntry(info=info, sample=s))
         return out
 
     def close(self) -> None:
-        pass
+        if self._own_feed:
+            self.feed.close()
