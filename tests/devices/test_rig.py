@@ -21,6 +21,23 @@ def test_at_least_six_rigs():
     assert len(ALL_RIGS) >= 6
 
 
+# What each recording holds: its discrete GPUs, and the devices read only in part (no
+# driver that gives live numbers). A new rig says what it holds here, so the checks below
+# cannot pass by finding nothing to check.
+RIG_SHAPES = {
+    "1080ti.json": (1, []),
+    "2x3060.json": (2, []),
+    "3090-p40.json": (2, []),
+    "4090-7900xtx.json": (2, []),
+    "laptop-irisxe-3060m.json": (1, ["Intel Iris Xe Graphics"]),
+    "no-gpu-server.json": (0, []),
+}
+
+
+def test_every_rig_says_what_it_holds():
+    assert sorted(RIG_SHAPES) == ALL_RIGS
+
+
 @pytest.mark.parametrize("name", ALL_RIGS)
 def test_every_rig_loads_as_a_plausible_machine(name):
     m = load_rig(RIGS / name)
@@ -28,13 +45,18 @@ def test_every_rig_loads_as_a_plausible_machine(name):
     keys = [d.key for d in m.devices]
     assert len(keys) == len(set(keys)) and set(m.samples) == set(keys)
     assert m.devices[-1].kind == "cpu" and m.devices[-1].llama_name == "CPU"
+    n_gpus, partial = RIG_SHAPES[name]
+    assert [d.name for d in m.devices if d.partial] == partial
     for d in m.devices:
+        assert isinstance(d.memory_total, int) and isinstance(m.samples[d.key].memory_used, int)
+    complete = [d for d in m.devices if not d.partial]
+    for d in complete:
         s = m.samples[d.key]
-        assert isinstance(d.memory_total, int) and isinstance(s.memory_used, int)
-        if not d.partial:
-            assert d.memory_total > 0 and 0 <= s.memory_used <= s.memory_total
-        if d.kind == "gpu" and not d.partial:
-            assert d.llama_name and d.pci_bus_id and d.pcie_gen and d.pcie_width
+        assert d.memory_total > 0 and 0 <= s.memory_used <= s.memory_total, d.name
+    gpus = [d for d in complete if d.kind == "gpu"]
+    assert len(gpus) == n_gpus
+    for d in gpus:
+        assert d.llama_name and d.pci_bus_id and d.pcie_gen and d.pcie_width, d.name
 
 
 def test_3090_p40_for_the_planner():

@@ -66,5 +66,6 @@ def test_hanging_and_failing_probes_do_not_hide_the_others():
     deadline = time.monotonic() + 5
     while sampler.busy() and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert sampler.busy() == [], "the released probe never finished its round"
     back = sampler.round()
     assert back["h"].memory_used == 555 and not back["h"].stale
