@@ -12,7 +12,7 @@ import pytest
 
 from layerlab.core.cluster import link, rpc_wire
 from layerlab.core.cluster.forwarder import LinkForwarder
-from layerlab.core.cluster.identity import TrustStore, load_or_create_identity
+from layerlab.core.cluster.identity import TrustStore, fingerprint_of_cert, load_or_create_identity
 from layerlab.core.cluster.pairing import HeadPairing
 from layerlab.core.cluster.probe import fetch_status, probe
 from layerlab.core.endpoint import Endpoint
@@ -180,7 +180,7 @@ def test_replayed_handshakes_are_refused(start_sharing, make_head):
     tls = link.client_context(None, None).wrap_socket(
         socket.create_connection((lan.host, lan.port), timeout=5)
     )
-    worker_fp = link.fingerprint_of_cert(tls.getpeercert(binary_form=True))
+    worker_fp = fingerprint_of_cert(tls.getpeercert(binary_form=True))
     attempt = HeadPairing(code, worker_fp, head.fingerprint)
     first = {
         "op": "pair",

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if args.share:
             from pathlib import Path
 
-            from layerlab.core.cluster.link import DEFAULT_LINK_PORT
+            from layerlab.core.cluster.link_protocol import DEFAULT_LINK_PORT
             from layerlab.core.cluster.sharing import ShareOptions
 
             opts.share = ShareOptions(

@@ -24,7 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from layerlab.core.cluster import relay
 from layerlab.core.cluster.identity import Identity, Peer
-from layerlab.core.cluster.link import LinkError, open_link, recv_line, worker_status
+from layerlab.core.cluster.link_client import open_link, worker_status
+from layerlab.core.cluster.link_protocol import LinkError, recv_line
 from layerlab.core.endpoint import Endpoint
 
 HEARTBEAT_TIMEOUT_S = 3.0

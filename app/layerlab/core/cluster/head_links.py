@@ -40,13 +40,8 @@ from layerlab.core.cluster.identity import (
     default_state_dir,
     load_or_create_identity,
 )
-from layerlab.core.cluster.link import (
-    DEFAULT_LINK_PORT,
-    LinkError,
-    open_link,
-    pair,
-    worker_status,
-)
+from layerlab.core.cluster.link_client import open_link, pair, worker_status
+from layerlab.core.cluster.link_protocol import DEFAULT_LINK_PORT, LinkError
 from layerlab.core.cluster.probe import ProbeResult, probe
 from layerlab.core.cluster.status import WorkerStatus, read_plain_status
 from layerlab.core.cluster.token_waits import AnswerWaits, TokenWait

@@ -8,7 +8,8 @@ as the head saw it in the TLS handshake (a TLS-terminating intruder changes it),
 head's, which the worker pins. Each side uses a fresh SPAKE2 secret, so replayed messages
 from an old exchange derive a different key and fail confirmation.
 
-This module is only the message logic; link.py carries the messages inside TLS.
+This module is only the message logic; link_client.py (the head) and link_server.py (the
+worker) carry the messages inside TLS.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`layerlab worker --share`: the LAN link, the pairing code and the mDNS announcement.
 
 The worker's llama.cpp RPC server and status endpoint stay on loopback; this adds the one
-LAN-facing port (link.py) and announces it. What the person must see (the pairing code,
+LAN-facing port (link_server.py) and announces it. What the person must see (the pairing code,
 who paired, whom the worker serves) goes to `out` as text, or as JSON lines for the GUI's
 share switch (`--json-events`).
 """
@@ -24,7 +24,8 @@ from layerlab.core.cluster.identity import (
     load_or_create_identity,
     short_fingerprint,
 )
-from layerlab.core.cluster.link import LINK_PROTOCOL, RPC_VERSION, LinkServer
+from layerlab.core.cluster.link_protocol import LINK_PROTOCOL, RPC_VERSION
+from layerlab.core.cluster.link_server import LinkServer
 from layerlab.core.cluster.status import WorkerStatus
 from layerlab.core.endpoint import Endpoint
 
