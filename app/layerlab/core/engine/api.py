@@ -152,6 +152,7 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             "since_progress_s": time.monotonic() - session.last_progress,
             "waiting": line.waiting,
             "plan": session.plan.to_dict(),
+            "loaded": session.loaded(),
         }
 
     @app.post("/v1/chat/completions")

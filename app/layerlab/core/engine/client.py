@@ -57,9 +57,9 @@ class EngineClient:
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
 
-    def _get(self, path: str) -> dict:
+    def _get(self, path: str, timeout: float = 5.0) -> dict:
         try:
-            with loopback_http(timeout=5.0) as http:
+            with loopback_http(timeout=timeout) as http:
                 r = http.get(self.url + path, headers=self._headers)
         except httpx.HTTPError as e:
             raise EngineUnavailable(f"The engine is not answering ({e}).") from e
@@ -70,8 +70,8 @@ class EngineClient:
     def health(self) -> dict:
         return self._get("/health")
 
-    def status(self) -> dict:
-        return self._get("/layerlab/status")
+    def status(self, timeout: float = 5.0) -> dict:
+        return self._get("/layerlab/status", timeout)
 
     def placement(self) -> dict:
         return self._get("/layerlab/placement")

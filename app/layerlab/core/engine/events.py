@@ -50,6 +50,10 @@ class Ready:
     model: str
     n_ctx: int
     load_s: float = 0.0  # seconds llama.cpp took to load (workers' transfers included)
+    # The parameters llama.cpp really runs with, named as LoadPlan names them, and each way
+    # they differ from the plan in words (engine/loaded.py).
+    loaded: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

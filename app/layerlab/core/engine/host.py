@@ -17,7 +17,7 @@ import time
 
 from layerlab.core.cluster.probe import probe
 from layerlab.core.engine import events
-from layerlab.core.engine.llama_log import LlamaLog
+from layerlab.core.engine.llama_log import LlamaLog, load_failure_words
 from layerlab.core.load_plan import LoadPlan
 
 _out_lock = threading.Lock()
@@ -35,7 +35,7 @@ def install_log_capture(log: LlamaLog) -> object:
 
     @low.llama_log_callback
     def callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
-        log.feed(text.decode("utf-8", "replace"))
+        log.feed(text.decode("utf-8", "replace"), level)
 
     low.llama_log_set(callback, ctypes.c_void_p(0))
     return callback  # the caller keeps it alive
@@ -98,8 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         placement = session.load(on_progress)
     except Exception as e:  # a clean llama.cpp failure (bad file, split mode ROW, ...)
-        emit(events.LoadFailed(f"llama.cpp could not load the model: {e}"))
+        # The exception says only "Failed to load model from file: PATH"; llama.cpp's log
+        # says why.
+        emit(events.LoadFailed(load_failure_words(log.errors(), str(e))))
         return 4
+    from layerlab.core.engine.loaded import compare, planned
+
+    loaded = session.loaded()
+    notes, refusals = compare(planned(plan), loaded)
+    if refusals:  # the plan's memory and placement would not be what runs
+        emit(events.LoadFailed(" ".join([*refusals, "The load was stopped."])))
+        return 5
     emit(placement)
 
     import uvicorn
@@ -119,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         events.Ready(
             url=f"http://127.0.0.1:{port}",
             model=model_id,
-            n_ctx=plan.n_ctx,
+            n_ctx=loaded["n_ctx"],
             load_s=time.perf_counter() - t_load,
+            loaded=loaded,
+            notes=notes,
         )
     )
     server.run(sockets=[sock])

@@ -23,6 +23,7 @@ from layerlab.core.load_plan import LoadPlan
 # ggml_type numbers for the KV cache types a person may pick (ggml.h)
 KV_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
 SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
+_SPLIT_NAMES = {v: k for k, v in SPLIT_MODES.items()}
 
 
 @dataclass
@@ -56,6 +57,8 @@ class ModelSession:
         self.placement: Placement | None = None
         self.model_id = plan.model_name or Path(plan.model_path).name
         self._device_names: dict[str, str] = {"CPU": "CPU"}  # llama.cpp name -> label
+        self._loaded: dict | None = None
+        self._labels: list[str] = []  # the devices handed to llama.cpp, in order
         self._keep: list = []  # ctypes objects llama.cpp points into; must outlive the model
         # Watchdog inputs, read by the API's status route from another thread.
         self.generating = False
@@ -82,6 +85,7 @@ class ModelSession:
             if ref.kind == "rpc":
                 self._device_names[f"RPC{ref.index}[{ref.endpoint}]"] = ref.label
             handles.append(h)
+            self._labels.append(ref.label)
         # NULL-terminated; an empty list means "CPU only", not "every device".
         arr = (ctypes.c_void_p * (len(handles) + 1))(*handles, None)
         self._keep.append(arr)
@@ -143,6 +147,38 @@ class ModelSession:
             layer_devices, allocations_by_device(self.log, self._device_names)
         )
         return self.placement
+
+    def loaded(self) -> dict:
+        """The parameters llama.cpp actually runs with, named as LoadPlan names them.
+
+        Context sizes and threads come from the context itself; flash attention and the KV
+        types from what llama.cpp built (its log); the model's settings are the ones it was
+        handed, which it does not change without failing the load.
+        """
+        if self._loaded is not None:  # read once: the status route asks twice a second
+            return self._loaded
+        import llama_cpp.llama_cpp as low
+
+        assert self.llm is not None
+        ctx, mp = self.llm.ctx, self.llm.model_params
+        facts = self.log.context_facts()
+        out = {
+            "n_ctx": low.llama_n_ctx(ctx),
+            "n_batch": low.llama_n_batch(ctx),
+            "n_ubatch": low.llama_n_ubatch(ctx),
+            "n_threads": low.llama_n_threads(ctx),
+            "n_threads_batch": low.llama_n_threads_batch(ctx),
+            "flash_attn": facts.get("flash_attn"),
+            "type_k": facts.get("type_k"),
+            "type_v": facts.get("type_v"),
+            "split_mode": _SPLIT_NAMES.get(mp.split_mode, str(mp.split_mode)),
+            # Llama() hands "every layer" (-1) over as INT32_MAX
+            "n_gpu_layers": -1 if mp.n_gpu_layers == 0x7FFFFFFF else mp.n_gpu_layers,
+            "main_gpu": mp.main_gpu,
+            "devices": list(self._labels),
+        }
+        self._loaded = {k: v for k, v in out.items() if v is not None}
+        return self._loaded
 
     # -- answering ----------------------------------------------------------------------
     def stream_chat(

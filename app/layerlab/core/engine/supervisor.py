@@ -2,9 +2,12 @@
 
 llama.cpp aborts the engine when a worker vanishes and blocks forever when one freezes
 (FACTS.md). The supervisor turns both into a state the person can act on: it probes
-workers before the load, polls their status endpoints and the engine's progress while
-the model is loaded, kills the engine on a frozen worker or a stalled generation, and
-names the lost worker so "reload without it" is one call.
+workers before the load, hears from the worker feed (one poller per worker, shared with
+the gauges) when one of the plan's workers goes silent or away, asks the engine how it is
+while the model is loaded, kills the engine on a lost worker, a frozen engine or a stalled
+generation, and names the lost worker so "reload without it" is one call. Every failure
+carries a `cause` from a closed set; the head decides what to do about it (the supervisor
+never reloads by itself).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import collections
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -22,14 +26,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 import platformdirs
 
-from layerlab.core.cluster.probe import fetch_status, probe
+from layerlab.core.cluster.probe import probe
+from layerlab.core.cluster.status import WorkerStatus, read_plain_status
+from layerlab.core.cluster.worker_feed import WorkerFeed, WorkerReading
 from layerlab.core.endpoint import Endpoint
 from layerlab.core.engine import events
-from layerlab.core.engine.client import EngineClient
+from layerlab.core.engine.client import EngineClient, EngineRefused
 from layerlab.core.load_plan import LoadPlan, describe_ranges
 
 
@@ -53,10 +59,28 @@ class Ready:
     model: str
     placement: events.Placement
     load_s: float = 0.0
+    # What llama.cpp really runs with (LoadPlan's names) and how it differs from the plan,
+    # in words (engine/loaded.py); a difference that matters refuses the load instead.
+    loaded: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    token: str = field(default="", repr=False)  # this launch's API key, never another's
 
     @property
     def placement_text(self) -> str:
         return describe_ranges(self.placement.layer_devices)
+
+
+# Why a load or a loaded model failed; the head's reload policy matches on it.
+FailCause = Literal[
+    "worker_lost",  # a worker of the plan went (killed, frozen, unreachable, refused the probe)
+    "engine_died",  # the engine process ended by itself (killed, OOM, a llama.cpp abort)
+    "engine_frozen",  # the engine stopped answering (SIGSTOP, stuck inside llama.cpp)
+    "load_failed",  # llama.cpp could not load the model as planned
+    "stalled",  # an answer made no progress for WatchSettings.stall_s
+    "start_failed",  # the engine process could not be started
+    "link",  # the link to a paired worker could not be opened
+]
+FAIL_CAUSES: tuple[str, ...] = get_args(FailCause)
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,11 @@ class Failed:
     plan: LoadPlan | None
     message: str
     lost_workers: list[str] = field(default_factory=list)
+    cause: FailCause = "engine_died"
+
+    def __post_init__(self) -> None:
+        if self.cause not in FAIL_CAUSES:
+            raise ValueError(f"unknown failure cause {self.cause!r}")
 
     @property
     def can_reload_without(self) -> bool:
@@ -79,6 +108,10 @@ class WatchSettings:
     worker_silence_s: float = 3.0  # a worker's status endpoint silent this long: frozen
     stall_s: float = 30.0  # generating with no new token this long: stalled
     probe_timeout_s: float = 2.0
+    # The engine's status route answers in milliseconds, generating or not (the event loop
+    # never waits on llama.cpp); no answer for this long from the last one: frozen.
+    engine_silence_s: float = 5.0
+    engine_timeout_s: float = 1.0  # one status call's limit
 
 
 class WorkerRoutes(Protocol):
@@ -101,6 +134,54 @@ def engine_log_dir() -> Path:
     return Path(platformdirs.user_log_dir("layerlab"))
 
 
+LOG_MAX_BYTES = 5 * 1024 * 1024  # engine.log is rotated at this size ...
+LOG_FILES = 3  # ... keeping engine.log, engine.log.1 and engine.log.2
+
+
+class RotatingLog:
+    """An append-only text log that never grows past `files` x `max_bytes`: the engine logs
+    every llama.cpp line, DEBUG included, and one log grew to 14 MB."""
+
+    def __init__(self, path: Path, max_bytes: int = LOG_MAX_BYTES, files: int = LOG_FILES):
+        self.path, self.max_bytes, self.files = path, max_bytes, files
+        self._file = None
+        self._size = 0
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        if self._file is None or (self._size and self._size + len(data) > self.max_bytes):
+            self._open(rotate=self._file is not None or self._too_big())
+        assert self._file is not None
+        self._file.write(data)
+        self._size += len(data)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _too_big(self) -> bool:
+        try:
+            return self.path.stat().st_size >= self.max_bytes
+        except OSError:
+            return False
+
+    def _open(self, rotate: bool) -> None:
+        self.close()
+        if rotate:
+            for i in range(self.files - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{i}")
+                newer = self.path.with_name(f"{self.path.name}.{i - 1}") if i > 1 else self.path
+                if newer.exists():
+                    os.replace(newer, older)
+        self._file = open(self.path, "ab")  # noqa: SIM115 (closed in close())
+        self._size = self._file.tell()
+
+
 class EngineSupervisor:
     def __init__(
         self,
@@ -108,18 +189,30 @@ class EngineSupervisor:
         watch: WatchSettings | None = None,
         python: str = sys.executable,
         routes: WorkerRoutes | None = None,
+        feed: WorkerFeed | None = None,
+        log_dir: Path | None = None,
     ):
         self._on_state = on_state or (lambda s: None)
         self.routes = routes  # None: every worker address is an RPC endpoint as it stands
         self.watch = watch or WatchSettings()
         self._python = python
+        self._log_dir = log_dir
         self._lock = threading.RLock()
         self._proc: subprocess.Popen | None = None
-        self._token = ""
         self._generation = 0  # bumps on every start/stop so stale threads stand down
         self._state: EngineState = Stopped()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=60)
         self._expected_exit = False
+        # One poller per worker, shared with the gauges when the head hands its feed in;
+        # otherwise our own, closed by close().
+        self._own_feed = feed is None
+        self.feed = feed or WorkerFeed(
+            read=self._read_status,
+            interval_s=self.watch.interval_s,
+            silence_s=self.watch.worker_silence_s,
+        )
+        self._watching: set[str] = set()  # workers we asked the feed to watch (and will unwatch)
+        self._unsubscribe = self.feed.subscribe(self._on_reading)
 
     # -- public -------------------------------------------------------------------------
     @property
@@ -128,11 +221,13 @@ class EngineSupervisor:
 
     def client(self) -> EngineClient | None:
         s = self._state
-        return EngineClient(s.url, self._token) if isinstance(s, Ready) else None
+        return EngineClient(s.url, s.token) if isinstance(s, Ready) else None
 
     @property
     def token(self) -> str:
-        return self._token
+        """The loaded engine's API key ("" unless Ready): each launch has its own."""
+        s = self._state
+        return s.token if isinstance(s, Ready) else ""
 
     def start(self, plan: LoadPlan) -> None:
         """Begin loading (returns at once). A running engine is stopped first."""
@@ -141,6 +236,7 @@ class EngineSupervisor:
         with self._lock:
             self._generation += 1
             gen = self._generation
+        self._watch_workers(plan.workers)
         self._set(Loading(plan, 0.0, "checking workers"), gen)
         threading.Thread(
             target=self._launch, args=(plan, gen), name="engine-launch", daemon=True
@@ -154,8 +250,16 @@ class EngineSupervisor:
             self._expected_exit = True
         if proc is not None:
             _terminate(proc)
+        self._watch_workers([])
         if not quiet:
             self._set(Stopped("Model unloaded."), self._generation)
+
+    def close(self) -> None:
+        """Stop the engine and stop listening to the feed (closing it if it is our own)."""
+        self.stop(quiet=True)
+        self._unsubscribe()
+        if self._own_feed:
+            self.feed.close()
 
     def use_routes(self, routes: WorkerRoutes | None) -> None:
         """Route paired workers through their links from the next load on."""
@@ -171,12 +275,12 @@ class EngineSupervisor:
             s, gen = self._state, self._generation
         if not isinstance(s, Loading | Ready) or address not in s.plan.workers:
             return False
-        cause = f"{problem.rstrip('.')}. The" if problem else "the"
+        why = f"{problem.rstrip('.')}. The" if problem else "the"
         # No grace: with a worker gone llama.cpp aborts or hangs, it never exits cleanly.
         self._kill_for(
             s.plan,
             gen,
-            self._lost(s.plan, [address], f"{cause} model had layers there, so it was unloaded."),
+            self._lost(s.plan, [address], f"{why} model had layers there, so it was unloaded."),
             grace=0.0,
         )
         return True
@@ -199,6 +303,44 @@ class EngineSupervisor:
             time.sleep(0.02)
         raise TimeoutError(f"engine still {type(self._state).__name__} after {timeout:g} s")
 
+    # -- the worker feed -----------------------------------------------------------------
+    def _read_status(self, address: str, timeout: float) -> WorkerStatus | None:
+        """Our own feed's reader: a paired worker's status over its link when the routes can
+        read it, else plain HTTP at the endpoint llama.cpp dials."""
+        routes = self.routes
+        read = getattr(routes, "read_status", None)
+        if read is not None:
+            return read(address, timeout)
+        return read_plain_status(self._route(address), timeout)
+
+    def _watch_workers(self, workers: list[str]) -> None:
+        """Have the feed watch these workers; stop watching those we added for earlier plans
+        (a worker the head watches stays watched: the head added it, not us)."""
+        with self._lock:
+            already = set(self.feed.watched())
+            add = [w for w in workers if w not in already]
+            drop = self._watching - set(workers)
+            self._watching = (self._watching - drop) | set(add)
+        for w in drop:
+            self.feed.unwatch(w)
+        for w in add:
+            self.feed.watch(w)
+
+    def _on_reading(self, reading: WorkerReading) -> None:
+        """From the feed's poller threads: one of the plan's workers went silent or away."""
+        if reading.state not in ("silent", "gone"):
+            return
+        s = self._state
+        if not isinstance(s, Loading | Ready) or reading.address not in s.plan.workers:
+            return
+        # Off the poller's thread: killing the engine waits for it to end.
+        threading.Thread(
+            target=self.worker_lost,
+            args=(reading.address, "it stopped answering (frozen, switched off or unplugged)"),
+            name="engine-worker-lost",
+            daemon=True,
+        ).start()
+
     # -- internals ----------------------------------------------------------------------
     def _set(self, state: EngineState, gen: int) -> bool:
         with self._lock:
@@ -219,29 +361,26 @@ class EngineSupervisor:
         return self.routes.problem(address) if self.routes else ""
 
     def _launch(self, plan: LoadPlan, gen: int) -> None:
-        with_status: list[str] = []  # LayerLab workers; plain rpc-servers have no status port
         try:
             routes = {w: self._route(w) for w in plan.workers}
         except Exception as e:  # a link that cannot be opened (unpaired since, key gone...)
-            self._set(Failed(plan, f"Could not open the link to a worker: {e}"), gen)
+            self._set(Failed(plan, f"Could not open the link to a worker: {e}", cause="link"), gen)
             return
         for w in plan.workers:
             result = probe(routes[w], timeout=self.watch.probe_timeout_s)
             if not result.ok:
-                self._set(Failed(plan, self._link_problem(w) or result.problem, [w]), gen)
+                problem = self._link_problem(w) or result.problem
+                self._set(Failed(plan, problem, [w], cause="worker_lost"), gen)
                 return
-            if result.status is not None:
-                with_status.append(w)
         engine_plan = _routed(plan, routes)
         back = {ep: w for w, ep in routes.items() if ep != w}
-        self._token = secrets.token_urlsafe(32)
-        env = dict(
-            os.environ, **{events.TOKEN_ENV: self._token, events.PARENT_ENV: str(os.getpid())}
-        )
+        # This launch's own key: a stale launch (still probing a slow worker when the person
+        # started another) must never hand its key to the engine that won.
+        token = secrets.token_urlsafe(32)
+        env = dict(os.environ, **{events.TOKEN_ENV: token, events.PARENT_ENV: str(os.getpid())})
         env.setdefault("PYTHONUNBUFFERED", "1")
-        log_dir = engine_log_dir()
+        log_dir = self._log_dir or engine_log_dir()
         log_dir.mkdir(parents=True, exist_ok=True)
-        self._stderr_tail.clear()
         try:
             proc = subprocess.Popen(
                 [self._python, "-m", "layerlab.core.engine.host"],
@@ -253,7 +392,8 @@ class EngineSupervisor:
                 bufsize=1,
             )
         except OSError as e:
-            self._set(Failed(plan, f"Could not start the engine process: {e}"), gen)
+            failed = Failed(plan, f"Could not start the engine process: {e}", cause="start_failed")
+            self._set(failed, gen)
             return
         with self._lock:
             if gen != self._generation:  # stopped while we were starting it
@@ -262,6 +402,7 @@ class EngineSupervisor:
                 return
             self._proc = proc
             self._expected_exit = False
+            self._stderr_tail.clear()
         assert proc.stdin and proc.stdout and proc.stderr
         # If it was stopped (and killed) in between, writing fails and the stdout loop ends.
         with contextlib.suppress(OSError):
@@ -274,6 +415,7 @@ class EngineSupervisor:
             name="engine-stderr",
             daemon=True,
         ).start()
+        ready = None
         placement: events.Placement | None = None
         failure: events.LoadFailed | None = None
         for line in proc.stdout:
@@ -284,17 +426,17 @@ class EngineSupervisor:
                 placement = _relabelled(ev, back)
             elif isinstance(ev, events.LoadFailed):
                 failure = replace(ev, worker=back.get(ev.worker, ev.worker))
-            elif (
-                isinstance(ev, events.Ready)
-                and placement is not None
-                and self._set(Ready(plan, ev.url, ev.model, placement, ev.load_s), gen)
-            ):
-                threading.Thread(
-                    target=self._watch,
-                    args=(plan, gen, ev.url, with_status, routes),
-                    name="engine-watch",
-                    daemon=True,
-                ).start()
+            elif isinstance(ev, events.Ready) and placement is not None:
+                ready = Ready(
+                    plan, ev.url, ev.model, placement, ev.load_s, ev.loaded, ev.notes, token
+                )
+                if self._set(ready, gen):
+                    threading.Thread(
+                        target=self._watch,
+                        args=(plan, gen, ev.url, token, proc),
+                        name="engine-watch",
+                        daemon=True,
+                    ).start()
         proc.stdout.close()
         code = proc.wait()
         with self._lock:
@@ -302,20 +444,30 @@ class EngineSupervisor:
                 return
             self._proc = None
         if failure is not None:
-            self._set(Failed(plan, failure.reason, [failure.worker] if failure.worker else []), gen)
+            lost = [failure.worker] if failure.worker else []
+            cause = "worker_lost" if lost else "load_failed"
+            self._set(Failed(plan, failure.reason, lost, cause=cause), gen)
             return
-        self._set(self._diagnose(plan, code, routes), gen)
+        self._set(self._diagnose(plan, code, routes, log_dir / "engine.log"), gen)
 
     def _pump_stderr(self, proc: subprocess.Popen, path: Path) -> None:
         assert proc.stderr
-        with open(path, "a", encoding="utf-8") as log:
+        log = RotatingLog(path)
+        try:
             for line in proc.stderr:
                 self._stderr_tail.append(line.rstrip("\n"))
                 log.write(line)
-            log.flush()
-        proc.stderr.close()
+        finally:
+            log.close()
+            proc.stderr.close()
 
-    def _diagnose(self, plan: LoadPlan, code: int, routes: dict[str, str] | None = None) -> Failed:
+    def _diagnose(
+        self,
+        plan: LoadPlan,
+        code: int,
+        routes: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> Failed:
         """The engine ended on its own: find out whether a worker took it down."""
         routes = routes or {}
         # A killed worker refuses at once; ask every worker in parallel, refusals first.
@@ -328,54 +480,66 @@ class EngineSupervisor:
             lost = [w for w, r in zip(plan.workers, answers, strict=True) if not r.ok]
         if lost:
             return self._lost(plan, lost, "the model had layers there, so it was unloaded.")
-        how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        tail = " | ".join(x for x in list(self._stderr_tail)[-3:] if x.strip())
-        return Failed(plan, f"The engine stopped unexpectedly ({how}). {tail}".strip())
+        # In words only: the tail of llama.cpp's log means nothing to the person; the log
+        # file is named for whoever wants to look.
+        where = f" Details are in the engine log ({log_path})." if log_path else ""
+        return Failed(
+            plan,
+            f"The engine stopped unexpectedly ({_how_it_ended(code)}). Your conversation is "
+            f"kept; load the model again to go on.{where}",
+            cause="engine_died",
+        )
 
     def _watch(
-        self,
-        plan: LoadPlan,
-        gen: int,
-        url: str,
-        with_status: list[str],
-        routes: dict[str, str] | None = None,
+        self, plan: LoadPlan, gen: int, url: str, token: str, proc: subprocess.Popen
     ) -> None:
-        """While loaded: poll every worker's status endpoint and the engine's progress."""
-        client = EngineClient(url, self._token)
-        routes = routes or {}
-        watched = {w: time.monotonic() for w in with_status}
+        """While loaded: ask the engine how it is, with a short timeout.
+
+        A frozen engine (SIGSTOP, or stuck inside llama.cpp holding the GIL) accepts the
+        connection and never answers: silence counted from its last answer ends it. An
+        engine that answers but makes no progress while generating has stalled. Workers are
+        watched by the feed (_on_reading), not here.
+        """
+        client = EngineClient(url, token)
+        w = self.watch
+        last_answer = time.monotonic()
         while gen == self._generation:
-            time.sleep(self.watch.interval_s)
-            for w in list(watched):
-                ep = routes.get(w, w)
-                answer = fetch_status(Endpoint.parse(ep), min(1.0, self.watch.worker_silence_s))
-                if answer is not None:
-                    watched[w] = time.monotonic()
-                elif time.monotonic() - watched[w] > self.watch.worker_silence_s or _refused(ep):
+            time.sleep(w.interval_s)
+            if proc.poll() is not None:
+                return  # it ended: _launch says why
+            try:
+                st = client.status(timeout=w.engine_timeout_s)
+            except EngineRefused:  # it answered, if not with a status
+                last_answer = time.monotonic()
+                continue
+            except Exception:  # EngineUnavailable: silent (or just ended: checked above)
+                silent = time.monotonic() - last_answer
+                if silent > w.engine_silence_s and proc.poll() is None:
                     self._kill_for(
                         plan,
                         gen,
-                        self._lost(
+                        Failed(
                             plan,
-                            [w],
-                            "it stopped answering (frozen, switched off or unplugged). "
-                            "The model was unloaded.",
+                            f"The engine stopped answering for {silent:.0f} s (frozen, or stuck "
+                            "inside llama.cpp), so it was stopped. Your conversation is kept; "
+                            "load the model again to go on.",
+                            cause="engine_frozen",
                         ),
+                        grace=0.0,  # a frozen process cannot act on SIGTERM
                     )
                     return
-            try:
-                st = client.status()
-            except Exception:  # EngineUnavailable, EngineRefused: _launch reports its exit
                 continue
-            stalled = st.get("since_progress_s", 0) > self.watch.stall_s
+            last_answer = time.monotonic()
+            stalled = st.get("since_progress_s", 0) > w.stall_s
             if st.get("state") == "generating" and stalled:
                 self._kill_for(
                     plan,
                     gen,
                     Failed(
                         plan,
-                        f"The answer made no progress for {self.watch.stall_s:g} s; the engine "
+                        f"The answer made no progress for {w.stall_s:g} s; the engine "
                         "was stopped. Your conversation is kept.",
+                        cause="stalled",
                     ),
                 )
                 return
@@ -388,6 +552,7 @@ class EngineSupervisor:
             f"Lost worker {names}: {what_happened} Your conversation is kept. "
             "Reload without it to go on.",
             list(workers),
+            cause="worker_lost",
         )
 
     def _kill_for(self, plan: LoadPlan, gen: int, failure: Failed, grace: float = 0.5) -> None:
@@ -400,6 +565,27 @@ class EngineSupervisor:
         if proc is not None:
             _terminate(proc, grace=grace)
         self._set(failure, gen)
+
+
+def _how_it_ended(code: int) -> str:
+    """An engine's exit status in words."""
+    if code >= 0:
+        return f"it exited with code {code}"
+    sig = -code
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = ""
+    why = {
+        signal.SIGKILL: "perhaps the system ran out of memory, or something ended it",
+        signal.SIGABRT: "llama.cpp hit an error it could not recover from and aborted",
+        signal.SIGSEGV: "it crashed inside llama.cpp",
+        signal.SIGBUS: "it crashed inside llama.cpp (the model file may have changed on disk)",
+        signal.SIGTERM: "something other than LayerLab asked it to stop",
+    }.get(sig, "")
+    if why:
+        return f"killed by signal {sig}: {why}"
+    return f"killed by signal {sig}" + (f" ({name})" if name else "")
 
 
 def _routed(plan: LoadPlan, routes: dict[str, str]) -> LoadPlan:
