@@ -14,8 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--listen",
         default=f"127.0.0.1:{DEFAULT_RPC_PORT}",
-        help="HOST:PORT for llama.cpp RPC (default 127.0.0.1:%(default)s); "
-        "status is served on PORT+1",
+        help="HOST:PORT for llama.cpp RPC (default %(default)s); status is served on PORT+1",
     )
     p.add_argument(
         "--allow-lan",

@@ -128,6 +128,21 @@ class StatusDocument:
         )
 
 
+class _StatusServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """socketserver prints a traceback for any error in a request; ours are words."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return  # a head that gave up waiting or vanished mid-answer: nobody to tell
+        print(
+            f"LayerLab worker: a status request from {client_address[0]} failed ({error}).",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _status_handler(doc: StatusDocument) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -194,8 +209,7 @@ def run_worker(opts: WorkerOptions, out=sys.stdout) -> int:
 
     # One document for both roads (plain HTTP here, the link's status session when sharing).
     document = StatusDocument(ep, devices)
-    status = ThreadingHTTPServer((ep.host, ep.status_port), _status_handler(document))
-    status.daemon_threads = True
+    status = _StatusServer((ep.host, ep.status_port), _status_handler(document))
     threading.Thread(target=status.serve_forever, name="worker-status", daemon=True).start()
 
     failed = threading.Event()
