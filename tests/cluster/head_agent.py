@@ -155,6 +155,48 @@ class Head:
             self.sup = None
         return {}
 
+    def gauges(self, address: str, timeout: float = 15.0) -> dict:
+        """A paired worker's gauges as the window gets them: one WorkerFeed reading over the
+        link (`links.read_status`), the telemetry probe reading the feed, the sampler."""
+        from layerlab.core.cluster.telemetry import WorkerTelemetryProbe
+        from layerlab.core.cluster.worker_feed import WorkerFeed
+        from layerlab.core.devices.inventory import discover
+        from layerlab.core.devices.sampler import Sampler
+
+        feed = WorkerFeed(read=self.links.read_status, interval_s=0.25)
+        try:
+            feed.watch(address)
+            probe = WorkerTelemetryProbe(address, feed, timeout=timeout)
+            inv = discover([probe], machine_name=address)
+            sampler = Sampler(inv.groups, timeout=2.0)
+            keys = [d.key for d in inv.machine.devices]
+            first = sampler.round()
+            deadline = time.monotonic() + timeout
+            while True:
+                later = sampler.round()
+                if all(later[k].time > first[k].time for k in keys):
+                    break
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            reading = feed.reading(address)
+            return {
+                "state": reading.state if reading else None,
+                "devices": [
+                    {"key": d.key, "kind": d.kind, "llama_name": d.llama_name}
+                    for d in inv.machine.devices
+                ],
+                "first": {k: first[k].to_dict() for k in keys},
+                "later": {k: later[k].to_dict() for k in keys},
+            }
+        finally:
+            feed.close()
+
+    def plain_status(self, address: str) -> dict:
+        from layerlab.core.cluster.status import read_plain_status
+
+        return {"answered": read_plain_status(address, 2.0) is not None}
+
 
 def main() -> None:
     head = Head(sys.argv[1], sys.argv[2])

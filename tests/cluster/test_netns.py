@@ -106,6 +106,28 @@ def test_discovery_and_pairing_across_hosts(site):
         assert paired == {"ok": True, "name": name, "fingerprint": w.fingerprint}
 
 
+def test_a_paired_workers_gauges_are_live_over_the_link(site):
+    """WorkerFeed(read=links.read_status) + the telemetry probe: live numbers for a
+    sharing worker, although nothing of it listens on the LAN at the link's port + 1."""
+    lan, _workers, head, _ = site
+    address = f"{lan.hosts['w1']}:{DEFAULT_LINK_PORT}"
+    got = head("gauges", address=address)
+    assert got["state"] == "ok", got
+    (cpu,) = [d for d in got["devices"] if d["kind"] == "cpu"]
+    first, later = got["first"][cpu["key"]], got["later"][cpu["key"]]
+    assert not first["stale"] and not later["stale"], got
+    assert 0 < later["memory_free"] <= later["memory_total"]
+    assert later["time"] > first["time"]  # a newer sample, not the first one again
+    assert cpu["llama_name"] == f"RPC {address}"  # the engine's label for it
+    # The plain road is closed: nothing answers status at port + 1 on the LAN...
+    assert head("plain_status", address=address) == {"answered": False}
+    assert f"{lan.hosts['w1']}:{DEFAULT_LINK_PORT + 1}" not in listeners(lan.ns("w1"))
+    assert not any(
+        a.endswith(f":{DEFAULT_LINK_PORT + 1}") and not a.startswith("127.")
+        for a in listeners(lan.ns("w1"))
+    )
+
+
 def _endpoints(site) -> dict[str, str]:
     """Each paired worker's address as the person knows it (the head routes it)."""
     _, workers, head, _ = site
