@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.support (NVML playback)
 RIGS = ROOT / "tests" / "fixtures" / "rigs"
 
 
@@ -174,7 +175,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
     args = ap.parse_args()
-    from layerlab.core.devices.nvml_playback import NvmlPlayback
+    from tests.support.nvml_playback import NvmlPlayback
 
     rig = eight_device_rig()
     with NvmlPlayback(rig["nvml"]), tempfile.TemporaryDirectory() as tmp:

@@ -17,12 +17,12 @@ sys.path.insert(0, str(ROOT))
 
 from layerlab.core.demo_model import demo_model_path  # noqa: E402
 from layerlab.core.gguf import read_facts  # noqa: E402
-from layerlab.core.gguf.synthetic import write_model  # noqa: E402
 from layerlab.core.load_plan import DeviceRef, LoadPlan  # noqa: E402
-from layerlab.core.planner.dryrun import measure  # noqa: E402
 from layerlab.core.planner.forecast import compare, forecast_plan  # noqa: E402
 from tests.conftest import WorkerProcess, free_port_pair  # noqa: E402
 from tests.planner.conftest import SHAPES  # noqa: E402
+from tests.support.dryrun import measure  # noqa: E402
+from tests.support.synthetic_gguf import write_model  # noqa: E402
 
 MiB = 1 << 20
 

@@ -16,10 +16,10 @@ sys.path.insert(0, str(ROOT))
 
 from layerlab.core.devices.rig import load_rig  # noqa: E402
 from layerlab.core.gguf import HubFile, read_facts  # noqa: E402
-from layerlab.core.gguf.synthetic import LLAMA_70B, write_model  # noqa: E402
 from layerlab.core.planner.devices import devices_from_machine  # noqa: E402
 from layerlab.core.planner.planner import Planner, PlanOptions  # noqa: E402
 from tests.planner.hub_standin import HubStandIn  # noqa: E402
+from tests.support.synthetic_gguf import LLAMA_70B, write_model  # noqa: E402
 
 RIGS = ROOT / "tests" / "fixtures" / "rigs"
 

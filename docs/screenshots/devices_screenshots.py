@@ -17,15 +17,17 @@ from PySide6.QtCore import QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QScrollArea
 
-from layerlab.core.devices.nvml_playback import NvmlPlayback
-from layerlab.core.devices.nvml_probe import NvmlProbe
-from layerlab.core.devices.placement import placement_by_device
-from layerlab.core.devices.rig import read_rig, rig_inventory
-from layerlab.core.devices.sysfs_tree import DictTree
-from layerlab.ui.devices import DevicesPanel
-from layerlab.ui.devices.feed import DeviceFeed
-
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tests.support (NVML playback)
+
+from layerlab.core.devices.nvml_probe import NvmlProbe  # noqa: E402
+from layerlab.core.devices.placement import placement_by_device  # noqa: E402
+from layerlab.core.devices.rig import read_rig, rig_inventory  # noqa: E402
+from layerlab.core.devices.sysfs_tree import DictTree  # noqa: E402
+from layerlab.ui.devices import DevicesPanel  # noqa: E402
+from layerlab.ui.devices.feed import DeviceFeed  # noqa: E402
+from tests.support.nvml_playback import NvmlPlayback  # noqa: E402
+
 RIGS = ROOT / "tests" / "fixtures" / "rigs"
 OUT = Path(__file__).resolve().parent
 GiB = 1024**3

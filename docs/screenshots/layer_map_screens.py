@@ -1,6 +1,6 @@
 """Render the layer map for a header-only 70B on three GPUs and save it as a PNG.
 
-xvfb-run -a python -m layerlab.ui.layer_map.screenshot docs/screenshots/layer-map-70b.png
+xvfb-run -a python docs/screenshots/layer_map_screens.py [OUT.png]
 """
 
 from __future__ import annotations
@@ -10,14 +10,18 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tests.support (the header-only model writer)
+OUT = Path(__file__).resolve().parent / "layer-map-70b-3gpu.png"
+
 
 def build_panel(tmp: Path):
     from layerlab.core.devices.rig import load_rig
-    from layerlab.core.gguf import read_facts
-    from layerlab.core.gguf.synthetic import LLAMA_70B, write_model
+    from layerlab.core.gguf import check_model_file
     from layerlab.ui.layer_map import LayerMapPanel
+    from tests.support.synthetic_gguf import LLAMA_70B, write_model
 
-    rigs = Path(__file__).resolve().parents[4] / "tests" / "fixtures" / "rigs"
+    rigs = ROOT / "tests" / "fixtures" / "rigs"
     head = load_rig(rigs / "3090-p40.json")
     worker = load_rig(rigs / "2x3060.json")
     worker.name = "192.168.1.20:50052"
@@ -25,7 +29,7 @@ def build_panel(tmp: Path):
     worker.devices = [replace(d, machine=worker.name) for d in worker.devices]
     path = write_model(tmp / "Llama-3-70B-Q4_K_M.gguf", LLAMA_70B, sparse=True)
     panel = LayerMapPanel()
-    panel.set_model_facts(read_facts(path), str(path))
+    panel.set_model_facts(check_model_file(path), str(path))
     panel.set_machines([head, worker], rtts={worker.name: 0.0006})
     panel.controls.ctx.setValue(8192)
     return panel
@@ -47,4 +51,4 @@ def main(out: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots/layer-map-70b.png"))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else str(OUT)))

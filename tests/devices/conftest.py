@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from layerlab.core.devices.nvml_playback import NvmlPlayback
 from layerlab.core.devices.rig import read_rig
+from tests.support.nvml_playback import NvmlPlayback
 
 RIGS = Path(__file__).parent.parent / "fixtures" / "rigs"
 ALL_RIGS = sorted(p.name for p in RIGS.glob("*.json"))

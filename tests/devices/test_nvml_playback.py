@@ -95,7 +95,7 @@ def test_no_driver_is_one_clear_reason(playback):
 
 def test_uninstall_gives_pynvml_back():
     before = pynvml.nvmlLib
-    from layerlab.core.devices.nvml_playback import NvmlPlayback
+    from tests.support.nvml_playback import NvmlPlayback
 
     with NvmlPlayback(rig("1080ti.json")["nvml"]):
         assert pynvml.nvmlLib is not before

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from layerlab.core.demo_model import demo_model_path
-from layerlab.core.gguf.synthetic import ModelSpec, write_model
 from tests.conftest import WorkerProcess, free_port_pair
+from tests.support.synthetic_gguf import ModelSpec, write_model
 
 
 @pytest.fixture(scope="session")

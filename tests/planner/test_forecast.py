@@ -11,10 +11,10 @@ import pytest
 
 from layerlab.core.gguf import read_facts
 from layerlab.core.load_plan import DeviceRef, LoadPlan
-from layerlab.core.planner.dryrun import measure
 from layerlab.core.planner.forecast import compare, context_of, forecast_plan
 from layerlab.core.planner.memory import MemoryModel
 from layerlab.core.units import MiB
+from tests.support.dryrun import measure
 
 
 def _check(path: str, plan: LoadPlan, no_alloc: bool = False):

@@ -9,10 +9,10 @@ from PySide6.QtCore import QPoint, Qt
 
 from layerlab.core.devices.rig import load_rig
 from layerlab.core.gguf import read_facts
-from layerlab.core.gguf.synthetic import LLAMA_70B, write_model
 from layerlab.core.load_plan import LoadPlan, expected_layer_devices
 from layerlab.core.units import GiB
 from layerlab.ui.layer_map import LayerMapPanel
+from tests.support.synthetic_gguf import LLAMA_70B, write_model
 
 pytestmark = pytest.mark.gui
 RIGS = Path(__file__).parents[1] / "fixtures" / "rigs"

@@ -12,11 +12,11 @@ import pytest
 from layerlab.core.cluster.probe import probe
 from layerlab.core.devices.rig import load_rig
 from layerlab.core.gguf import read_facts
-from layerlab.core.gguf.synthetic import LLAMA_70B, MIXTRAL_8X7B, write_model
 from layerlab.core.load_plan import expected_layer_devices
 from layerlab.core.planner.devices import devices_from_machine, devices_from_probe, host_device
 from layerlab.core.planner.planner import Planner, PlanOptions
 from layerlab.core.units import GiB
+from tests.support.synthetic_gguf import LLAMA_70B, MIXTRAL_8X7B, write_model
 
 RIGS = sorted(Path(__file__).parents[1].joinpath("fixtures", "rigs").glob("*.json"))
 

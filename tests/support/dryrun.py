@@ -1,7 +1,10 @@
 """Ask llama.cpp itself what a plan allocates per device, in a throwaway child process.
 
-`measure(plan)` starts `python -m layerlab.core.planner.dryrun`, which loads the model
-with `no_alloc=True` and `load_mode=NONE` (FACTS.md: with mmap a no-alloc load aborts),
+Tests and benchmarks use it to check the planner's forecast against llama.cpp; the app
+never runs it (so it lives here, not in the installed package).
+
+`measure(plan)` starts this file as a child (`python tests/support/dryrun.py`), which loads
+the model with `no_alloc=True` and `load_mode=NONE` (FACTS.md: with mmap a no-alloc load aborts),
 creates a context and reports the buffer sizes llama.cpp logs per device. With
 `no_alloc=False` it really allocates (small models only): the "real load" numbers.
 
@@ -12,7 +15,7 @@ reports per-device weights as the sum of the tensors llama.cpp placed there (fro
 per-layer assignment lines) and per-device KV from its per-layer lines; a real load reports
 every buffer directly. Never decode with a no-alloc context.
 
-Only this child imports llama_cpp; the GUI process never does.
+Only the child imports llama_cpp.
 """
 
 from __future__ import annotations
@@ -24,16 +27,15 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from layerlab.core.load_plan import LoadPlan
+from layerlab.core.engine.llama_log import LlamaLog
+from layerlab.core.gguf import ggml_type
+from layerlab.core.load_plan import DeviceRef, LoadPlan
 from layerlab.core.units import MiB
-
-GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
 
 _BUF = re.compile(
     r"^(?P<stage>\w+):\s+(?P<buf>\S+)\s+(?P<kind>model|KV|compute|output) buffer "
     r"size =\s+(?P<mib>[\d.]+) MiB"
 )
-_LAYER_DEV = re.compile(r"load_tensors: layer\s+(\d+) assigned to device (\S+?),")
 _KV_LAYER = re.compile(r"llama_kv_cache: layer\s+(\d+): dev = (\S+)")
 _KV_SIZE = re.compile(r"llama_kv_cache: size =\s+([\d.]+) MiB \(\s*(\d+) cells,\s+(\d+) layers")
 
@@ -83,14 +85,16 @@ def buffer_device(buf: str) -> str:
         return "CPU"
     m = _RPC_BUF.match(buf)
     if m:
-        from layerlab.core.load_plan import DeviceRef
-
         return DeviceRef.rpc(m.group(2), int(m.group(1))).label
     return buf
 
 
 def parse_log(text: str) -> Measured:
     m = Measured()
+    # which device got each layer: the engine's own reading of that log line
+    layers = LlamaLog()
+    layers.feed(text + "\n")
+    m.layer_devices = [dev for _, dev in sorted(layers.layer_devices().items())]
     for line in text.splitlines():
         b = _BUF.match(line.strip())
         if b:
@@ -106,9 +110,7 @@ def parse_log(text: str) -> Measured:
             else:
                 dev.output += n
             continue
-        if (x := _LAYER_DEV.search(line)) is not None:
-            m.layer_devices.append(x.group(2))
-        elif (x := _KV_LAYER.search(line)) is not None:
+        if (x := _KV_LAYER.search(line)) is not None:
             m.kv_layer_devices.append(x.group(2))
         elif (x := _KV_SIZE.search(line)) is not None:
             m.kv_total += round(float(x.group(1)) * MiB)
@@ -126,7 +128,7 @@ def measure(
     request = json.dumps({"plan": plan.to_dict(), "no_alloc": no_alloc, "swa_full": swa_full})
     env = dict(os.environ)
     proc = subprocess.run(
-        [sys.executable, "-m", "layerlab.core.planner.dryrun"],
+        [sys.executable, __file__],
         input=request,
         capture_output=True,
         text=True,
@@ -153,6 +155,7 @@ def _child() -> int:  # pragma: no cover - runs in the child process
     import llama_cpp.llama_cpp as L
 
     from layerlab.core import ggml_lib
+    from layerlab.core.engine.model_session import SPLIT_MODES
 
     req = json.loads(sys.stdin.read())
     plan = LoadPlan.from_dict(req["plan"])
@@ -185,7 +188,7 @@ def _child() -> int:  # pragma: no cover - runs in the child process
         split[i] = s
     mp.tensor_split = split
     mp.n_gpu_layers = plan.n_gpu_layers if plan.devices else 0
-    mp.split_mode = {"none": 0, "layer": 1, "row": 2}[plan.split_mode]
+    mp.split_mode = SPLIT_MODES[plan.split_mode]
     mp.main_gpu = plan.main_gpu
     model = L.llama_model_load_from_file(plan.model_path.encode(), mp)
     if not model:
@@ -195,8 +198,8 @@ def _child() -> int:  # pragma: no cover - runs in the child process
     cp.n_ctx = plan.n_ctx
     cp.n_batch = plan.n_batch
     cp.n_ubatch = plan.n_ubatch
-    cp.type_k = GGML_TYPES[plan.type_k]
-    cp.type_v = GGML_TYPES[plan.type_v]
+    cp.type_k = ggml_type(plan.type_k)
+    cp.type_v = ggml_type(plan.type_v)
     cp.flash_attn_type = (
         L.LLAMA_FLASH_ATTN_TYPE_ENABLED if plan.flash_attn else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gguf
 import numpy as np
 from gguf import GGUFWriter
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
@@ -128,10 +129,9 @@ def _nbytes(shape: tuple[int, ...], t: GGMLQuantizationType) -> int:
     return rows * (shape[0] // block) * size
 
 
-def write_model(path: str | Path, spec: ModelSpec, sparse: bool = False) -> Path:
-    path = Path(path)
-    a = spec.arch
-    w = GGUFWriter(str(path), a)
+def _writer(path: Path, spec: ModelSpec) -> GGUFWriter:
+    """A writer holding every key llama.cpp needs for `spec`."""
+    w = GGUFWriter(str(path), spec.arch)
     w.add_name(spec.name)
     w.add_block_count(spec.n_layer)
     w.add_context_length(spec.n_ctx_train)
@@ -159,6 +159,12 @@ def write_model(path: str | Path, spec: ModelSpec, sparse: bool = False) -> Path
         else:
             w.add_string(k, str(v))
     _add_vocab(w, spec.n_vocab)
+    return w
+
+
+def write_model(path: str | Path, spec: ModelSpec, sparse: bool = False) -> Path:
+    path = Path(path)
+    w = _writer(path, spec)
     shapes = tensor_shapes(spec)
     for name, shape, t in shapes:
         nb = _nbytes(shape, t)
@@ -189,6 +195,33 @@ def write_model(path: str | Path, spec: ModelSpec, sparse: bool = False) -> Path
                 f.write(b"\0" * (nb + pad))
     f.close()
     return path
+
+
+def write_split(folder: str | Path, spec: ModelSpec, parts: int, stem: str = "split") -> list[Path]:
+    """`spec` as a split GGUF the way llama.cpp's gguf-split writes one: the tensors in order
+    over `parts` files named stem-0000i-of-0000N.gguf, every key in the first, split.* keys
+    in each, real (zero) data. Returns the parts in order."""
+    folder = Path(folder)
+    whole = write_model(folder / f".{stem}-whole.gguf", spec)
+    data = {t.name: np.array(t.data) for t in gguf.GGUFReader(str(whole)).tensors}
+    whole.unlink()
+    shapes = tensor_shapes(spec)
+    per = -(-len(shapes) // parts)
+    paths = []
+    for i in range(parts):
+        p = folder / f"{stem}-{i + 1:05d}-of-{parts:05d}.gguf"
+        w = _writer(p, spec) if i == 0 else GGUFWriter(str(p), spec.arch)
+        w.add_uint16("split.no", i)
+        w.add_uint16("split.count", parts)
+        w.add_int32("split.tensors.count", len(shapes))
+        for name, _, t in shapes[i * per : (i + 1) * per]:
+            w.add_tensor(name, data[name], raw_dtype=t)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        paths.append(p)
+    return paths
 
 
 def _add_vocab(w: GGUFWriter, n_vocab: int) -> None:

@@ -14,14 +14,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 from layerlab.core import ggml_lib
 from layerlab.core.engine.events import Placement
 from layerlab.core.engine.llama_log import LlamaLog, allocations_by_device
-from layerlab.core.load_plan import LoadPlan
+from layerlab.core.gguf import ggml_type
+from layerlab.core.load_plan import KVType, LoadPlan
 
-# ggml_type numbers for the KV cache types a person may pick (ggml.h)
-KV_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
+# ggml_type numbers for the KV cache types a LoadPlan may name (ggml's one table, via gguf)
+KV_TYPES = {t: ggml_type(t) for t in get_args(KVType)}
 SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
 _SPLIT_NAMES = {v: k for k, v in SPLIT_MODES.items()}
 

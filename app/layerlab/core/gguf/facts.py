@@ -13,6 +13,7 @@ from layerlab.core.gguf.reader import (
     GGUFError,
     GGUFHeader,
     HeaderLimits,
+    ModelFileDamaged,
     RawTensor,
     read_header,
 )
@@ -130,25 +131,38 @@ class ModelFacts:
 
 def read_facts(source: str | Path | ByteSource, limits: HeaderLimits | None = None) -> ModelFacts:
     """Facts of a model from its header(s); follows split GGUF parts."""
+    return facts_from_header([h for _, h in read_parts(source, limits)])
+
+
+def read_parts(
+    source: str | Path | ByteSource, limits: HeaderLimits | None = None
+) -> list[tuple[ByteSource, GGUFHeader]]:
+    """Every file of a model with its header: one, or each part of a split GGUF in order."""
     src = LocalFile(source) if isinstance(source, str | Path) else source
     first = read_header(src, limits)
-    headers = [first]
-    parts = split_part_names(src.name)
+    parts = [(src, first)]
+    names = split_part_names(src.name)
     count = first.kv.get("split.count", 1)
     if isinstance(count, int) and count > 1:
-        if parts is None or len(parts) != count:
+        if names is None or len(names) != count:
             raise GGUFError(
                 f"{src.name}: the header says the model is split into {count} "
                 "files, but the name is not '<name>-00001-of-0000N.gguf'"
             )
-        if parts[0] != src.name.rsplit("/", 1)[-1]:
+        if names[0] != src.name.rsplit("/", 1)[-1]:
             raise GGUFError(
                 f"{src.name} is part {first.kv.get('split.no', 0) + 1} of "
-                f"{count}: open the first part, {parts[0]}"
+                f"{count}: open the first part, {names[0]}"
             )
-        for part in parts[1:]:
-            headers.append(read_header(src.sibling(part), limits))
-    return facts_from_header(headers)
+        for i, name in enumerate(names[1:], start=2):
+            part = src.sibling(name)
+            try:
+                parts.append((part, read_header(part, limits)))
+            except FileNotFoundError:
+                raise ModelFileDamaged(
+                    f"{src.name} is incomplete: part {i} of {count}, {name}, is missing"
+                ) from None
+    return parts
 
 
 def _int(kv: dict, key: str, default: int | None = None) -> int:

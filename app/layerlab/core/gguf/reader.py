@@ -52,8 +52,28 @@ _TYPE_NAMES = {
 }
 
 
+def ggml_type(name: str) -> int:
+    """llama.cpp's number for a ggml type as LoadPlan and the person name it ('q8_0', 'f16').
+
+    The one copy of ggml's type table is the `gguf` package's (written from ggml.h)."""
+    try:
+        return int(GGMLQuantizationType[name.upper()])
+    except KeyError:
+        raise ValueError(f"'{name}' is not a ggml type") from None
+
+
+def ggml_type_size(name: str) -> tuple[int, int]:
+    """(elements per block, bytes per block) of a ggml type: f16 (1, 2), q8_0 (32, 34)."""
+    return GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type(name))]
+
+
 class GGUFError(ValueError):
     """The header cannot be read; the message says where and why."""
+
+
+class ModelFileDamaged(GGUFError):
+    """The file is not whole: it ends early, or its header describes bytes that are not there
+    or cannot be (a download cut short, a garbled copy). The message says which, in words."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +157,7 @@ class _Cursor:
                     f"{self.pos:,}); this is not a GGUF model header we can trust"
                 )
             if self.eof:
-                raise GGUFError(
+                raise ModelFileDamaged(
                     f"{self.source.name}: the file ends inside its header (reading {self.what} "
                     f"at byte {self.pos:,}, {self.base + len(self.buf):,} bytes available); "
                     "it is truncated or still downloading"
@@ -296,7 +316,12 @@ def _tensor(c: _Cursor, limits: HeaderLimits, name: str) -> RawTensor:
     shape = tuple(c.u64() for _ in range(n_dims))
     total = 1
     for d in shape:
-        if d == 0 or d > limits.max_dim:
+        if d == 0:
+            raise ModelFileDamaged(
+                f"{name}: tensor '{tname}' has a zero dimension (shape {list(shape)}): "
+                "the file is damaged"
+            )
+        if d > limits.max_dim:
             raise GGUFError(
                 f"{name}: tensor '{tname}' has an absurd dimension {d:,} (shape {list(shape)})"
             )

@@ -24,6 +24,10 @@ class ByteSource(Protocol):
         """The file `name` next to this one (split GGUF parts)."""
         ...
 
+    def size(self) -> int | None:
+        """The file's length in bytes, or None when the source cannot tell."""
+        ...
+
 
 class LocalFile:
     def __init__(self, path: str | Path):
@@ -70,6 +74,7 @@ class HubFile:
         self.name = filename
         self.requests = 0
         self.bytes_read = 0
+        self._size: int | None = None
 
     @property
     def url(self) -> str:
@@ -90,6 +95,7 @@ class HubFile:
             self.url, headers=headers, follow_redirects=True, timeout=self.timeout
         )
         self.requests += 1
+        self._note_size(resp)
         if resp.status_code == 416:  # range starts past the end of the file
             return b""
         hf_raise_for_status(resp)
@@ -99,6 +105,21 @@ class HubFile:
             data = data[offset : offset + size]
         self.bytes_read += len(data)
         return data[:size]
+
+    def size(self) -> int | None:
+        """From the Content-Range of a read (every 206 answer carries the total); asks for
+        one byte when nothing was read yet."""
+        if self._size is None:
+            self.read(0, 1)
+        return self._size
+
+    def _note_size(self, resp) -> None:
+        total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+        if total.isdigit():
+            self._size = int(total)
+        elif resp.status_code == 200 and resp.headers.get("Content-Length", "").isdigit():
+            # the server ignored Range and sent the whole file
+            self._size = int(resp.headers["Content-Length"])
 
     def sibling(self, name: str) -> HubFile:
         folder = self.filename.rsplit("/", 1)[0] + "/" if "/" in self.filename else ""

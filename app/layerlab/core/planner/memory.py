@@ -18,25 +18,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import get_args
 
+from layerlab.core.gguf import ggml_type_size
 from layerlab.core.gguf.facts import ModelFacts
+from layerlab.core.load_plan import KVType
 
-KV_TYPES = {
-    "f16": (1, 2),
-    "f32": (1, 4),
-    "bf16": (1, 2),
-    "q8_0": (32, 34),
-    "q4_0": (32, 18),
-    "q4_1": (32, 20),
-    "q5_0": (32, 22),
-    "q5_1": (32, 24),
-}
+KV_TYPES: tuple[str, ...] = get_args(KVType)  # the cache types a LoadPlan may name
 KV_PAD = 256
 F32 = 4
 
 
 def row_bytes(type_name: str, n: int) -> int:
-    block, size = KV_TYPES[type_name]
+    block, size = ggml_type_size(type_name)
     return (n + block - 1) // block * size
 
 
@@ -117,7 +111,7 @@ class MemoryModel:
         self._layer_peak = self._attention_peak()
         self._output_peak = facts.n_vocab * ctx.n_ubatch * F32 + self._u
         for t in (ctx.type_k, ctx.type_v):
-            block = KV_TYPES[t][0]
+            block = ggml_type_size(t)[0]
             if facts.head_dim_k % block or facts.head_dim_v % block:
                 raise ValueError(
                     f"a {t} KV cache needs head dimensions divisible by {block}; "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from layerlab.core.gguf import HubFile, ModelFacts, read_facts
+from pathlib import Path
+
+from layerlab.core.gguf import HubFile, ModelFacts, check_model_file
 from layerlab.core.planner.devices import PlanDevice, devices_from_machine, devices_from_probe
 from layerlab.core.planner.planner import Planner, PlanOptions, PlanResult
 from layerlab.core.units import GiB
@@ -13,13 +15,19 @@ class PlanInputError(ValueError):
 
 
 def open_facts(model: str, endpoint: str | None = None) -> ModelFacts:
-    """Facts of a local file, or of 'hf://owner/repo/file.gguf' read by ranges from the hub."""
+    """Facts of a local file, or of 'hf://owner/repo/file.gguf' read by ranges from the hub,
+    once the header agrees with the file: a damaged or incomplete file raises
+    `ModelFileDamaged` (a `GGUFError`) in words instead of being planned."""
     if model.startswith("hf://"):
         parts = model[5:].split("/", 2)
         if len(parts) < 3:
             raise PlanInputError("a hub model is hf://OWNER/REPO/FILE.gguf")
-        return read_facts(HubFile(f"{parts[0]}/{parts[1]}", parts[2], endpoint=endpoint))
-    return read_facts(model)
+        return check_model_file(HubFile(f"{parts[0]}/{parts[1]}", parts[2], endpoint=endpoint))
+    if not Path(model).exists():
+        raise PlanInputError(f"{model}: there is no such file")
+    if not Path(model).is_file():
+        raise PlanInputError(f"{model} is a folder, not a model file")
+    return check_model_file(model)
 
 
 def this_machine_devices() -> list[PlanDevice]:
