@@ -173,31 +173,37 @@ class LoadPlan(BaseModel):
 def expected_layer_devices(plan: LoadPlan, n_layer: int) -> list[str]:
     """Which device label llama.cpp gives each of the n_layer blocks and the output (last).
 
-    Mirrors llama_model::load_tensors (FACTS.md): split points are the cumulative,
-    normalised shares over n_layer + 1 units; the first blocks not offloaded stay on the CPU.
-    Computed in float32 like llama.cpp so boundaries agree exactly.
+    Mirrors llama_model::load_tensors (FACTS.md): the first blocks not offloaded stay on the
+    CPU, the offloaded units are split as `split_units` says.
     """
-    import numpy as np
-
     n_units = n_layer + 1
     n_gpu = n_units if plan.n_gpu_layers < 0 else min(plan.n_gpu_layers, n_units)
     if not plan.devices:
         return ["CPU"] * n_units
-    i_gpu_start = max(n_units - n_gpu, 0)
     shares = plan.tensor_split or [1.0] * len(plan.devices)
+    owners = split_units(shares, n_gpu)
+    return ["CPU"] * (n_units - n_gpu) + [plan.devices[i].label for i in owners]
+
+
+def split_units(shares: list[float], n_units: int) -> list[int]:
+    """The device (an index into `shares`) llama.cpp gives each of `n_units` offloaded units.
+
+    The split points are the cumulative, normalised shares; unit i goes to the first device
+    whose split point lies above i / n_units. Computed in float32 like llama.cpp so
+    boundaries agree exactly. All-zero shares: llama.cpp would split by free memory; equal
+    shares stand in for that.
+    """
+    import numpy as np
+
     if not any(shares):
-        shares = [1.0] * len(plan.devices)  # llama.cpp would split by free memory
+        shares = [1.0] * len(shares)
     splits = np.cumsum(np.array(shares, dtype=np.float32), dtype=np.float32)
     splits = (splits / splits[-1]).astype(np.float32)
-    out = []
-    for il in range(n_units):
-        if il < i_gpu_start or (il - i_gpu_start) >= n_gpu:
-            out.append("CPU")
-            continue
-        x = np.float32(il - i_gpu_start) / np.float32(n_gpu)
-        idx = int(np.searchsorted(splits, x, side="right"))
-        out.append(plan.devices[min(idx, len(plan.devices) - 1)].label)
-    return out
+    last = len(shares) - 1
+    return [
+        min(int(np.searchsorted(splits, np.float32(i) / np.float32(n_units), side="right")), last)
+        for i in range(n_units)
+    ]
 
 
 def layers_by_device(devices_per_layer: list[str]) -> dict[str, str]:

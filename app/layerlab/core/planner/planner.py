@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from layerlab.core.gguf.facts import ModelFacts
-from layerlab.core.load_plan import LoadPlan
+from layerlab.core.load_plan import LoadPlan, split_units
 from layerlab.core.planner.devices import PlanDevice
 from layerlab.core.planner.memory import ContextSettings, DeviceMemory, MemoryModel
 from layerlab.core.planner.speed import Speed, SpeedModel
@@ -426,16 +426,8 @@ def _rank(v: str) -> int:
 
 
 def _split_units(shares: list[float], n_units: int) -> list[int]:
-    """Units per device the way llama.cpp splits them (float32 cumulative shares)."""
-    import numpy as np
-
-    if not any(shares):
-        shares = [1.0] * len(shares)
-    splits = np.cumsum(np.array(shares, dtype=np.float32), dtype=np.float32)
-    splits = (splits / splits[-1]).astype(np.float32)
+    """Units per device the way llama.cpp splits them (load_plan.split_units)."""
     counts = [0] * len(shares)
-    for il in range(n_units):
-        x = np.float32(il) / np.float32(n_units)
-        idx = int(np.searchsorted(splits, x, side="right"))
-        counts[min(idx, len(shares) - 1)] += 1
+    for i in split_units(shares, n_units):
+        counts[i] += 1
     return counts
