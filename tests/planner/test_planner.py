@@ -197,3 +197,26 @@ def test_cli_json_on_a_rig(big, tmp_path):
         check=False,
     )
     assert bad.returncode == 2 and "CUDA7" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("worker", "loopback"),
+    [
+        ("127.0.0.1:50052", True),
+        ("127.1.2.3:50052", True),
+        ("[::1]:50052", True),
+        ("[0:0:0:0:0:0:0:1]:50052", True),  # ::1 written out in full
+        ("localhost:50052", True),
+        ("192.168.1.20:50052", False),
+        ("bench-box:50052", False),
+    ],
+)
+def test_a_worker_link_is_loopback_as_the_endpoint_says(worker, loopback):
+    from layerlab.core.endpoint import Endpoint
+    from layerlab.core.planner.devices import LAN_BANDWIDTH, LOOPBACK_BANDWIDTH
+
+    devices = devices_from_machine(load_rig(RIGS[0].parent / "2x3060.json"), worker=worker)
+    assert devices
+    assert Endpoint.parse(worker).is_loopback == loopback
+    expected = LOOPBACK_BANDWIDTH if loopback else LAN_BANDWIDTH
+    assert {d.link_bandwidth for d in devices} == {expected}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from layerlab.core.devices.model import Machine
+from layerlab.core.endpoint import BadAddress, Endpoint
 from layerlab.core.load_plan import DeviceRef
 
 HOST_LABEL = "CPU"
@@ -193,8 +194,10 @@ def devices_from_probe(result) -> list[PlanDevice]:
 
 
 def _link(endpoint: str) -> float:
-    host = endpoint.rsplit(":", 1)[0].strip("[]")
-    loop = host in ("localhost", "::1") or host.startswith("127.")
+    try:
+        loop = Endpoint.parse(endpoint).is_loopback
+    except BadAddress:
+        loop = False
     return LOOPBACK_BANDWIDTH if loop else LAN_BANDWIDTH
 
 
