@@ -13,6 +13,7 @@ def test_json_inventory_of_a_rig(capsys):
     names = [d["llama_name"] for d in m["devices"]]
     assert names == ["Vulkan0", "Vulkan1", None, "CPU"]
     assert m["unseen_by_llama"] == ["drm:0000:13:00.0"]
+    assert set(m["samples"]) == {d["key"] for d in m["devices"]}  # one sample per device
     assert all(isinstance(s["memory_used"], int) for s in m["samples"].values())
 
 
