@@ -7,11 +7,16 @@ import time
 import tracemalloc
 
 import pytest
-from gguf import GGUFWriter
 
 from layerlab.core.gguf import GGUFError, HubFile, LocalFile, read_facts, read_header
 from tests.planner.hub_standin import HubStandIn
-from tests.support.synthetic_gguf import LLAMA_70B, MIXTRAL_8X7B, ModelSpec, write_model
+from tests.support.synthetic_gguf import (
+    LLAMA_70B,
+    MIXTRAL_8X7B,
+    ModelSpec,
+    write_model,
+    write_split,
+)
 
 
 def test_demo_model_facts(demo_path):
@@ -48,46 +53,9 @@ def test_large_headers_describe_70b_and_8x7b(tmp_path):
 
 
 def _split(tmp_path, spec: ModelSpec, parts: int) -> list:
-    """Write a model as N split files the way gguf-split does (split.* keys)."""
-    from tests.support.synthetic_gguf import tensor_shapes
-
+    """The facts of a whole model, and the same model written as N split files."""
     whole = read_facts(write_model(tmp_path / "whole.gguf", spec))
-    shapes = tensor_shapes(spec)
-    chunks = [shapes[i::parts] for i in range(parts)]
-    paths = []
-    src = read_header(LocalFile(tmp_path / "whole.gguf"))
-    for i, chunk in enumerate(chunks):
-        p = tmp_path / f"m-{i + 1:05d}-of-{parts:05d}.gguf"
-        w = GGUFWriter(str(p), spec.arch if i == 0 else "llama", use_temp_file=False)
-        if i > 0:
-            w.kv_data[0].pop("general.architecture", None)
-        else:
-            for k, v in src.kv.items():
-                if k in ("general.architecture", "GGUF.version") or not isinstance(v, int | str):
-                    continue
-                if isinstance(v, str):
-                    w.add_string(k, v)
-                else:
-                    w.add_uint32(k, v)
-        w.add_uint16("split.no", i)
-        w.add_uint16("split.count", parts)
-        w.add_int32("split.tensors.count", len(shapes))
-        import numpy as np
-        from gguf.constants import GGML_QUANT_SIZES
-
-        for name, shape, t in chunk:
-            block, size = GGML_QUANT_SIZES[t]
-            row = shape[0] // block * size
-            nb = row * int(np.prod(shape[1:])) if len(shape) > 1 else row
-            w.add_tensor_info(
-                name, (*reversed(shape[1:]), row), np.dtype(np.uint8), nb, raw_dtype=t
-            )
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        w.close()
-        paths.append(p)
-    return [whole, paths]
+    return [whole, write_split(tmp_path, spec, parts, stem="m")]
 
 
 def test_split_gguf_reads_every_part(tmp_path):
