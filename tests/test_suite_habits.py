@@ -75,7 +75,7 @@ def test_a_tidy_window_passes(qtbot):
 """
 
 LEAKED_ENGINE_TEST = """
-from layerlab.core.engine.supervisor import EngineSupervisor
+from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready
 from layerlab.core.load_plan import LoadPlan
 from layerlab.core.demo_model import demo_model_path
 
@@ -86,6 +86,8 @@ def test_forgets_to_stop_its_engine():
     sup = EngineSupervisor()
     sup.start(LoadPlan(str(demo_model_path()), n_ctx=256))
     kept.append(sup)
+    state = sup.wait_for((Ready, Failed), 60)
+    assert isinstance(state, Ready), state  # a real engine, up and holding its model
 """
 
 
@@ -167,8 +169,9 @@ def test_gui_tests_fail_for_what_they_leave_behind_and_for_qt_warnings(tmp_path)
 def test_an_engine_left_running_fails_the_run(tmp_path):
     r = run_suite(tmp_path, LEAKED_ENGINE_TEST, ["no_engine_outlives_the_suite"])
     out = r.stdout + r.stderr
-    assert r.returncode == 1, out
+    assert outcomes(out) == {"test_forgets_to_stop_its_engine": "ERROR"}, out  # passed, then
     assert "engine processes left running by the tests" in out
+    assert r.returncode == 1, out
 
 
 def test_a_run_that_collects_nothing_fails(tmp_path):
