@@ -125,8 +125,6 @@ def test_demo_dry_run_compute_on_two_workers(demo_path, workers):
 @pytest.mark.parametrize(("n_ctx", "cache", "fa"), [(1024, "f16", False), (5000, "q8_0", True)])
 def test_shapes_on_cpu_and_a_worker(shapes, workers, shape, n_ctx, cache, fa):
     path = shapes[shape]
-    if cache == "q8_0" and read_facts(path).head_dim_k % 32:
-        pytest.skip("q8_0 needs head dims divisible by 32")
     _check(
         path,
         LoadPlan(

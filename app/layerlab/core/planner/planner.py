@@ -267,6 +267,7 @@ class Planner:
                 counts = self._fill(host, gpus, counts, i, n_ctx, opts, assume_pipelined=k > 1)
             if not all(counts[1 + i] > 0 for i in chosen):
                 continue  # a device that takes nothing adds nothing
+            counts = self._top_up(gpus, counts, order[:k], n_ctx, opts, assume_pipelined=k > 1)
             t = self._speed(host, gpus, counts, n_ctx, opts).token_time_s
             if best is None or t < best[0] - 1e-12:
                 best = (t, counts)
@@ -311,6 +312,29 @@ class Planner:
             else:
                 hi = mid - 1
         return trial(lo) if lo else base
+
+    def _top_up(self, gpus, counts, order, n_ctx, opts, assume_pipelined) -> list[int]:
+        """Give a faster device back the room a slower one's filling freed on it.
+
+        Filling a device later in llama.cpp's order hands it the output unit, so the
+        device filled before it (a faster one) is left with the output's room unused: move
+        blocks from the slowest devices to the fastest while everything still fits."""
+        counts = list(counts)
+        for a, i in enumerate(order):
+            for j in reversed(order[a + 1 :]):
+                while counts[1 + j] > 1:
+                    trial = list(counts)
+                    trial[1 + i] += 1
+                    trial[1 + j] -= 1
+                    mems = self._memories(trial, n_ctx, opts, assume_pipelined)
+                    if any(
+                        m.total > d.capacity
+                        for m, d, c in zip(mems[1:], gpus, trial[1:], strict=True)
+                        if c > 0
+                    ):
+                        break
+                    counts = trial
+        return counts
 
     def _fit(self, host, gpus, counts, n_ctx, opts) -> tuple[list[int], list[str]]:
         """Move blocks from overflowing devices to the CPU until every device fits."""
