@@ -3,11 +3,13 @@ supervisor says so in words, with a cause the head can act on, and never serves 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
 
+import psutil
 import pytest
 
 from layerlab.core.engine.client import Delta, EngineUnavailable
@@ -44,3 +46,130 @@ def test_a_stale_launch_probing_a_slow_worker_leaves_the_new_engine_its_key(
     finally:
         slow.thaw()
         sup.stop()
+
+
+SCRAPS = ("llama_", "ggml", "|", "Traceback", "load_tensors")  # bits of llama.cpp's log
+
+
+def _engine_pid(sup: EngineSupervisor) -> int:
+    proc = sup._proc
+    assert proc is not None
+    return proc.pid
+
+
+def test_an_engine_killed_by_signal_9_is_said_in_words(demo_model):
+    sup, _ = load(LoadPlan(str(demo_model), n_ctx=512))
+    try:
+        os.kill(_engine_pid(sup), signal.SIGKILL)
+        state = sup.wait_for((Failed,), 10)
+        assert state.cause == "engine_died" and not state.lost_workers
+        assert "stopped unexpectedly (killed by signal 9: perhaps the system ran out of memory" in (
+            state.message
+        )
+        assert not any(s in state.message for s in SCRAPS), state.message
+    finally:
+        sup.stop()
+
+
+def _freeze_is_caught(sup: EngineSupervisor, pid: int, t_freeze: float) -> Failed:
+    try:
+        state = sup.wait_for((Failed,), 15)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    took = time.monotonic() - t_freeze
+    assert took < 10.0, f"the frozen engine was noticed after {took:.1f} s"
+    assert state.cause == "engine_frozen" and not state.lost_workers
+    assert "stopped answering" in state.message
+    assert not any(s in state.message for s in SCRAPS), state.message
+    return state
+
+
+def test_an_engine_frozen_while_idle_is_noticed_and_ended(demo_model):
+    sup, _ = load(LoadPlan(str(demo_model), n_ctx=512))
+    pid = _engine_pid(sup)
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        _freeze_is_caught(sup, pid, time.monotonic())
+        deadline = time.monotonic() + 5
+        while psutil.pid_exists(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            time.sleep(0.05)
+        else:
+            assert not psutil.pid_exists(pid), "the frozen engine was left running"
+    finally:
+        sup.stop()
+
+
+def test_an_engine_frozen_mid_answer_ends_the_answer_and_is_reported(demo_model):
+    sup, _ = load(LoadPlan(str(demo_model), n_ctx=1024))
+    pid = _engine_pid(sup)
+    client = sup.client()
+    t_freeze = None
+    try:
+        n = 0
+        with pytest.raises(EngineUnavailable):
+            for ev in client.stream_chat(LONG, max_tokens=2000, temperature=0):
+                if isinstance(ev, Delta):
+                    n += 1
+                    if n == 5:
+                        os.kill(pid, signal.SIGSTOP)
+                        t_freeze = time.monotonic()
+        assert t_freeze is not None
+        _freeze_is_caught(sup, pid, t_freeze)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        sup.stop()
+
+
+def test_a_model_that_cannot_load_says_llamas_own_reason_in_words(demo_model, tmp_path):
+    cut = tmp_path / "cut-short.gguf"
+    with open(demo_model, "rb") as src, open(cut, "wb") as dst:
+        dst.write(src.read(60_000_000))  # a download cut short: the header is whole
+    sup = EngineSupervisor()
+    try:
+        sup.start(LoadPlan(str(cut), n_ctx=512))
+        state = sup.wait_for((Ready, Failed), 60)
+        assert isinstance(state, Failed) and state.cause == "load_failed", state
+        assert "incomplete or damaged" in state.message
+        assert "not within the file bounds" in state.message  # llama.cpp's own reason
+        assert "Failed to load model from file" not in state.message
+    finally:
+        sup.stop()
+
+
+def test_the_engine_log_is_rotated_not_grown(demo_model, tmp_path, monkeypatch):
+    from layerlab.core.engine import supervisor
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    log_dir = supervisor.engine_log_dir()
+    assert str(log_dir).startswith(str(tmp_path))
+    log_dir.mkdir(parents=True)
+    big = 5 * 1024 * 1024 + 1  # what earlier engines left
+    (log_dir / "engine.log").write_bytes(b"x" * big)
+    (log_dir / "engine.log.1").write_bytes(b"y" * big)
+    (log_dir / "engine.log.2").write_bytes(b"z" * big)
+    sup, _ = load(LoadPlan(str(demo_model), n_ctx=512))
+    sup.stop()
+    time.sleep(0.3)  # the log pump closes its file after the engine's stderr ends
+    files = sorted(p.name for p in log_dir.iterdir())
+    assert files == ["engine.log", "engine.log.1", "engine.log.2"], files
+    assert (log_dir / "engine.log").stat().st_size < big  # this run's lines, a fresh file
+    assert b"llama" in (log_dir / "engine.log").read_bytes()
+    assert (log_dir / "engine.log.1").read_bytes()[:1] == b"x"  # the oldest one went
+
+
+def test_a_log_written_past_its_limit_keeps_at_most_three_files(tmp_path):
+    from layerlab.core.engine.supervisor import RotatingLog
+
+    log = RotatingLog(tmp_path / "engine.log", max_bytes=1000, files=3)
+    for i in range(500):
+        log.write(f"line {i:04d} of llama.cpp's chatter\n")
+    log.close()
+    files = sorted(tmp_path.iterdir())
+    assert [p.name for p in files] == ["engine.log", "engine.log.1", "engine.log.2"]
+    assert all(p.stat().st_size <= 1000 for p in files)
+    assert (tmp_path / "engine.log").read_text().endswith("line 0499 of llama.cpp's chatter\n")
