@@ -226,3 +226,12 @@ def test_llama_cpp_refuses_every_shape_we_call_damaged(small, tmp_path):
         if _llama_loads(path):
             loaded.append(shape)
     assert loaded == [], f"llama.cpp loads what we call damaged: {loaded}"
+
+
+def test_layerlab_plan_words_a_part_it_cannot_read(tmp_path):
+    parts = write_split(tmp_path, SMALL, 2)
+    parts[1].unlink()
+    parts[1].mkdir()  # read_header meets a folder where the second part should be
+    out = _plan(parts[0])
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"layerlab plan: cannot read {parts[1]}: is a directory"

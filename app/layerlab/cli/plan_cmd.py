@@ -73,8 +73,12 @@ def run(args: argparse.Namespace) -> int:
             fit=not args.no_fit,
             rig=args.rig,
         )
-    except (GGUFError, PlanInputError, OSError, ValueError) as e:
+    except (GGUFError, PlanInputError, ValueError) as e:
         print(f"layerlab plan: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # words, not "[Errno 13] ..."
+        why = (e.strerror or str(e)).lower()
+        print(f"layerlab plan: cannot read {e.filename or args.model}: {why}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
