@@ -155,6 +155,11 @@ _LOAD_FAILURES = [
         "A quantized V cache needs flash attention: turn flash attention on, or keep the V "
         "cache at f16.",
     ),
+    (
+        "requires flash_attn",
+        "A quantized V cache needs flash attention: turn flash attention on, or keep the V "
+        "cache at f16.",
+    ),
     ("failed to open", "The model file could not be opened."),
     ("invalid magic", "This is not a GGUF model file."),
     ("out of memory", "There was not enough memory for the model on one of its devices."),
