@@ -112,11 +112,21 @@ def test_a_cut_download_says_how_much_is_there(demo_path, tmp_path):
     assert str(caught.value) == "demo.gguf is damaged or incomplete: 5.0 MB of 98.4 MB present"
 
 
-@pytest.mark.parametrize("where", ["at the data", "one byte in", "half way", "one byte short"])
-def test_cut_anywhere_in_the_tensor_data(small, tmp_path, where):
+@pytest.mark.parametrize(
+    ("where", "words"),
+    [
+        ("inside the header", "the file ends inside its header"),
+        ("at the data", "damaged or incomplete"),
+        ("one byte in", "damaged or incomplete"),
+        ("half way", "damaged or incomplete"),
+        ("one byte short", "damaged or incomplete"),
+    ],
+)
+def test_cut_anywhere(small, tmp_path, where, words):
     lay = damaged.layout(small)
     needed = max(lay.data_offset + t.offset + t.nbytes for t in lay.tensors)
     keep = {
+        "inside the header": lay.data_offset // 2,
         "at the data": lay.data_offset,
         "one byte in": lay.data_offset + 1,
         "half way": (lay.data_offset + needed) // 2,
@@ -124,7 +134,7 @@ def test_cut_anywhere_in_the_tensor_data(small, tmp_path, where):
     }[where]
     path = damaged.copy(small, tmp_path / "m.gguf", full=True)
     damaged.truncate(path, keep)
-    with pytest.raises(ModelFileDamaged, match="damaged or incomplete"):
+    with pytest.raises(ModelFileDamaged, match=words):
         check_model_file(path)
 
 
