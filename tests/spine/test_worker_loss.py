@@ -103,3 +103,58 @@ def test_stop_while_loading_leaves_nothing_running(demo_model):
     assert isinstance(sup.state, Stopped) and isinstance(states[-1], Stopped)
     assert not any(isinstance(s, Ready) for s in states)
     assert _engine_children() == 0
+
+
+def _feed_threads(address: str) -> int:
+    import threading
+
+    return sum(1 for t in threading.enumerate() if t.name == f"worker-feed {address}")
+
+
+def test_the_feed_calling_a_worker_silent_unloads_the_model(demo_model, worker):
+    """The supervisor hears of lost workers from the head's feed: the one poller per worker
+    that also drives the gauges. Here the feed reads through a link that stops delivering."""
+    import threading
+
+    from layerlab.core.cluster.status import read_plain_status
+    from layerlab.core.cluster.worker_feed import WorkerFeed
+    from layerlab.core.engine.supervisor import EngineSupervisor
+
+    link_up = threading.Event()
+    link_up.set()
+
+    def read(address: str, timeout: float):
+        return read_plain_status(address, timeout) if link_up.is_set() else None
+
+    feed = WorkerFeed(read=read, interval_s=0.3, silence_s=1.5)
+    feed.watch(worker.endpoint)  # the head watches it already
+    sup = EngineSupervisor(feed=feed)
+    try:
+        sup.start(LoadPlan(str(demo_model), n_ctx=512, devices=[DeviceRef.rpc(worker.endpoint)]))
+        assert isinstance(sup.wait_for((Ready, Failed), 60), Ready)
+        link_up.clear()
+        t = time.monotonic()
+        state = sup.wait_for((Failed,), 10)
+        assert time.monotonic() - t < 5
+        assert state.cause == "worker_lost" and state.lost_workers == [worker.endpoint]
+        assert "stopped answering" in state.message and state.can_reload_without
+    finally:
+        sup.close()
+    assert feed.watched() == [worker.endpoint]  # the head's watch is the head's to end
+    feed.close()
+
+
+def test_a_supervisor_without_a_feed_polls_through_its_own_and_closes_it(demo_model, worker):
+    from layerlab.core.engine.supervisor import EngineSupervisor
+
+    sup = EngineSupervisor()
+    sup.start(LoadPlan(str(demo_model), n_ctx=512, devices=[DeviceRef.rpc(worker.endpoint)]))
+    try:
+        assert isinstance(sup.wait_for((Ready, Failed), 60), Ready)
+        assert _feed_threads(worker.endpoint) == 1  # one poller for this worker
+    finally:
+        sup.close()
+    deadline = time.monotonic() + 5
+    while _feed_threads(worker.endpoint) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _feed_threads(worker.endpoint) == 0
