@@ -12,7 +12,6 @@ never reloads by itself).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import secrets
@@ -201,7 +200,6 @@ class EngineSupervisor:
         self._proc: subprocess.Popen | None = None
         self._generation = 0  # bumps on every start/stop so stale threads stand down
         self._state: EngineState = Stopped()
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=60)
         self._expected_exit = False
         # One poller per worker, shared with the gauges when the head hands its feed in;
         # otherwise our own, closed by close().
@@ -372,6 +370,8 @@ class EngineSupervisor:
                 problem = self._link_problem(w) or result.problem
                 self._set(Failed(plan, problem, [w], cause="worker_lost"), gen)
                 return
+        if gen != self._generation:  # overtaken while probing: start no engine for nothing
+            return
         engine_plan = _routed(plan, routes)
         back = {ep: w for w, ep in routes.items() if ep != w}
         # This launch's own key: a stale launch (still probing a slow worker when the person
@@ -402,7 +402,6 @@ class EngineSupervisor:
                 return
             self._proc = proc
             self._expected_exit = False
-            self._stderr_tail.clear()
         assert proc.stdin and proc.stdout and proc.stderr
         # If it was stopped (and killed) in between, writing fails and the stdout loop ends.
         with contextlib.suppress(OSError):
@@ -415,7 +414,6 @@ class EngineSupervisor:
             name="engine-stderr",
             daemon=True,
         ).start()
-        ready = None
         placement: events.Placement | None = None
         failure: events.LoadFailed | None = None
         for line in proc.stdout:
@@ -455,7 +453,6 @@ class EngineSupervisor:
         log = RotatingLog(path)
         try:
             for line in proc.stderr:
-                self._stderr_tail.append(line.rstrip("\n"))
                 log.write(line)
         finally:
             log.close()
@@ -594,7 +591,9 @@ def _routed(plan: LoadPlan, routes: dict[str, str]) -> LoadPlan:
         return plan
     engine_plan = LoadPlan.from_dict(plan.to_dict())
     engine_plan.devices = [
-        replace(d, endpoint=routes.get(d.endpoint, d.endpoint)) if d.kind == "rpc" else d
+        d.model_copy(update={"endpoint": routes.get(d.endpoint, d.endpoint)})
+        if d.kind == "rpc"
+        else d
         for d in plan.devices
     ]
     return engine_plan
