@@ -60,12 +60,13 @@ os.environ['QT_QPA_PLATFORM'] = 'offscreen'
 from pathlib import Path
 from PySide6.QtWidgets import QApplication
 app = QApplication([])
+from layerlab.core.head import Head
 from layerlab.core.settings import Settings
-from layerlab.ui.engine_controller import EngineController
 from layerlab.ui.main_window import MainWindow
 import layerlab.ui.app, layerlab.cli.main
 settings_file = Path({str(tmp_path)!r}) / 's.json'
-win = MainWindow(EngineController(), Settings(), Path('x.gguf'), 'x', settings_file)
+head = Head(Settings(), settings_file, state_dir=Path({str(tmp_path)!r}) / 'head')
+win = MainWindow(head, Path('x.gguf'), 'x')
 win.show(); app.processEvents()
 # every tab once, and all the window's background work done: the model header read (it
 # fails here), this machine probed, the Devices lane's inventory (llama.cpp's list, in a child)
@@ -80,6 +81,7 @@ while time.monotonic() < deadline and not (win.plan_feed.settled and not win.pla
 print('SETTLED', win.plan_feed.settled and bool(win.devices.gauges))
 print('LLAMA', 'llama_cpp' in sys.modules)
 win.close()
+head.close()
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -1,5 +1,6 @@
 """The window's Workers list against a real sharing worker on loopback: it is found by mDNS,
-paired with its code, listed by name, probed and loaded through its link."""
+paired with its code, listed by name, probed and loaded through its link. The panel is a view of
+the head (core/head), which holds the list, the answers and the links."""
 
 from __future__ import annotations
 
@@ -8,21 +9,33 @@ from PySide6.QtCore import Qt
 
 from layerlab.core.cluster.head_links import HeadLinks
 from layerlab.core.engine.supervisor import Failed, Ready
+from layerlab.core.head import Head
 from layerlab.core.load_plan import default_plan
 from layerlab.core.settings import SavedWorker
-from layerlab.ui.engine_controller import EngineController
+from layerlab.ui.head_bridge import HeadBridge
 from layerlab.ui.workers.workers_panel import WorkersPanel
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def panel(qtbot, tmp_path, monkeypatch):
+def head(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERLAB_DISCOVERY", "127.0.0.1")
-    made = WorkersPanel(links=HeadLinks(tmp_path / "head", name="desk", watch_retry_s=0.3))
-    qtbot.addWidget(made)
+    # not automatic: the test reads the lost worker in the state, as the person would
+    made = Head(
+        persist=False,
+        automatic=False,
+        links=HeadLinks(tmp_path / "head", name="desk", watch_retry_s=0.3),
+    )
     yield made
-    made.shutdown()
+    made.close()
+
+
+@pytest.fixture
+def panel(qtbot, head):
+    made = WorkersPanel(HeadBridge(head))
+    qtbot.addWidget(made)
+    return made
 
 
 def _found_item(panel: WorkersPanel, name: str):
@@ -45,16 +58,16 @@ def test_found_on_the_lan_paired_with_its_code_and_loaded_through_the_link(
     dialog = panel.pair_dialog
     assert dialog is not None and dialog.isVisible() and dialog.address.text() == w.address
     dialog.code.setText(w.code)
-    with qtbot.waitSignal(panel.workersChanged, timeout=10_000):
+    with qtbot.waitSignal(panel.bridge.workersChanged, timeout=10_000):
         dialog.pair_button.click()
     dialog.done(0)
 
     # Listed under its name, checked, and gone from the "found" list.
-    assert panel.saved() == [SavedWorker(w.address, True)]
-    assert panel.enabled_addresses() == [w.address] and panel.is_paired(w.address)
+    assert panel.head.workers() == [SavedWorker(w.address, True)]
+    assert panel.enabled_addresses() == [w.address] and panel.head.is_paired(w.address)
     assert _found_item(panel, "bench-box") is None
-    qtbot.waitUntil(lambda: w.address in panel.results, timeout=10_000)
-    result = panel.results[w.address]
+    qtbot.waitUntil(lambda: w.address in panel.head.results, timeout=10_000)
+    result = panel.head.results[w.address]
     assert result.ok, result.problem
     row = panel.list.item(0).text()
     assert row.startswith(f"✔ bench-box ({w.address}) · paired — ready, RPC 7.0.0")
@@ -62,10 +75,9 @@ def test_found_on_the_lan_paired_with_its_code_and_loaded_through_the_link(
     assert "RTT" in row
 
     # The window's load: the plan names the worker's address; the engine goes through the link.
-    controller = EngineController()
-    panel.attach(controller.supervisor)
+    controller = panel.head  # the head routes paired workers through their links
     try:
-        counts = {a: len(panel.results[a].devices) for a in panel.enabled_addresses()}
+        counts = {a: len(panel.head.results[a].devices) for a in panel.enabled_addresses()}
         controller.load(default_plan(str(demo_model), counts, 1024, "demo"))
         qtbot.waitUntil(lambda: isinstance(controller.state, Ready | Failed), timeout=60_000)
         assert isinstance(controller.state, Ready), controller.state
@@ -84,7 +96,7 @@ def test_found_on_the_lan_paired_with_its_code_and_loaded_through_the_link(
         assert "bench-box" in controller.state.message
         qtbot.waitUntil(lambda: "link lost" in panel.list.item(0).text(), timeout=2_000)
     finally:
-        controller.shutdown()
+        controller.unload()
 
 
 def test_pair_action_without_a_selection_uses_the_typed_address(qtbot, panel, start_sharing):
@@ -103,8 +115,8 @@ def test_pair_action_without_a_selection_uses_the_typed_address(qtbot, panel, st
     # A plain address is still a plain worker: no link, no renaming.
     panel.address.setText("127.0.0.1:1")
     qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: "127.0.0.1:1" in panel.results, timeout=10_000)
-    assert not panel.results["127.0.0.1:1"].ok
+    qtbot.waitUntil(lambda: panel.list.item(1).text().startswith("✖"), timeout=10_000)
+    assert not panel.head.results["127.0.0.1:1"].ok
     assert panel.list.item(1).text().startswith("✖ 127.0.0.1:1 — Nothing is listening")
 
 
@@ -116,19 +128,13 @@ def test_the_row_shows_the_wait_per_token_after_an_answer(
 
     w = start_sharing("bench-box")
     plain = start_worker()
-    panel.links.pair(w.address, w.code, w.fingerprint)
-    # `probed` names each address as its answer lands in `results`.
-    with qtbot.waitSignals(
-        [panel.probed, panel.probed],
-        timeout=10_000,
-        check_params_cbs=[lambda a: a in (w.address, plain.endpoint)] * 2,
-        order="none",
-    ):
-        panel.set_saved([SavedWorker(w.address, True), SavedWorker(plain.endpoint, True)])
-    assert panel.results[w.address].ok and panel.results[plain.endpoint].ok
+    panel.head.links.pair(w.address, w.code, w.fingerprint)
+    panel.head.add_worker(w.address)
+    panel.head.add_worker(plain.endpoint)
+    qtbot.waitUntil(lambda: len(panel.head.results) == 2, timeout=10_000)
+    assert panel.head.results[w.address].ok and panel.head.results[plain.endpoint].ok
 
-    controller = EngineController()
-    panel.attach(controller.supervisor)
+    controller = panel.head
     try:
         controller.load(
             LoadPlan(
@@ -144,7 +150,7 @@ def test_the_row_shows_the_wait_per_token_after_an_answer(
         assert "ms/token" not in panel.list.item(0).text()
 
         stream = ChatStream(
-            controller.supervisor.client(),
+            controller.client(),
             [{"role": "user", "content": "Tell me about the sea."}],
             {"temperature": 0, "seed": 1, "max_tokens": 48},
             panel,
@@ -157,11 +163,11 @@ def test_the_row_shows_the_wait_per_token_after_an_answer(
         qtbot.waitUntil(lambda: "ms/token" in panel.list.item(0).text(), timeout=5_000)
         row = panel.list.item(0).text()
         print("\n" + row + "\n" + panel.list.item(1).text())
-        wait = panel.links.info(w.address).wait
+        wait = panel.head.links.info(w.address).wait
         assert wait is not None and wait.final and f"· {wait.text}" in row
         assert "~" not in wait.text  # the final number, from llama.cpp's timings
         assert 0 < wait.ms_per_token < timings["predicted_ms"] / timings["predicted_n"]
         # A plain worker has nothing in between to time it: its row says so.
         assert "measured for paired workers only" in panel.list.item(1).text()
     finally:
-        controller.shutdown()
+        controller.unload()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from layerlab.core.engine.supervisor import Failed, Ready, WatchSettings
+from layerlab.core.engine.supervisor import Failed, Loading, Ready, WatchSettings
+from layerlab.core.head import Head
 from layerlab.core.load_plan import expected_layer_devices
 from layerlab.core.settings import SavedWorker, Settings
-from layerlab.ui.engine_controller import EngineController
 from layerlab.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
@@ -16,10 +16,19 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture
 def window(qtbot, demo_model, tmp_path):
-    def make(workers: list[str] = ()):
-        settings = Settings(n_ctx=2048, workers=[SavedWorker(w) for w in workers])
-        controller = EngineController(watch=WatchSettings(interval_s=0.3))
-        win = MainWindow(controller, settings, demo_model, "demo", tmp_path / "settings.json")
+    def make(workers: list[str] = (), automatic: bool = True):
+        settings = Settings(
+            n_ctx=2048,
+            workers=[SavedWorker(w) for w in workers],
+            reload_automatically=automatic,
+        )
+        head = Head(
+            settings,
+            tmp_path / "settings.json",
+            state_dir=tmp_path / "head",
+            watch=WatchSettings(interval_s=0.3),
+        )
+        win = MainWindow(head, demo_model, "demo")
         qtbot.addWidget(win)
         win.show()
         made.append(win)
@@ -83,14 +92,16 @@ def test_send_streams_into_the_pane_and_stop_ends_it(qtbot, window):
     assert win.chat.conversation.messages[-1].content
 
 
+@pytest.mark.parametrize("automatic", [False, True], ids=["by-click", "by-itself"])
 def test_worker_killed_mid_answer_keeps_the_conversation_and_reloads_without_it(
-    qtbot, window, start_worker
+    qtbot, window, start_worker, automatic
 ):
     w1, w2 = start_worker(), start_worker()
-    win = window([w1.endpoint, w2.endpoint])
+    win = window([w1.endpoint, w2.endpoint], automatic=automatic)
+    assert win.load_bar.automatic.isChecked() is automatic
     win.chat.params = {"temperature": 0, "max_tokens": 2000}
-    qtbot.waitUntil(lambda: len(win.workers.results) == 2, timeout=10_000)
-    assert all(r.ok for r in win.workers.results.values())
+    qtbot.waitUntil(lambda: len(win.head.results) == 2, timeout=10_000)
+    assert all(r.ok for r in win.head.results.values())
     # What loads is what the layer map shows. Its default, fastest-first, keeps this small
     # model on the CPU (loopback workers only cost speed); like a person who wants both
     # workers used, pick llama.cpp's default split there.
@@ -110,21 +121,29 @@ def test_worker_killed_mid_answer_keeps_the_conversation_and_reloads_without_it(
 
     type_and_send(qtbot, win, "Write a long poem about rivers.")
     qtbot.waitUntil(lambda: len(win.chat.conversation.messages[-1].content) > 40, timeout=30_000)
+    states: list = []
+    win.bridge.stateChanged.connect(states.append)
     w2.kill()
-    qtbot.waitUntil(lambda: isinstance(win.controller.state, Failed), timeout=10_000)
+    qtbot.waitUntil(lambda: any(isinstance(s, Failed) for s in states), timeout=10_000)
     qtbot.waitUntil(lambda: not win.chat.busy, timeout=10_000)
     said = win.chat.conversation.messages[-1].content
     transcript = win.chat.transcript.toPlainText()
     assert "Write a long poem about rivers." in transcript and said in transcript
-    # the window hears of the failure through a queued signal: wait for what the person sees
-    qtbot.waitUntil(lambda: w2.endpoint in win.load_bar.message.text(), timeout=5000)
-    assert win.load_bar.reload_button.isVisible()
-
-    w1.wait_idle()
-    qtbot.mouseClick(win.load_bar.reload_button, Qt.MouseButton.LeftButton)
+    lost = next(s for s in states if isinstance(s, Failed))
+    assert lost.lost_workers == [w2.endpoint] and w2.endpoint in lost.message
+    if not automatic:
+        # the window hears of the failure through a queued signal: wait for what it shows
+        qtbot.waitUntil(lambda: w2.endpoint in win.load_bar.message.text(), timeout=5000)
+        assert win.load_bar.reload_button.isVisible()
+        w1.wait_idle()
+        qtbot.mouseClick(win.load_bar.reload_button, Qt.MouseButton.LeftButton)
+    else:  # it says what it does, and does it without a click
+        qtbot.waitUntil(lambda: "again without" in win.statusBar().currentMessage(), timeout=5000)
+    after = states.index(lost)
+    qtbot.waitUntil(lambda: any(isinstance(s, Loading) for s in states[after:]), timeout=10_000)
     ready = wait_ready(qtbot, win)
     assert w2.endpoint not in ready.placement_text and f"RPC {w1.endpoint}" in ready.placement_text
-    assert [w.enabled for w in win.workers.saved()] == [True, False]
+    assert [w.enabled for w in win.head.workers()] == [True, False]
     win.chat.params["max_tokens"] = 20
     type_and_send(qtbot, win, "Go on.")
     qtbot.waitUntil(

@@ -10,13 +10,13 @@ from PySide6.QtCore import QTimer
 
 from layerlab.core.devices.placement import memory_by_device
 from layerlab.core.engine.supervisor import Failed, Ready, WatchSettings
-from layerlab.core.gguf.synthetic import LLAMA_70B, write_model
+from layerlab.core.head import Head
 from layerlab.core.load_plan import expected_layer_devices, layers_by_device
 from layerlab.core.settings import SavedWorker, Settings
-from layerlab.ui.engine_controller import EngineController
 from layerlab.ui.main_window import MainWindow
 from layerlab.ui.wiring import plan_feed
 from layerlab.ui.wiring.engine_views import same_load
+from tests.support.synthetic_gguf import LLAMA_70B, write_model
 
 pytestmark = pytest.mark.gui
 TABS = ["Workers", "Devices", "Layer map", "Share"]
@@ -28,10 +28,13 @@ def window(qtbot, demo_model, tmp_path):
 
     def make(workers: list[str] = (), model=None) -> MainWindow:
         settings = Settings(n_ctx=2048, workers=[SavedWorker(w) for w in workers])
-        controller = EngineController(watch=WatchSettings(interval_s=0.3))
-        win = MainWindow(
-            controller, settings, model or demo_model, "demo", tmp_path / "settings.json"
+        head = Head(
+            settings,
+            tmp_path / "settings.json",
+            state_dir=tmp_path / "head",
+            watch=WatchSettings(interval_s=0.3),
         )
+        win = MainWindow(head, model or demo_model, "demo")
         qtbot.addWidget(win)
         win.show()
         made.append(win)
@@ -108,7 +111,7 @@ def test_the_map_plans_for_the_model_and_re_plans_for_another(qtbot, window, tmp
 def test_what_the_map_shows_loads_and_gauges_and_map_show_it(qtbot, window, start_worker):
     w1, w2 = start_worker(), start_worker()
     win = window([w1.endpoint, w2.endpoint])
-    qtbot.waitUntil(lambda: len(win.workers.results) == 2, timeout=10_000)
+    qtbot.waitUntil(lambda: len(win.head.results) == 2, timeout=10_000)
     # Fastest-first keeps a small model on this machine when workers only cost speed (the
     # map's notes say so); the person picks llama.cpp's default split to use both workers.
     choose_strategy(qtbot, win, "proportional")

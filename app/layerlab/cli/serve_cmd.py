@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from layerlab.core.endpoint import BadAddress, Endpoint
 
 if TYPE_CHECKING:
-    from layerlab.core.cluster.head_links import HeadLinks
+    from layerlab.core.head import Head
 
 HELP = "serve a model over the OpenAI-compatible API, without a window"
 KEY_ENV = "LAYERLAB_API_KEY"
@@ -61,17 +61,26 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from layerlab.core.cluster.head_links import HeadLinks
+    from layerlab.core.head import Head
 
-    # Paired workers are reached through a local forwarder per worker, owned by this process
-    # (it outlives every engine); plans and messages keep the worker's own address.
-    links = HeadLinks(Path(args.state_dir) if args.state_dir else None)
+    # The same head the window uses; serve reloads by itself (without a lost worker, after a
+    # dead engine) and takes a worker back once it answers steadily, unless told not to.
+    automatic = not args.no_auto_reload
+    head = Head(
+        persist=False,
+        links=HeadLinks(Path(args.state_dir) if args.state_dir else None),
+        automatic=automatic,
+        use_returning=automatic,
+        log=lambda m: print(f"layerlab: {m}", flush=True),
+    )
     try:
-        return _serve(args, links)
+        return _serve(args, head)
     finally:
-        links.close_all()
+        head.close()
 
 
-def _serve(args: argparse.Namespace, links: HeadLinks) -> int:
+def _serve(args: argparse.Namespace, head: Head) -> int:
+    links = head.links
     from layerlab.core.demo_model import DEMO_NAME, DemoModelMissing, demo_model_path
     from layerlab.core.load_plan import default_plan
 
@@ -106,7 +115,7 @@ def _serve(args: argparse.Namespace, links: HeadLinks) -> int:
             return _fail(
                 f"--tensor-split has {len(split)} shares for {len(plan.devices)} worker devices"
             )
-        plan.tensor_split = split
+        plan = plan.model_copy(update={"tensor_split": split})
 
     key = args.api_key or os.environ.get(KEY_ENV)
     try:
@@ -123,13 +132,9 @@ def _serve(args: argparse.Namespace, links: HeadLinks) -> int:
 
     import uvicorn
 
-    from layerlab.core.serve import HeadlessHead, create_front
+    from layerlab.core.serve import create_front
 
-    head = HeadlessHead(
-        plan, auto_reload=not args.no_auto_reload, log=lambda m: print(f"layerlab: {m}", flush=True)
-    )
-    links.attach(head.supervisor)
-    head.start()
+    head.load(plan)
     url = f"http://{args.host}:{args.port}/v1"
     print(f"layerlab: serving {name} at {url}", flush=True)
     if generated:
@@ -144,8 +149,5 @@ def _serve(args: argparse.Namespace, links: HeadLinks) -> int:
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
-    try:
-        server.run()
-    finally:
-        head.stop()
+    server.run()  # run() closes the head when this returns
     return 0

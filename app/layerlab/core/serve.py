@@ -1,87 +1,30 @@
-"""`layerlab serve`: a head without a window. It supervises the engine exactly as the window
-does and stands in front of it, so a lost worker becomes an API error and a /health that
-says what happened, never a dead process. Routes and payloads are the engine's own."""
+"""`layerlab serve`: a head without a window. It is an HTTP front on the same head object the
+window uses (core/head) and stands in front of its engine, so a lost worker or a dead engine
+becomes an API error and a /health that says what happened, never a dead process; the head's
+reload policy brings the model back. Routes and payloads are the engine's own."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from layerlab.core.api_auth import api_error, require_bearer_key
-from layerlab.core.engine.supervisor import EngineState, EngineSupervisor, Failed, Loading, Ready
-from layerlab.core.load_plan import LoadPlan
+from layerlab.core.engine.supervisor import Ready
+from layerlab.core.head import Head
 
 
-@dataclass
-class Incident:
-    time: float
-    message: str
-    lost_workers: list[str] = field(default_factory=list)
-
-
-class HeadlessHead:
-    """The supervisor plus the policy a headless head needs: reload without lost workers."""
-
-    def __init__(self, plan: LoadPlan, auto_reload: bool = True, log=print):
-        self.plan = plan
-        self.auto_reload = auto_reload
-        self.incidents: list[Incident] = []
-        self._log = log
-        self.supervisor = EngineSupervisor(on_state=self._on_state)
-
-    def start(self) -> None:
-        self.supervisor.start(self.plan)
-
-    def stop(self) -> None:
-        self.supervisor.stop(quiet=True)
-
-    def _on_state(self, state: EngineState) -> None:
-        if isinstance(state, Ready):
-            self._log(f"ready: {state.placement_text}")
-        elif isinstance(state, Failed):
-            self.incidents.append(Incident(time.time(), state.message, list(state.lost_workers)))
-            self._log(f"engine failed: {state.message}")
-            if self.auto_reload and state.can_reload_without:
-                self._log("reloading without " + ", ".join(state.lost_workers))
-                # not from inside the supervisor's own callback thread's call stack
-                threading.Thread(target=self.supervisor.reload_without_lost, daemon=True).start()
-
-    def health(self) -> tuple[int, dict]:
-        s = self.supervisor.state
-        body: dict = {"state": type(s).__name__.lower()}
-        if isinstance(s, Ready):
-            body.update(status="ok", model=s.model, placement=s.placement_text)
-        elif isinstance(s, Loading):
-            body.update(status="loading", stage=s.stage, progress=round(s.fraction, 3))
-        elif isinstance(s, Failed):
-            body.update(status="error", message=s.message, lost_workers=s.lost_workers)
-        else:
-            body.update(status="stopped")
-        if self.incidents:
-            last = self.incidents[-1]
-            body["last_incident"] = {
-                "time": last.time,
-                "message": last.message,
-                "lost_workers": last.lost_workers,
-            }
-        return (200 if isinstance(s, Ready) else 503), body
-
-
-def _unavailable(head: HeadlessHead) -> JSONResponse:
+def _unavailable(head: Head) -> JSONResponse:
     _, body = head.health()
     message = body.get("message") or f"The model is {body['status']}; try again shortly."
     return api_error(503, message, "engine_unavailable")
 
 
-def create_front(head: HeadlessHead, api_key: str) -> FastAPI:
+def create_front(head: Head, api_key: str) -> FastAPI:
     app = FastAPI(title="LayerLab", docs_url=None, redoc_url=None, openapi_url=None)
 
     require_bearer_key(app, api_key)
@@ -128,7 +71,7 @@ def create_front(head: HeadlessHead, api_key: str) -> FastAPI:
 
 
 async def _relay(
-    upstream: httpx.Response, client: httpx.AsyncClient, head: HeadlessHead, incidents_before: int
+    upstream: httpx.Response, client: httpx.AsyncClient, head: Head, incidents_before: int
 ) -> AsyncIterator[bytes]:
     """Pass SSE through; if the engine goes away mid-answer, end with an error event."""
     tail = b""

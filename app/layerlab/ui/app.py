@@ -10,8 +10,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from layerlab.core.demo_model import DEMO_NAME, DemoModelMissing, demo_model_path
+from layerlab.core.head import Head
 from layerlab.core.settings import Settings
-from layerlab.ui.engine_controller import EngineController
 from layerlab.ui.main_window import MainWindow
 
 
@@ -53,8 +53,8 @@ def run_app(argv: list[str], model: str | None = None, autoload: bool = True) ->
     except DemoModelMissing as e:
         QMessageBox.critical(None, "LayerLab", str(e))
         return 1
-    controller = EngineController()
-    window = MainWindow(controller, settings, path, name)
+    head = Head(settings, Settings.default_path())
+    window = MainWindow(head, path, name)
     window.show()
     if note:
         window.statusBar().showMessage(note, 15000)
@@ -63,7 +63,7 @@ def run_app(argv: list[str], model: str | None = None, autoload: bool = True) ->
         window.load()
     code = app.exec()
     tick.stop()
-    controller.shutdown()
+    window.bridge.shutdown()  # the window is gone: stopping the engine may take a moment
     return code
 
 

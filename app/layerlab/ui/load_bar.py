@@ -6,6 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
@@ -23,6 +24,8 @@ class LoadBar(QGroupBox):
     loadRequested = Signal()
     unloadRequested = Signal()
     reloadWithoutRequested = Signal()
+    useAgainRequested = Signal(str)  # the address of a worker that is back
+    automaticChanged = Signal(bool)
     modelChosen = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
@@ -40,6 +43,14 @@ class LoadBar(QGroupBox):
         self.message.hide()
         self.reload_button = QPushButton("Reload without it")
         self.reload_button.hide()
+        self.use_again_button = QPushButton()
+        self.use_again_button.hide()
+        self._back = ""  # the worker the button offers
+        self.automatic = QCheckBox("Load again by itself after a lost worker or engine")
+        self.automatic.setToolTip(
+            "On: a lost worker is left out and the model loads again at once; an engine that "
+            "stopped is started again a few times. Off: LayerLab waits for your click."
+        )
 
         row = QHBoxLayout()
         row.addWidget(self.open_button)
@@ -51,11 +62,26 @@ class LoadBar(QGroupBox):
         layout.addWidget(self.progress)
         layout.addWidget(self.message)
         layout.addWidget(self.reload_button)
+        layout.addWidget(self.use_again_button)
+        layout.addWidget(self.automatic)
 
         self._loaded = False
         self.load_button.clicked.connect(self._toggle)
         self.reload_button.clicked.connect(self.reloadWithoutRequested)
         self.open_button.clicked.connect(self._choose_file)
+        self.use_again_button.clicked.connect(lambda: self.useAgainRequested.emit(self._back))
+        self.automatic.toggled.connect(self.automaticChanged)
+
+    def set_automatic(self, on: bool) -> None:
+        self.automatic.blockSignals(True)
+        self.automatic.setChecked(on)
+        self.automatic.blockSignals(False)
+
+    def offer_worker(self, address: str, label: str) -> None:
+        """A lost worker answers steadily again: one click loads with it."""
+        self._back = address
+        self.use_again_button.setText(f"Use {label} again")
+        self.use_again_button.show()
 
     def set_model_name(self, name: str) -> None:
         self.model_label.setText(name)
@@ -80,6 +106,8 @@ class LoadBar(QGroupBox):
             self.progress.setValue(int(state.fraction * 1000))
             self.progress.setFormat(state.stage)
         self.reload_button.hide()
+        if not isinstance(state, Failed | Ready):
+            self.use_again_button.hide()
         if isinstance(state, Failed):
             self._say(state.message, error=True)
             if state.can_reload_without:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Signal
 
 from layerlab.core.cluster.telemetry import WorkerTelemetryProbe
+from layerlab.core.cluster.worker_feed import WorkerFeed
 from layerlab.core.devices.inventory import Inventory, discover, local_probes
 from layerlab.core.devices.sampler import Sampler
 
@@ -38,8 +39,12 @@ class DeviceFeed(QObject):
         parent: QObject | None = None,
         inventory: Callable[[], Inventory] = local_inventory,
         probe_timeout: float = 1.0,
+        worker_feed: WorkerFeed | None = None,
     ):
         super().__init__(parent)
+        # The head's one poller per worker (core/cluster/worker_feed.py): the gauges read what
+        # it last received instead of asking the workers again. None: each probe polls.
+        self._worker_feed = worker_feed
         self._make_local = inventory
         self._probe_timeout = probe_timeout
         self._interval = VISIBLE_INTERVAL_S
@@ -110,7 +115,8 @@ class DeviceFeed(QObject):
                     for inv in invs[1:]:
                         inv.close()
                     invs = [local] + [
-                        discover([WorkerTelemetryProbe(w)], machine_name=w) for w in self._workers
+                        discover([WorkerTelemetryProbe(w, self._worker_feed)], machine_name=w)
+                        for w in self._workers
                     ]
                     sampler = Sampler([g for i in invs for g in i.groups], self._probe_timeout)
                     discovered = time.monotonic()

@@ -17,9 +17,9 @@ from layerlab.core.gguf import ModelFacts
 from layerlab.core.load_plan import LoadPlan
 from layerlab.core.planner.devices import PlanDevice
 from layerlab.core.planner.session import enabled_worker_devices, open_facts, this_machine_devices
+from layerlab.ui.head_bridge import HeadBridge
 from layerlab.ui.layer_map.panel import LayerMapPanel
 from layerlab.ui.wiring.background import BackgroundLane
-from layerlab.ui.workers.workers_panel import WorkersPanel
 
 LOAD_WAIT_MS = 8000  # a Load pressed before the workers answered waits at most this long
 
@@ -27,12 +27,10 @@ LOAD_WAIT_MS = 8000  # a Load pressed before the workers answered waits at most 
 class PlanFeeder(QObject):
     settledChanged = Signal(bool)  # the map plans with every input known
 
-    def __init__(
-        self, layer_map: LayerMapPanel, workers: WorkersPanel, parent: QObject | None = None
-    ):
+    def __init__(self, layer_map: LayerMapPanel, bridge: HeadBridge, parent: QObject | None = None):
         super().__init__(parent)
         self.map = layer_map
-        self.workers = workers
+        self.head = bridge.head  # the workers and their probe answers
         self.lane = BackgroundLane("plan-inputs", self)
         self.model_path = ""
         self.facts: ModelFacts | None = None
@@ -46,8 +44,8 @@ class PlanFeeder(QObject):
         self._wait_timer = QTimer(self)
         self._wait_timer.setSingleShot(True)
         self._wait_timer.timeout.connect(self._give_plan)
-        workers.probed.connect(self._worker_probed)
-        workers.workersChanged.connect(self.workers_changed)
+        bridge.workerUpdated.connect(self._worker_probed)
+        bridge.workersChanged.connect(self.workers_changed)
 
     # ---- inputs ------------------------------------------------------------------------
     def set_model(self, path: str | Path) -> None:
@@ -74,11 +72,11 @@ class PlanFeeder(QObject):
     def settled(self) -> bool:
         """Facts for the current model read (or failed), this machine probed, and every
         enabled worker answered."""
-        results = self.workers.results
+        results = self.head.results
         return (
             self._facts_for == self.model_path
             and self.local is not None
-            and all(a in results for a in self.workers.enabled_addresses())
+            and all(a in results for a in self.head.enabled_addresses())
         )
 
     def current_plan(self) -> LoadPlan | None:
@@ -141,7 +139,7 @@ class PlanFeeder(QObject):
         self._push_devices()
 
     def _check_results(self, force: bool = False) -> None:
-        results = self.workers.results
+        results = self.head.results
         seen = {a: id(r) for a, r in results.items()}
         if seen == self._seen and not force:
             return
@@ -149,7 +147,7 @@ class PlanFeeder(QObject):
         for a, r in results.items():
             if r.ok:
                 self._last_good[a] = r
-        devices = enabled_worker_devices(self.workers.enabled_addresses(), results, self._last_good)
+        devices = enabled_worker_devices(self.head.enabled_addresses(), results, self._last_good)
         if devices != self._worker_devices or force:
             self._worker_devices = devices
             self._push_devices()
