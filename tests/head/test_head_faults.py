@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -196,3 +197,22 @@ def test_the_window_offers_a_worker_that_is_back_instead(make_head, demo_model, 
         assert ready.plan.workers == [worker.endpoint]
     finally:
         worker.stop()
+
+
+def test_a_damaged_model_is_said_in_words_before_llama_cpp_reads_it_and_not_retried(
+    make_head, demo_model, tmp_path
+):
+    from tests.support.damaged_gguf import cut_in_data
+
+    damaged = cut_in_data(Path(demo_model), tmp_path / "cut.gguf")
+    head = make_head(automatic=True)
+    seen = Recorder(head)
+    head.load(LoadPlan(str(damaged), n_ctx=512))
+    wait_until(lambda: isinstance(head.state, Failed), 10, "the refusal")
+    state = head.state
+    assert state.cause == "load_failed"
+    assert "damaged or incomplete" in state.message and "cut.gguf" in state.message
+    time.sleep(1.5)  # a retry would have started by now (the first wait is 1 s)
+    assert head.state is state and not seen.notices()
+    with pytest.raises(AssertionError):
+        engine_pid()  # no engine was ever started for it

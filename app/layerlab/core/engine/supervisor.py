@@ -35,6 +35,7 @@ from layerlab.core.cluster.worker_feed import WorkerFeed, WorkerReading
 from layerlab.core.endpoint import Endpoint
 from layerlab.core.engine import events
 from layerlab.core.engine.client import EngineClient, EngineRefused
+from layerlab.core.gguf import GGUFError, check_model_file
 from layerlab.core.load_plan import LoadPlan, describe_ranges
 
 
@@ -359,6 +360,14 @@ class EngineSupervisor:
         return self.routes.problem(address) if self.routes else ""
 
     def _launch(self, plan: LoadPlan, gen: int) -> None:
+        # The same check the layer map and the library make: a damaged or incomplete file is
+        # said in words before llama.cpp reads it (it would fail later, or worse, load it).
+        try:
+            check_model_file(plan.model_path)
+        except (GGUFError, OSError) as e:
+            name = Path(plan.model_path).name
+            self._set(Failed(plan, f"{name} cannot be loaded: {e}", cause="load_failed"), gen)
+            return
         try:
             routes = {w: self._route(w) for w in plan.workers}
         except Exception as e:  # a link that cannot be opened (unpaired since, key gone...)

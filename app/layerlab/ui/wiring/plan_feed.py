@@ -124,7 +124,9 @@ class PlanFeeder(QObject):
         if path != self.model_path:
             return
         self.facts, self.facts_problem, self._facts_for = None, str(error), path
-        self.map.title.setText(f"Cannot read {Path(path).name}: {error}")
+        name, words = Path(path).name, str(error)
+        # the model file check names the file itself ("x.gguf is damaged or incomplete: ...")
+        self.map.title.setText(words if name in words else f"Cannot read {name}: {words}")
         self._maybe_settled()
 
     def _local_read(self, devices: list[PlanDevice]) -> None:
