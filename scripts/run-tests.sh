@@ -6,7 +6,7 @@ scripts/setup.sh
 export QT_QPA_PLATFORM=offscreen
 .venv/bin/ruff check app tests bench docs
 .venv/bin/ruff format --check app tests bench docs
-.venv/bin/lint-imports --config pyproject.toml
+.venv/bin/lint-imports pyproject.toml
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?
