@@ -115,6 +115,7 @@ class Head:
         # "use again" offers and the lost workers being watched for a return: address -> answers
         self._left_out: dict[str, int] = {}
         self._offered: set[str] = set()
+        self._reading_states: dict[str, str] = {}  # address -> the feed's last state for it
         self._chosen: LoadPlan | None = None  # the plan the person asked for, every worker in it
         self._intent = (
             0  # bumps on each of the person's load/unload: stale timed reloads stand down
@@ -439,7 +440,13 @@ class Head:
                 pass
 
     def _on_reading(self, reading: WorkerReading) -> None:
-        self._emit(WorkerUpdated(reading.address))
+        # Every poll brings a document (2 Hz a worker); the rows change only with its state.
+        # The gauges read the feed themselves, at their own rate.
+        with self._lock:
+            changed = self._reading_states.get(reading.address) != reading.state
+            self._reading_states[reading.address] = reading.state
+        if changed:
+            self._emit(WorkerUpdated(reading.address))
 
     def _in_use(self) -> set[str]:
         s = self.state
