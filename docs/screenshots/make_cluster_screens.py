@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,13 +27,13 @@ from layerlab.core.cluster.head_links import HeadLinks
 from layerlab.core.cluster.identity import TrustStore, load_or_create_identity
 from layerlab.core.demo_model import demo_model_path
 from layerlab.core.engine.supervisor import Failed, Ready
+from layerlab.core.head import Head
 from layerlab.core.load_plan import DeviceRef, LoadPlan
-from layerlab.core.settings import SavedWorker
 from layerlab.ui.chat.chat_stream import ChatStream
 from layerlab.ui.cluster.pairing_dialog import PairingDialog
 from layerlab.ui.cluster.share_process import ShareProcess
 from layerlab.ui.cluster.share_switch import ShareSwitch
-from layerlab.ui.engine_controller import EngineController
+from layerlab.ui.head_bridge import HeadBridge
 from layerlab.ui.workers.workers_panel import WorkersPanel
 
 OUT = Path(__file__).parent
@@ -131,17 +130,22 @@ def workers_paired_shot(app: QApplication, tmp: Path) -> None:
         plain = WorkerProcess(free_port_pair(), tmp)
         started.append(plain)
 
-        panel = WorkersPanel(links=HeadLinks(tmp / "panel-head", name="desk", watch_retry_s=0.3))
-        panel.links.pair(paired.address, paired.code, paired.fingerprint)
-        panel.set_saved([SavedWorker(paired.address, True), SavedWorker(plain.endpoint, True)])
+        head = Head(
+            persist=False,
+            automatic=False,
+            links=HeadLinks(tmp / "panel-head", name="desk", watch_retry_s=0.3),
+        )
+        panel = WorkersPanel(HeadBridge(head))
+        head.links.pair(paired.address, paired.code, paired.fingerprint)
+        head.add_worker(paired.address)
+        head.add_worker(plain.endpoint)
         panel.resize(720, 380)
         panel.show()  # starts discovery, on 127.0.0.1 only (LAYERLAB_DISCOVERY)
         pump_until(
-            app, lambda: {paired.address, plain.endpoint} <= set(panel.results), what="both probes"
+            app, lambda: {paired.address, plain.endpoint} <= set(head.results), what="both probes"
         )
 
-        controller = EngineController()
-        panel.attach(controller.supervisor)
+        controller = head
         controller.load(
             LoadPlan(
                 str(demo_model_path()),
@@ -156,7 +160,7 @@ def workers_paired_shot(app: QApplication, tmp: Path) -> None:
             raise RuntimeError(f"load failed: {controller.state}")
 
         stream = ChatStream(
-            controller.supervisor.client(),
+            controller.client(),
             [{"role": "user", "content": "Tell me about the sea."}],
             {"temperature": 0, "seed": 1, "max_tokens": 64},
             panel,
@@ -198,13 +202,9 @@ def workers_paired_shot(app: QApplication, tmp: Path) -> None:
             print(panel.found_list.item(i).text())
     finally:
         if controller is not None:
-            controller.shutdown()
+            controller.close()  # the head: engine, mDNS and the links
         if panel is not None:
-            panel.shutdown()  # closes mDNS and the links on a thread: wait for it
             panel.close()
-            for t in threading.enumerate():
-                if t.name == "workers-close":
-                    t.join(15)
         for w in started:
             w.stop()
 

@@ -19,8 +19,8 @@ from PySide6.QtWidgets import QApplication
 
 from layerlab.core.demo_model import DEMO_NAME, demo_model_path
 from layerlab.core.engine.supervisor import Failed, Ready, WatchSettings
+from layerlab.core.head import Head
 from layerlab.core.settings import SavedWorker, Settings
-from layerlab.ui.engine_controller import EngineController
 from layerlab.ui.main_window import MainWindow
 
 OUT = Path(__file__).parent
@@ -48,12 +48,19 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     w1, w2 = WorkerProcess(free_port_pair(), tmp), WorkerProcess(free_port_pair(), tmp)
-    settings = Settings(n_ctx=2048, workers=[SavedWorker(w1.endpoint), SavedWorker(w2.endpoint)])
-    controller = EngineController(watch=WatchSettings(interval_s=0.3))
-    win = MainWindow(controller, settings, demo_model_path(), DEMO_NAME, tmp / "s.json")
+    settings = Settings(
+        n_ctx=2048,
+        workers=[SavedWorker(w1.endpoint), SavedWorker(w2.endpoint)],
+        reload_automatically=False,  # the lost-worker screen shows the one-click reload
+    )
+    head = Head(
+        settings, tmp / "s.json", state_dir=tmp / "head", watch=WatchSettings(interval_s=0.3)
+    )
+    win = MainWindow(head, demo_model_path(), DEMO_NAME)
+    controller = head
     win.show()
     try:
-        pump_until(app, lambda: len(win.workers.results) == 2 and win.plan_feed.settled)
+        pump_until(app, lambda: len(win.head.results) == 2 and win.plan_feed.settled)
         # llama.cpp's default split, so both workers hold layers (fastest-first would keep
         # this small model on the CPU and say why in the map's notes)
         combo = win.layer_map.controls.strategy
@@ -96,7 +103,7 @@ def main() -> None:
         win.grab().save(str(OUT / "chat-worker-lost.png"))
     finally:
         win.close()
-        controller.shutdown()
+        head.close()
         w1.stop()
         w2.stop()
 
