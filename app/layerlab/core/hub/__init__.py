@@ -1,0 +1,1 @@
+"""The hub: find GGUF models on Hugging Face, fit badges for this cluster, downloads, a library."""
