@@ -126,16 +126,23 @@ def test_an_engine_frozen_mid_answer_ends_the_answer_and_is_reported(demo_model)
 
 
 def test_a_model_that_cannot_load_says_llamas_own_reason_in_words(demo_model, tmp_path):
-    cut = tmp_path / "cut-short.gguf"
-    with open(demo_model, "rb") as src, open(cut, "wb") as dst:
-        dst.write(src.read(60_000_000))  # a download cut short: the header is whole
+    # A whole, well-formed file of an architecture this llama.cpp does not know (a newer
+    # model than the build): only llama.cpp can tell, and its exception says only
+    # "Failed to load model from file: PATH".
+    data = bytearray(demo_model.read_bytes())
+    key = data.index(b"general.architecture")
+    at = data.index(b"llama", key + len(b"general.architecture"))
+    data[at : at + 5] = b"llamx"
+    data = data.replace(b"llama.", b"llamx.")  # its keys ("llama.block_count") follow suit
+    odd = tmp_path / "new-architecture.gguf"
+    odd.write_bytes(bytes(data))
     sup = EngineSupervisor()
     try:
-        sup.start(LoadPlan(str(cut), n_ctx=512))
+        sup.start(LoadPlan(str(odd), n_ctx=512))
         state = sup.wait_for((Ready, Failed), 60)
         assert isinstance(state, Failed) and state.cause == "load_failed", state
-        assert "incomplete or damaged" in state.message
-        assert "not within the file bounds" in state.message  # llama.cpp's own reason
+        assert "does not know the model's architecture" in state.message
+        assert "llamx" in state.message  # llama.cpp's own reason, from its log
         assert "Failed to load model from file" not in state.message
     finally:
         sup.stop()
