@@ -64,6 +64,22 @@ class ChatRequest(BaseModel):
         }
 
 
+class CompletionRequest(ChatRequest):
+    """A plain completion (OpenAI's legacy /v1/completions): the prompt goes in as written."""
+
+    messages: list[ChatMessage] = Field(default_factory=list)  # type: ignore[assignment]
+    prompt: str = Field(min_length=1)
+
+
+class TokenizeRequest(BaseModel):
+    """What the chat's context meter counts: messages (through the model's own template, as
+    an answer to them would see them) or plain text."""
+
+    model_config = ConfigDict(extra="ignore")
+    messages: list[ChatMessage] | None = None
+    text: str | None = None
+
+
 class Line:
     """One model, one request at a time; at most MAX_WAITING more wait their turn.
 
@@ -173,17 +189,68 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
                 429, "The model is busy answering other requests; try again shortly.", "busy"
             )
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
-        if req.stream:
-            return _StreamInLine(place, _sse(messages, req), ping=15)
+        return await _answer(
+            place, req, lambda stop: session.stream_chat(messages, stop, **req.sampling())
+        )
+
+    @app.post("/v1/completions")
+    async def completion(request: Request):
+        req = await _read(request, CompletionRequest)
+        if not isinstance(req, CompletionRequest):
+            return req
+        place = line.admit()
+        if place is None:
+            return error(
+                429, "The model is busy answering other requests; try again shortly.", "busy"
+            )
+        return await _answer(
+            place, req, lambda stop: session.stream_completion(req.prompt, stop, **req.sampling())
+        )
+
+    @app.post("/layerlab/tokenize")
+    async def tokenize(request: Request):
+        req = await _read(request, TokenizeRequest)
+        if not isinstance(req, TokenizeRequest):
+            return req
+        template = session.chat_template()
+        if req.messages is not None:
+            if not template:
+                return error(400, "This model has no chat template.", "no_chat_template")
+            messages = [m.model_dump(exclude_none=True) for m in req.messages]
+            prompt = session.render(messages)
+        else:
+            prompt = req.text or ""
+        return {
+            "tokens": session.count_tokens(prompt),
+            "prompt": prompt,
+            "n_ctx": session.loaded().get("n_ctx"),
+            "chat_template": bool(template),
+        }
+
+    async def _read(request: Request, kind: type[BaseModel]):
         try:
-            chunks = [c async for c in _generate(messages, req)]
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError) as e:
+            return error(400, f"The request body is not valid JSON: {e}", "invalid_request_error")
+        try:
+            return kind.model_validate(body)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            return error(400, f"Invalid request: {where}: {first['msg']}", "invalid_request_error")
+
+    async def _answer(place: Place, req: ChatRequest, start):
+        if req.stream:
+            return _StreamInLine(place, _sse(start), ping=15)
+        try:
+            chunks = [c async for c in _generate(start)]
         except Exception as e:
             return error(500, f"The engine failed while answering: {e}", "engine_error")
         finally:
             place.leave()
         return _collect(chunks, model_id)
 
-    async def _generate(messages: list[dict], req: ChatRequest) -> AsyncIterator[dict]:
+    async def _generate(start) -> AsyncIterator[dict]:
         async with line.lock:
             loop = asyncio.get_running_loop()
             pieces: collections.deque = collections.deque()
@@ -196,7 +263,7 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
                 # its next decode, putting the loop's HTTP work on every token's critical path
                 # (~0.4 ms/token here). The loop collects them on its own tick instead.
                 try:
-                    for item in session.stream_chat(messages, stop, **req.sampling()):
+                    for item in start(stop):
                         pieces.append(item)
                 except Exception as e:  # llama.cpp errors surface as Python exceptions
                     pieces.append(e)
@@ -221,9 +288,9 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
                 stop.set()
                 await asyncio.shield(done)
 
-    async def _sse(messages: list[dict], req: ChatRequest) -> AsyncIterator[dict]:
+    async def _sse(start) -> AsyncIterator[dict]:
         try:
-            async for chunk in _generate(messages, req):
+            async for chunk in _generate(start):
                 yield {"data": json.dumps(chunk)}
         except Exception as e:
             yield {"data": json.dumps({"error": {"message": str(e), "type": "engine_error"}})}
@@ -232,8 +299,13 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
     return app
 
 
+def _piece(choice: dict) -> str:
+    """A chunk's text: a chat chunk's delta, or a plain completion's text."""
+    return (choice.get("delta") or {}).get("content") or choice.get("text") or ""
+
+
 def _collect(chunks: list[dict], model_id: str) -> JSONResponse:
-    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    text = "".join(_piece(c["choices"][0]) for c in chunks if c["choices"])
     last = chunks[-1] if chunks else {}
     finish = last.get("choices", [{}])[0].get("finish_reason") if last else None
     return JSONResponse(

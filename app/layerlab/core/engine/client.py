@@ -76,17 +76,36 @@ class EngineClient:
     def placement(self) -> dict:
         return self._get("/layerlab/placement")
 
+    def tokenize(self, messages: list[dict] | None = None, text: str | None = None) -> dict:
+        """Count tokens with the model's own tokenizer: `messages` through its chat template
+        (as an answer to them would see them), or plain `text`. Returns {"tokens", "prompt",
+        "n_ctx", "chat_template"}; EngineRefused (400) for messages to a model without one."""
+        body = {"messages": messages} if messages is not None else {"text": text or ""}
+        try:
+            with loopback_http(timeout=30.0) as http:
+                r = http.post(self.url + "/layerlab/tokenize", json=body, headers=self._headers)
+        except httpx.HTTPError as e:
+            raise EngineUnavailable(f"The engine is not answering ({e}).") from e
+        if r.status_code != 200:
+            raise EngineRefused(r.status_code, _message(r))
+        return r.json()
+
     def stream_chat(self, messages: list[dict], **params) -> Iterator[StreamEvent]:
         """Yield Delta per token piece, then one Finished. cancel() from any thread stops it."""
+        return self._stream("/v1/chat/completions", {"messages": messages, **params})
+
+    def stream_completion(self, prompt: str, **params) -> Iterator[StreamEvent]:
+        """A plain completion of `prompt`, streamed like stream_chat."""
+        return self._stream("/v1/completions", {"prompt": prompt, **params})
+
+    def _stream(self, path: str, body: dict) -> Iterator[StreamEvent]:
         self._cancelled.clear()
-        body = {"messages": messages, "stream": True, **params}
+        body = {**body, "stream": True}
         finished: Finished | None = None
         try:
             with (
                 loopback_http(timeout=self._timeout) as http,
-                http.stream(
-                    "POST", self.url + "/v1/chat/completions", json=body, headers=self._headers
-                ) as resp,
+                http.stream("POST", self.url + path, json=body, headers=self._headers) as resp,
             ):
                 if resp.status_code != 200:
                     resp.read()
@@ -105,7 +124,7 @@ class EngineClient:
                     if "error" in chunk:
                         raise EngineUnavailable(chunk["error"].get("message", "engine error"))
                     choice = (chunk.get("choices") or [{}])[0]
-                    text = (choice.get("delta") or {}).get("content")
+                    text = (choice.get("delta") or {}).get("content") or choice.get("text")
                     if text:
                         yield Delta(text)
                     if "timings" in chunk:

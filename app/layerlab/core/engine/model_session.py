@@ -182,11 +182,59 @@ class ModelSession:
         self._loaded = {k: v for k, v in out.items() if v is not None}
         return self._loaded
 
+    # -- counting (the chat's context meter) ---------------------------------------------
+    def chat_template(self) -> str:
+        """The GGUF's own chat template ('' for a model that has none: a base model)."""
+        assert self.llm is not None
+        return self.llm.metadata.get("tokenizer.chat_template", "")
+
+    def render(self, messages: list[dict]) -> str:
+        """The prompt the model's own template makes of `messages`, ready for its answer."""
+        from llama_cpp import llama_chat_format
+
+        assert self.llm is not None
+        model = self.llm._model
+
+        def text(token: int) -> str:
+            return model.token_get_text(token) if token != -1 else ""
+
+        formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=self.chat_template(),
+            eos_token=text(self.llm.token_eos()),
+            bos_token=text(self.llm.token_bos()),
+        )
+        return formatter(messages=messages).prompt
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` as the model reads a prompt (special tokens parsed, BOS added as
+        the model wants)."""
+        assert self.llm is not None
+        return len(self.llm.tokenize(text.encode("utf-8", "replace"), special=True))
+
     # -- answering ----------------------------------------------------------------------
     def stream_chat(
         self, messages: list[dict], stop_event: threading.Event, **sampling
     ) -> Iterator[dict]:
         """Yield OpenAI chat.completion.chunk dicts; the last carries 'timings' and 'usage'."""
+        assert self.llm is not None
+        return self._stream(
+            lambda: self.llm.create_chat_completion(messages=messages, stream=True, **sampling),
+            stop_event,
+        )
+
+    def stream_completion(
+        self, prompt: str, stop_event: threading.Event, **sampling
+    ) -> Iterator[dict]:
+        """Plain completion of `prompt` (no chat template): text_completion chunks, the last
+        with 'timings' and 'usage'. The chat uses it to continue a cut-off answer and for a
+        model without a chat template."""
+        assert self.llm is not None
+        return self._stream(
+            lambda: self.llm.create_completion(prompt=prompt, stream=True, **sampling),
+            stop_event,
+        )
+
+    def _stream(self, make: Callable[[], Iterator[dict]], stop_event: threading.Event):
         import llama_cpp.llama_cpp as low
 
         assert self.llm is not None
@@ -196,7 +244,7 @@ class ModelSession:
         last: dict | None = None
         n_chunks = 0
         try:
-            stream = self.llm.create_chat_completion(messages=messages, stream=True, **sampling)
+            stream = make()
             with contextlib.closing(stream):
                 for chunk in stream:
                     self.last_progress = time.monotonic()
