@@ -92,6 +92,8 @@ class ConversationSettings:
     # For a model whose GGUF has no chat template: the template the person picked, "plain"
     # for plain completion, "" when the model's own template is used.
     template: str = ""
+    # The person's overflow choice: send only the newest turns that fit the context.
+    drop_oldest: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,8 @@ CREATE TABLE conversation_settings (
     repeat_penalty REAL NOT NULL DEFAULT 1.0,
     max_tokens INTEGER NOT NULL DEFAULT 1024,
     seed INTEGER,
-    template TEXT NOT NULL DEFAULT ''
+    template TEXT NOT NULL DEFAULT '',
+    drop_oldest INTEGER NOT NULL DEFAULT 0
 );
 INSERT INTO conversation_settings (conversation_id) SELECT id FROM conversations;
 CREATE TABLE answer_stats (
@@ -419,14 +422,16 @@ class Store:
             r["max_tokens"],
             r["seed"],
         )
-        return ConversationSettings(r["system_prompt"], sampling, r["template"])
+        return ConversationSettings(
+            r["system_prompt"], sampling, r["template"], bool(r["drop_oldest"])
+        )
 
     def set_settings(self, cid: str, settings: ConversationSettings) -> None:
         s = settings.sampling
         with self._write() as c:
             c.execute(
                 "INSERT OR REPLACE INTO conversation_settings VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     cid,
                     settings.system_prompt,
@@ -439,6 +444,7 @@ class Store:
                     s.max_tokens,
                     s.seed,
                     settings.template,
+                    int(settings.drop_oldest),
                 ),
             )
 
@@ -571,6 +577,11 @@ class Store:
     def append_text(self, mid: str, text: str) -> None:
         with self._write() as c:
             c.execute("UPDATE messages SET content = content || ? WHERE id = ?", (text, mid))
+            c.execute(
+                "UPDATE conversations SET updated = ? WHERE id = "
+                "(SELECT conversation_id FROM messages WHERE id = ?)",
+                (time.time(), mid),
+            )
 
     def finish_answer(
         self, mid: str, finish: str, stats: AnswerStats | None = None, note: str = ""
@@ -602,14 +613,28 @@ class Store:
         with self._write() as c:
             c.execute("UPDATE messages SET finish = '', note = '' WHERE id = ?", (mid,))
 
-    def recover_unfinished(self) -> int:
-        """Answers left unfinished by a crash (the process died while writing) are marked so,
-        with the text they had; returns how many. Only call it when no one else is writing
-        (the service calls it for answers it did not start)."""
+    def touch_answer(self, mid: str) -> None:
+        """The answer's writer is alive (its conversation's `updated` moves on)."""
+        with self._write() as c:
+            c.execute(
+                "UPDATE conversations SET updated = ? WHERE id = "
+                "(SELECT conversation_id FROM messages WHERE id = ?)",
+                (time.time(), mid),
+            )
+
+    def recover_unfinished(self, stale_s: float = 10.0) -> int:
+        """Answers a crash left unfinished are marked so, keeping the text they had; returns
+        how many. A live writer touches its conversation every flush, so an unfinished answer
+        in a conversation untouched for `stale_s` has no writer (another process's live
+        answer is left alone)."""
+        if self.read_only:
+            return 0
         with self._write() as c:
             return c.execute(
-                "UPDATE messages SET finish = 'error', note = 'The answer was cut off: LayerLab "
-                "stopped while writing it.' WHERE role = 'assistant' AND finish = ''"
+                "UPDATE messages SET finish = 'error', note = 'The answer was cut off: "
+                "LayerLab stopped while writing it.' WHERE role = 'assistant' AND finish = '' "
+                "AND conversation_id IN (SELECT id FROM conversations WHERE updated < ?)",
+                (time.time() - stale_s,),
             ).rowcount
 
     def writer(self, mid: str, interval_s: float = FLUSH_INTERVAL_S) -> AnswerWriter:
@@ -818,7 +843,10 @@ class AnswerWriter:
     def _run(self) -> None:
         while not self._closed.wait(self._interval):
             with contextlib.suppress(sqlite3.Error):
+                before = self.flushes
                 self.flush()
+                if self.flushes == before:  # a long prompt: no text yet, but alive
+                    self._store.touch_answer(self.mid)
 
     def close(self) -> None:
         self._closed.set()

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from layerlab.core.chat.service import ChatService
 from layerlab.core.cluster.discovery import DiscoveredWorker
 from layerlab.core.cluster.head_links import HeadLinks
 from layerlab.core.cluster.identity import Peer
@@ -146,6 +147,12 @@ class Head:
         for w in self.settings.workers:
             if w.enabled:
                 self.feed.watch(w.address)
+        # The conversations (the store opens when first used; beside the head's state in tests)
+        self.chat = ChatService(
+            self.client,
+            state_dir / "chats.sqlite3" if state_dir else None,
+            engine_state=lambda: self.supervisor.state,
+        )
 
     # -- subscribing ------
     def subscribe(self, callback: Callable[[HeadEvent], None]) -> Callable[[], None]:
@@ -552,6 +559,7 @@ class Head:
         """Stop the engine and everything the head runs. Blocks up to ~wait_s (not for a GUI
         thread: the window calls it from its shutdown, after the window is gone)."""
         self._closed = True
+        self.chat.close()
         self._lane.close()
         self.supervisor.stop(quiet=True)
         with contextlib.suppress(Exception):
