@@ -158,3 +158,34 @@ def test_a_supervisor_without_a_feed_polls_through_its_own_and_closes_it(demo_mo
     while _feed_threads(worker.endpoint) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _feed_threads(worker.endpoint) == 0
+
+
+class _SlowLinks:
+    """Routes whose link takes a second to open, as a paired worker's can over Wi-Fi."""
+
+    def engine_endpoint(self, address: str) -> str:
+        time.sleep(1.0)
+        return address
+
+    def problem(self, address: str) -> str:
+        return ""
+
+    def label(self, address: str) -> str:
+        return address
+
+
+def test_before_the_engine_starts_the_probe_speaks_for_a_dead_worker(demo_model):
+    """The feed calls a dead address "gone" at once; the probe's words say more (what is
+    wrong with the address), so they are the ones the person reads."""
+    from layerlab.core.engine.supervisor import EngineSupervisor
+    from tests.conftest import free_port_pair
+
+    sup = EngineSupervisor(routes=_SlowLinks())
+    try:
+        dead = f"127.0.0.1:{free_port_pair()}"
+        sup.start(LoadPlan(str(demo_model), devices=[DeviceRef.rpc(dead)]))
+        state = sup.wait_for((Failed,), 10)
+        assert "Nothing is listening" in state.message, state.message
+        assert state.cause == "worker_lost" and state.lost_workers == [dead]
+    finally:
+        sup.close()

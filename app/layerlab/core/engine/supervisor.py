@@ -211,6 +211,9 @@ class EngineSupervisor:
             silence_s=self.watch.worker_silence_s,
         )
         self._watching: set[str] = set()  # workers we asked the feed to watch (and will unwatch)
+        # The launch whose workers all passed their probe. Until then the probe speaks for
+        # them: its words ("Nothing is listening on ...") say more than the feed's "gone".
+        self._probed_gen = -1
         self._unsubscribe = self.feed.subscribe(self._on_reading)
 
     # -- public -------------------------------------------------------------------------
@@ -329,8 +332,13 @@ class EngineSupervisor:
         """From the feed's poller threads: one of the plan's workers went silent or away."""
         if reading.state not in ("silent", "gone"):
             return
-        s = self._state
-        if not isinstance(s, Loading | Ready) or reading.address not in s.plan.workers:
+        with self._lock:
+            s, probed = self._state, self._probed_gen == self._generation
+        if (
+            not probed
+            or not isinstance(s, Loading | Ready)
+            or reading.address not in s.plan.workers
+        ):
             return
         # Off the poller's thread: killing the engine waits for it to end.
         threading.Thread(
@@ -379,8 +387,10 @@ class EngineSupervisor:
                 problem = self._link_problem(w) or result.problem
                 self._set(Failed(plan, problem, [w], cause="worker_lost"), gen)
                 return
-        if gen != self._generation:  # overtaken while probing: start no engine for nothing
-            return
+        with self._lock:
+            if gen != self._generation:  # overtaken while probing: start no engine for nothing
+                return
+            self._probed_gen = gen
         engine_plan = _routed(plan, routes)
         back = {ep: w for w, ep in routes.items() if ep != w}
         # This launch's own key: a stale launch (still probing a slow worker when the person
