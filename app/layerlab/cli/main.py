@@ -6,7 +6,15 @@ import argparse
 import sys
 
 from layerlab import __version__
-from layerlab.cli import app_cmd, devices_cmd, pair_cmd, plan_cmd, serve_cmd, worker_cmd
+from layerlab.cli import (
+    app_cmd,
+    chat_cmd,
+    devices_cmd,
+    pair_cmd,
+    plan_cmd,
+    serve_cmd,
+    worker_cmd,
+)
 
 # (name, module): each module has add_arguments(parser) and run(args) -> int
 SUBCOMMANDS = [
@@ -15,6 +23,7 @@ SUBCOMMANDS = [
     ("plan", plan_cmd),
     ("devices", devices_cmd),
     ("pair", pair_cmd),
+    ("chat", chat_cmd),
 ]
 
 
