@@ -104,7 +104,8 @@ def test_the_map_plans_for_the_model_and_re_plans_for_another(qtbot, window, tmp
 
     win.plan_feed.set_model(tmp_path / "gone.gguf")
     qtbot.waitUntil(lambda: win.plan_feed.settled, timeout=10_000)
-    assert "Cannot read gone.gguf" in win.layer_map.title.text()
+    title = win.layer_map.title.text()
+    assert "gone.gguf" in title and "there is no such file" in title
     assert win.plan_feed.current_plan() is None  # Load falls back to llama.cpp's default
 
 
