@@ -34,7 +34,7 @@ def _check(path: str, plan: LoadPlan, no_alloc: bool = False):
         f"{e.device}: forecast {e.forecast / MiB:.2f} MiB, actual {e.actual / MiB:.2f} MiB"
         for e in errors
     )
-    assert all(e.ok for e in errors), report
+    assert errors and all(e.ok for e in errors), report
     # every device llama.cpp used is in the forecast and vice versa
     assert {e.device for e in errors if e.actual} <= set(fc), report
     return errors

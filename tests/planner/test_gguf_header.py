@@ -76,7 +76,7 @@ def test_remote_header_only_through_huggingface_hub(tmp_path):
         f = read_facts(src)
         assert f.n_layer == 80 and f.parameters > 70e9
         assert hub.bytes_sent < 8 * 1024 * 1024 < size
-        assert all(r.startswith("bytes=") for r in hub.requests)
+        assert hub.requests and all(r.startswith("bytes=") for r in hub.requests)
         missing = HubFile("lab/big", "nope.gguf", endpoint=hub.endpoint)
         with pytest.raises(Exception, match=r"404|not found|Entry"):
             read_facts(missing)

@@ -136,9 +136,8 @@ def test_exclude_and_reserve_reach_the_plan(big):
     assert r.device("CUDA0").free_after >= 4 * GiB
 
 
-def test_planning_a_70b_on_five_devices_is_quick(big):
-    import time
-
+def test_a_70b_on_five_devices_fits_with_the_output_local(big):
+    # how long it takes is bench/plan_speed.py's to measure, not a test's
     devices = devices_from_machine(load_rig(RIGS[0].parent / "3090-p40.json"))
     devices += devices_from_machine(
         load_rig(RIGS[0].parent / "2x3060.json"), worker="10.0.0.2:50052", rtt_s=0.0005
@@ -146,12 +145,9 @@ def test_planning_a_70b_on_five_devices_is_quick(big):
     devices = [d for d in devices if d.kind != "cpu" or d.is_host]
     assert len(devices) == 5
     p = Planner(big["70b"])
-    t0 = time.perf_counter()
     r = p.plan(devices, PlanOptions(strategy="fastest", n_ctx=8192))
-    elapsed = time.perf_counter() - t0
     assert r.verdict == "fits"
     assert [d.kind for d in r.plan.devices][-1] == "local"
-    print(f"70B on 5 devices: {elapsed * 1e3:.1f} ms")  # measured in bench/plan_speed.py
 
 
 def test_a_loopback_worker_is_said_to_cost_speed(demo_path, workers):
