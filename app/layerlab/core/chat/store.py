@@ -376,10 +376,8 @@ class Store:
 
     def rename(self, cid: str, title: str) -> None:
         with self._write() as c:
-            c.execute(
-                "UPDATE conversations SET title = ?, updated = ? WHERE id = ?",
-                (title, time.time(), cid),
-            )
+            # not news: the list stays in the order things were said
+            c.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, cid))
 
     def delete_conversation(self, cid: str) -> None:
         """Hidden at once; undo_delete_conversation brings it back until purge()."""
