@@ -4,6 +4,7 @@ with readers, other processes, damaged and newer files, search, delete/undo, exp
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -126,8 +127,7 @@ def test_a_damaged_file_is_set_aside_and_a_new_one_started(tmp_path, damage):
     store = Store(path)
     try:
         assert "could not be read" in store.message and "kept as" in store.message
-        aside = [p for p in tmp_path.iterdir() if ".damaged-" in p.name and p.name[-4:] != "-"]
-        kept = [p for p in aside if p.name.endswith(tuple("0123456789"))]
+        kept = [p for p in tmp_path.iterdir() if re.search(r"\.damaged-[\d-]+$", p.name)]
         assert len(kept) == 1 and kept[0].read_bytes() == damage  # kept, byte for byte
         assert kept[0].name in store.message
         c = store.create_conversation()
