@@ -1,0 +1,170 @@
+"""One file's transfer, in a child process the download manager can stop at any byte.
+
+Why a child: pausing or cancelling must really stop the transfer. huggingface_hub streams in
+10 MiB chunks and offers no way to interrupt a read; a hook that raises stops only at the next
+chunk. Ending this process closes its socket at once (bench/hub_download.py measures both).
+
+Why not hf_hub_download for the bytes: huggingface_hub 2.4 writes each download to a
+process-unique temporary file and deletes it when the call fails, so an interrupted download
+starts again from zero. This child uses huggingface_hub's own pieces instead:
+`get_hf_file_metadata` (etag, size, commit, the URL to read), `http_get` (its Range resume,
+its retries on a dropped connection, its `tqdm_class` progress hook) into the blob's
+`<etag>.incomplete` beside where huggingface_hub keeps the blob, then, once the sha256 matches
+the tree's `lfs.sha256`, the blob is renamed into place and `hf_hub_download` itself makes the
+cache entry (it finds the blob and links the snapshot to it, the cache layout stays its own).
+
+Protocol: the request is JSON in argv[1], the token in the LAYERLAB_HUB_TOKEN environment
+variable; one JSON object per line on stdout: partial, progress, verifying, done or error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+TOKEN_ENV = "LAYERLAB_HUB_TOKEN"
+CHUNK = 1 << 20  # a progress report per MiB instead of per 10 MiB
+
+
+def _say(**event) -> None:
+    try:
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError):
+        os._exit(1)  # the manager is gone
+
+
+def _exit_with_parent() -> None:
+    """Stop when the manager's process dies (kill -9 included): an orphan would keep writing
+    the partial file the next run resumes from."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.2)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+class Report:
+    """huggingface_hub's `tqdm_class` hook: counts bytes, tells the manager ~10 times a second."""
+
+    def __init__(self, *args, total: int | None = None, initial: int = 0, **kw):
+        self.n = initial
+        self.total = total
+        self._last = 0.0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self._last >= 0.1:
+            self._last = now
+            _say(event="progress", done=self.n, total=self.total)
+
+    def close(self) -> None:
+        _say(event="progress", done=self.n, total=self.total)
+
+    def __enter__(self) -> Report:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(4 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _lock(path: Path):
+    """An exclusive lock where huggingface_hub keeps its own locks, so two transfers never
+    append to the same partial file."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the manager runs one transfer per file anyway
+        return contextlib.nullcontext()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "w")  # noqa: SIM115
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
+def run(req: dict) -> int:
+    import huggingface_hub.constants as constants
+
+    constants.DOWNLOAD_CHUNK_SIZE = int(req.get("chunk", CHUNK))
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub.file_download import http_get, repo_folder_name
+    from huggingface_hub.utils import build_hf_headers
+
+    repo, filename = req["repo_id"], req["filename"]
+    revision = req.get("revision") or "main"
+    endpoint, cache_dir = req["endpoint"], req["cache_dir"]
+    token = os.environ.get(TOKEN_ENV) or None
+    url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint)
+    meta = get_hf_file_metadata(url, token=token, endpoint=endpoint)
+    if not meta.etag:
+        raise RuntimeError("the hub did not say which version of the file this is")
+    storage = Path(cache_dir) / repo_folder_name(repo_id=repo, repo_type="model")
+    blob = storage / "blobs" / meta.etag
+    if not blob.exists():
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        partial = blob.with_name(blob.name + ".incomplete")
+        _say(event="partial", path=str(partial))
+        cache_locks = Path(cache_dir) / ".locks" / storage.name
+        with _lock(cache_locks / f"{meta.etag}.layerlab.lock"):
+            if not blob.exists():
+                with partial.open("ab") as f:
+                    have = partial.stat().st_size
+                    http_get(
+                        meta.location,
+                        f,
+                        resume_size=have,
+                        headers=build_hf_headers(token=token),
+                        expected_size=meta.size,
+                        displayed_filename=filename,
+                        tqdm_class=Report,  # type: ignore[arg-type]
+                    )
+                _say(event="verifying")
+                want = req.get("sha256")
+                if want:
+                    got = _sha256(partial)
+                    if got != want:
+                        partial.unlink()
+                        _say(event="error", kind="corrupt", sha256=got)
+                        return 3
+                os.replace(partial, blob)
+    path = hf_hub_download(
+        repo, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint, token=token
+    )
+    _say(event="done", path=path)
+    return 0
+
+
+def main() -> int:
+    _exit_with_parent()
+    req = json.loads(sys.argv[1])
+    try:
+        return run(req)
+    except Exception as e:
+        from layerlab.core.hub.problems import words_for
+
+        host = req["endpoint"].split("://", 1)[-1].split("/", 1)[0]
+        problem = words_for(e, f"download {req['filename']}", host)
+        _say(event="error", kind=problem.kind, message=problem.message)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
