@@ -88,7 +88,7 @@ def _local_ipv4s() -> list[str]:
     out = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
-            if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
+            if isinstance(ip.ip, str) and not Endpoint(ip.ip, 1).is_loopback:
                 out.append(ip.ip)
     return out
 

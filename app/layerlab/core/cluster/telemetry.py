@@ -26,11 +26,7 @@ from layerlab.core.devices.model import DeviceInfo, DeviceSample
 from layerlab.core.devices.probe import ProbeUnavailable, stale
 from layerlab.core.devices.sampler import Sampler
 from layerlab.core.endpoint import Endpoint
-
-
-def rpc_label(endpoint: str, index: int) -> str:
-    """The engine's name for a worker's device (core.load_plan.DeviceRef.label)."""
-    return f"RPC {endpoint}" + (f" #{index}" if index else "")
+from layerlab.core.load_plan import rpc_label
 
 
 class LocalTelemetry:
