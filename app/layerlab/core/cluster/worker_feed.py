@@ -26,7 +26,6 @@ timeout_s is.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
 import threading
@@ -37,6 +36,7 @@ from typing import Literal
 
 from layerlab.core.cluster.status import WorkerStatus, read_plain_status
 from layerlab.core.endpoint import BadAddress, Endpoint
+from layerlab.core.subscribers import Subscribers
 
 State = Literal["asking", "ok", "silent", "gone", "no_status"]
 MIN_READ_S = 0.05  # the shortest read worth trying
@@ -113,10 +113,7 @@ class _Poller:
             if self.stop.is_set():
                 return
             self.reading = reading
-            callbacks = list(self.feed._subscribers)
-        for cb in callbacks:
-            with contextlib.suppress(Exception):  # one bad subscriber must not stop the feed
-                cb(reading)
+        self.feed._subscribers.tell(reading)
 
 
 def _silent_words(address: str, seen: float) -> str:
@@ -160,7 +157,7 @@ class WorkerFeed:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._pollers: dict[str, _Poller] = {}
-        self._subscribers: list[Callable[[WorkerReading], None]] = []
+        self._subscribers: Subscribers[WorkerReading] = Subscribers()
         self._closed = False
 
     def watch(self, address: str) -> None:
@@ -195,14 +192,7 @@ class WorkerFeed:
     def subscribe(self, callback: Callable[[WorkerReading], None]) -> Callable[[], None]:
         """`callback(reading)` on every state change and every new document, from poller
         threads. Returns the call that unsubscribes it."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     def close(self) -> None:
         """Stop every poller; waits briefly for reads in flight (they time out on their own)."""

@@ -60,6 +60,7 @@ from layerlab.core.head.reload_policy import (
 )
 from layerlab.core.load_plan import LoadPlan
 from layerlab.core.settings import SavedWorker, Settings
+from layerlab.core.subscribers import Subscribers
 
 RETURN_CHECK_S = 2.0  # how often a worker the model lost is asked whether it is back
 STEADY_ANSWERS = 3  # that many answers in a row (over ~4 s) and it counts as back
@@ -106,7 +107,7 @@ class Head:
         self._persist = persist
         self._log = log or (lambda message: None)
         self._lock = threading.RLock()
-        self._subscribers: list[Callable[[HeadEvent], None]] = []
+        self._subscribers: Subscribers[HeadEvent] = Subscribers()
         self.results: dict[str, ProbeResult] = {}  # the person's address -> latest probe answer
         self.found: dict[str, DiscoveredWorker] = {}
         self.incidents: list[Incident] = []
@@ -156,23 +157,14 @@ class Head:
 
     # -- subscribing ------
     def subscribe(self, callback: Callable[[HeadEvent], None]) -> Callable[[], None]:
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        """`callback(event)` for every HeadEvent, from the head's threads; returns the call
+        that unsubscribes it."""
+        return self._subscribers.add(callback)
 
     def _emit(self, event: HeadEvent) -> None:
         if isinstance(event, Notice):
             self._log(event.text)
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for cb in subscribers:
-            with contextlib.suppress(Exception):
-                cb(event)
+        self._subscribers.tell(event)
 
     # -- the person's workers ------
     def workers(self) -> list[SavedWorker]:
