@@ -77,6 +77,7 @@ class HubStandIn:
         self.latency_s = latency_s
         self.bytes_sent = 0
         self.requests: list[tuple[str, str]] = []  # (method, path)
+        self.ranges: list[tuple[str, str]] = []  # (file, Range header) of each file GET
         self.search_fail: list[int] = []
         self._lock = threading.Lock()
         hub = self
@@ -235,6 +236,8 @@ class HubStandIn:
         h.end_headers()
         if not body:
             return
+        with self._lock:
+            self.ranges.append((name, h.headers.get("Range", "")))
         drop = r.drop_after.pop(name, None)
         flip = r.flip_byte.get(name)
         sent = 0

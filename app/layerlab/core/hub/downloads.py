@@ -372,6 +372,8 @@ class DownloadManager:
                     result = event
         finally:
             proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
             with self._lock:
                 self._procs.pop(item.id, None)
         if result.get("event") == "done":

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerlab.core.atomic_file import write_atomic
-from layerlab.core.gguf import GGUFError, check_model_file, read_header, split_part_names
+from layerlab.core.gguf import (
+    GGUFError,
+    LocalFile,
+    check_model_file,
+    read_header,
+    split_part_names,
+)
 from layerlab.core.hub.config import HubConfig
 from layerlab.core.hub.quants import quant_tag
 from layerlab.core.hub.search import parameters_text
@@ -176,7 +182,7 @@ class Library:
                 return self._facts[key]
         try:
             facts = check_model_file(p)
-            template = "tokenizer.chat_template" in read_header(p).kv
+            template = "tokenizer.chat_template" in read_header(LocalFile(p)).kv
             row = ModelFactsRow(
                 facts.architecture,
                 facts.parameters,
