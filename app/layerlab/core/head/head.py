@@ -58,6 +58,7 @@ from layerlab.core.head.reload_policy import (
     ReloadWithout,
     RetryIn,
 )
+from layerlab.core.hub.hub import ModelHub
 from layerlab.core.load_plan import LoadPlan
 from layerlab.core.settings import SavedWorker, Settings
 from layerlab.core.subscribers import Subscribers
@@ -148,6 +149,9 @@ class Head:
         for w in self.settings.workers:
             if w.enabled:
                 self.feed.watch(w.address)
+        # models: search, fit badges for this cluster, downloads, the library; touches no
+        # network until the person searches or downloads
+        self.models = ModelHub.for_head(self)
         # The conversations (the store opens when first used; beside the head's state in tests)
         self.chat = ChatService(
             self.client,
@@ -563,3 +567,4 @@ class Head:
                 browser.close()
         self.feed.close()
         self.links.close_all()
+        self.models.close()

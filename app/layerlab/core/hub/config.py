@@ -57,3 +57,15 @@ class HubConfig:
 
     def margin_for(self, size: int) -> int:
         return max(self.margin_bytes, int(size * self.margin_fraction))
+
+
+def no_telemetry() -> None:
+    """Keep huggingface_hub from calling home on its own. Building any request's headers
+    otherwise fetches an 'agent harnesses' list from huggingface.co (even when a mirror is
+    the endpoint), a call the person never asked for. Its documented switch is
+    HF_HUB_DISABLE_TELEMETRY, read at import: set both the variable (for child processes)
+    and the constant (for this one)."""
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    import huggingface_hub.constants as constants
+
+    constants.HF_HUB_DISABLE_TELEMETRY = True

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from layerlab.core.hub.config import HubConfig
+from layerlab.core.hub.config import HubConfig, no_telemetry
 from layerlab.core.hub.downloads import DownloadItem, DownloadManager
 from layerlab.core.hub.fit import FitBadge, fit_quants, recommended
 from layerlab.core.hub.library import Library
@@ -83,6 +83,7 @@ class ModelHub:
     def _online(self) -> None:
         if self.config.offline:
             raise offline_problem()
+        no_telemetry()
 
     def api(self):
         self._online()

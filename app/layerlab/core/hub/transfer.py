@@ -101,6 +101,9 @@ def _lock(path: Path):
 
 
 def run(req: dict) -> int:
+    from layerlab.core.hub.config import no_telemetry
+
+    no_telemetry()
     import huggingface_hub.constants as constants
 
     constants.DOWNLOAD_CHUNK_SIZE = int(req.get("chunk", CHUNK))
