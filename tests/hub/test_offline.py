@@ -23,10 +23,10 @@ def no_internet(monkeypatch):
 
     def connect(self, address):
         host = address[0] if isinstance(address, tuple) else address
-        if isinstance(host, str) and self.family in (socket.AF_INET, socket.AF_INET6):
-            if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
-                tried.append(address)
-                raise AssertionError(f"a socket opened to {address}")
+        inet = self.family in (socket.AF_INET, socket.AF_INET6)
+        if inet and not ipaddress.ip_address(str(host).split("%")[0]).is_loopback:
+            tried.append(address)
+            raise AssertionError(f"a socket opened to {address}")
         return real_connect(self, address)
 
     def getaddrinfo(host, *args, **kw):

@@ -10,6 +10,7 @@ from layerlab.cli import (
     app_cmd,
     chat_cmd,
     devices_cmd,
+    models_cmd,
     pair_cmd,
     plan_cmd,
     serve_cmd,
@@ -24,6 +25,7 @@ SUBCOMMANDS = [
     ("devices", devices_cmd),
     ("pair", pair_cmd),
     ("chat", chat_cmd),
+    ("models", models_cmd),
 ]
 
 

@@ -18,7 +18,12 @@ KEY_ENV = "LAYERLAB_API_KEY"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", help="GGUF file (default: the bundled demo model)")
+    p.add_argument(
+        "model",
+        nargs="?",
+        help="GGUF file, or OWNER/REPO[:QUANT] on Hugging Face, downloaded first "
+        "(default: the bundled demo model)",
+    )
     p.add_argument(
         "--workers",
         default="",
@@ -57,6 +62,31 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _on_hub(text: str) -> bool:
+    from layerlab.core.hub.search import repo_id_in
+
+    return not text.endswith(".gguf") and repo_id_in(text) is not None
+
+
+def _pull(spec: str) -> str | None:
+    """Download REPO[:QUANT] (or find it already downloaded); its first file's path."""
+    from layerlab.cli.models_cmd import wait_for_download
+    from layerlab.core.hub.hub import ModelHub
+    from layerlab.core.hub.problems import HubProblem
+
+    hub = ModelHub()
+    try:
+        item = hub.pull(spec)
+        if wait_for_download(hub, item.id) != 0:
+            return None
+        return hub.downloads.get(item.id).path
+    except HubProblem as e:
+        _fail(e.message)
+        return None
+    finally:
+        hub.close()
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -85,7 +115,12 @@ def _serve(args: argparse.Namespace, head: Head) -> int:
     from layerlab.core.load_plan import default_plan
 
     try:
-        if args.model:
+        if args.model and not os.path.exists(args.model) and _on_hub(args.model):
+            model = _pull(args.model)  # REPO[:QUANT], llama.cpp's -hf convention
+            if model is None:
+                return 2
+            name = os.path.basename(model)
+        elif args.model:
             model, name = os.path.abspath(args.model), os.path.basename(args.model)
             if not os.path.isfile(model):
                 return _fail(f"there is no file at {model}")
