@@ -64,6 +64,10 @@ class Settings(BaseModel):
         description="a lost worker that answers steadily again is put back by itself at the "
         "next idle moment; off: the window offers it",
     )
+    cluster_panel_open: bool = Field(True, description="the window's cluster panel is shown")
+    cluster_panel_width: int = Field(
+        560, ge=200, le=4000, description="the cluster panel's width in the window, in pixels"
+    )
     _problems: list[str] = PrivateAttr(default_factory=list)  # what load() had to drop or set aside
 
     @property

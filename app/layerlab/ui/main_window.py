@@ -19,8 +19,7 @@ from layerlab.ui.devices.panel import DevicesPanel
 from layerlab.ui.head_bridge import HeadBridge
 from layerlab.ui.layer_map.panel import LayerMapPanel
 from layerlab.ui.load_bar import LoadBar
-from layerlab.ui.status.placement_label import PlacementLabel
-from layerlab.ui.status.throughput_readout import ThroughputReadout
+from layerlab.ui.status.model_toolbar import ModelToolbar
 from layerlab.ui.wiring.engine_views import LoadedModelView
 from layerlab.ui.wiring.plan_feed import PlanFeeder
 from layerlab.ui.wiring.side_tabs import SideTabs
@@ -44,28 +43,35 @@ class MainWindow(QMainWindow):
         self.layer_map = LayerMapPanel()
         self.share = ShareSwitch(ShareProcess(parent=self))
         self.tabs = SideTabs(self.workers, self.devices, self.layer_map, self.share)
-        self.placement = PlacementLabel()
-        self.throughput = ThroughputReadout()
+        self.toolbar = ModelToolbar(self)
+        self.placement = self.toolbar.placement
+        self.throughput = self.toolbar.throughput
         self.plan_feed = PlanFeeder(self.layer_map, self.bridge, self)
         self.loaded_view = LoadedModelView(self.devices, self.layer_map, self)
 
-        side = QWidget()
-        side_layout = QVBoxLayout(side)
+        # The conversation in the middle; the cluster (model, workers, devices, layer map,
+        # sharing) in a right-hand panel that can be hidden and keeps its width.
+        self.cluster_panel = QWidget()
+        side_layout = QVBoxLayout(self.cluster_panel)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(self.load_bar)
         side_layout.addWidget(self.tabs, 1)
 
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(self.chat)
-        split.addWidget(side)
-        split.setStretchFactor(0, 2)
-        split.setStretchFactor(1, 3)
-        self.setCentralWidget(split)
-        self.statusBar().addWidget(self.placement, 1)
-        self.statusBar().addPermanentWidget(self.throughput)
-        self.resize(1360, 860)
-        # the layer map's rows want ~800 px; the chat keeps a readable column beside them
-        split.setSizes([540, 820])
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.split.addWidget(self.chat)
+        self.split.addWidget(self.cluster_panel)
+        self.split.setStretchFactor(0, 1)
+        self.split.setStretchFactor(1, 0)
+        self.split.setChildrenCollapsible(False)
+        self.setCentralWidget(self.split)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.toolbar)
+        self.resize(1280, 800)
+        width = head.settings.cluster_panel_width
+        self.split.setSizes([max(self.width() - width, 400), width])
+        self.toolbar.cluster.setChecked(head.settings.cluster_panel_open)
+        self.cluster_panel.setVisible(head.settings.cluster_panel_open)
+        self.toolbar.clusterToggled.connect(self._show_cluster)
+        self.toolbar.set_model_name(model_name)
 
         self.load_bar.set_model_name(model_name)
         self.load_bar.set_automatic(head.policy.automatic)
@@ -76,6 +82,7 @@ class MainWindow(QMainWindow):
         head.check_all()
 
         self.bridge.stateChanged.connect(self._on_state)
+        self.split.splitterMoved.connect(lambda _pos, _i: self._keep_cluster_width())
         self.bridge.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self.bridge.workerBack.connect(self._offer_worker)
         self.load_bar.loadRequested.connect(self.load)
@@ -111,6 +118,14 @@ class MainWindow(QMainWindow):
             plan = default_plan(str(self.model_path), counts, self.head.settings.n_ctx)
         self.head.load(plan.model_copy(update={"model_name": self.model_name}))
 
+    def _show_cluster(self, shown: bool) -> None:
+        self.cluster_panel.setVisible(shown)
+        self.head.settings.cluster_panel_open = shown
+
+    def _keep_cluster_width(self) -> None:
+        if self.cluster_panel.isVisible():
+            self.head.settings.cluster_panel_width = max(200, self.split.sizes()[1])
+
     def _offer_worker(self, back: WorkerBack) -> None:
         self.load_bar.offer_worker(back.address, back.label)
 
@@ -119,12 +134,13 @@ class MainWindow(QMainWindow):
         self.model_name = Path(path).name
         self.head.set_model_path(path)
         self.load_bar.set_model_name(self.model_name)
+        self.toolbar.set_model_name(self.model_name)
         self.plan_feed.set_model(path)
         self.load()  # waits for the new model's plan
 
     def _on_state(self, state: EngineState) -> None:
         self.load_bar.show_state(state)
-        self.placement.show_state(state)
+        self.toolbar.show_state(state)
         self.loaded_view.show_state(state)
         if isinstance(state, Ready):
             self.chat.set_client(self.head.client())
