@@ -79,6 +79,39 @@ class Report:
         self.close()
 
 
+class HashingFile:
+    """The partial file, hashed as it is written (one pass over the bytes instead of two).
+    A resume hashes the kept prefix first; if huggingface_hub rewinds the file (a server that
+    ignored Range), the running hash is dropped and the file is hashed at the end."""
+
+    def __init__(self, f, prefix: Path | None):
+        self._f = f
+        self._h = hashlib.sha256()
+        self.valid = True
+        if prefix is not None:
+            with prefix.open("rb") as old:
+                for block in iter(lambda: old.read(4 << 20), b""):
+                    self._h.update(block)
+
+    def write(self, data: bytes) -> int:
+        self._h.update(data)
+        return self._f.write(data)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seek(self, *args) -> int:
+        self.valid = False
+        return self._f.seek(*args)
+
+    def truncate(self, *args) -> int:
+        self.valid = False
+        return self._f.truncate(*args)
+
+    def hexdigest(self) -> str | None:
+        return self._h.hexdigest() if self.valid else None
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -128,11 +161,12 @@ def run(req: dict) -> int:
         cache_locks = Path(cache_dir) / ".locks" / storage.name
         with _lock(cache_locks / f"{meta.etag}.layerlab.lock"):
             if not blob.exists():
-                with partial.open("ab") as f:
+                with partial.open("ab") as raw:
                     have = partial.stat().st_size
+                    f = HashingFile(raw, partial if have else None)
                     http_get(
                         meta.location,
-                        f,
+                        f,  # type: ignore[arg-type]
                         resume_size=have,
                         headers=build_hf_headers(token=token),
                         expected_size=meta.size,
@@ -142,7 +176,7 @@ def run(req: dict) -> int:
                 _say(event="verifying")
                 want = req.get("sha256")
                 if want:
-                    got = _sha256(partial)
+                    got = f.hexdigest() or _sha256(partial)
                     if got != want:
                         partial.unlink()
                         _say(event="error", kind="corrupt", sha256=got)
