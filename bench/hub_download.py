@@ -17,7 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from tests.support.hub_standin import HubStandIn  # noqa: E402
+import contextlib
+
+from tests.support.hub_standin import HubStandIn
 
 
 def cpu() -> str:
@@ -98,7 +100,7 @@ def main() -> None:
                 pass
 
         def hooked():
-            try:
+            with contextlib.suppress(BaseException):
                 hf_hub_download(
                     "bench/Big-GGUF",
                     blob.name,
@@ -106,8 +108,6 @@ def main() -> None:
                     endpoint=hub.endpoint,
                     tqdm_class=Raising,
                 )
-            except BaseException:
-                pass
 
         th = threading.Thread(target=hooked)
         th.start()
