@@ -136,10 +136,12 @@ def main() -> None:
         mh.close()
         print("stopping a 20 MiB/s transfer:")
         print(
-            f"  raise from the tqdm hook : {hook_s * 1000:6.0f} ms, {hook_b / 2**20:5.1f} MiB more sent"
+            f"  raise from the tqdm hook : {hook_s * 1000:6.0f} ms, "
+            f"{hook_b / 2**20:5.1f} MiB more sent"
         )
         print(
-            f"  end the transfer process : {kill_s * 1000:6.0f} ms, {kill_b / 2**20:5.1f} MiB more sent"
+            f"  end the transfer process : {kill_s * 1000:6.0f} ms, "
+            f"{kill_b / 2**20:5.1f} MiB more sent"
         )
 
 

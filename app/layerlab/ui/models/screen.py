@@ -159,6 +159,7 @@ class ModelsScreen(QWidget):
         b.badge.connect(self._show_badge)
         b.badgesDone.connect(self._show_recommended)
         b.libraryListed.connect(self._show_library)
+        b.downloadChanged.connect(self._download_status)
         b.problem.connect(lambda where, words: self.status.setText(words))
         self.bridge.list_library()  # disk only
 
@@ -247,6 +248,12 @@ class ModelsScreen(QWidget):
         if q is not None:
             self.bridge.download(self.repo_id, q)
             self.status.setText(f"Downloading {self.repo_id}:{q.tag}.")
+
+    def _download_status(self, item) -> None:
+        if item.state == "done":
+            self.status.setText(f"{item.name} is downloaded and checked; it is in the Library.")
+        elif item.state == "failed":
+            self.status.setText(item.note)
 
     # -- library ------
     def _show_library(self, rows: list) -> None:
