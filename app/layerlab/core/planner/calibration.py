@@ -70,8 +70,12 @@ def device_identity(machine: str, name: str) -> str:
 
 
 def bare_name(name: str) -> str:
-    """'AMD EPYC 7B13 on 127.0.0.1:50052' -> 'AMD EPYC 7B13' (worker devices name their place)."""
-    return name.split(" on ", 1)[0].strip()
+    """The part a device name names: 'AMD EPYC 7B13 on 127.0.0.1:50052' (a worker's device)
+    and 'Host RAM (AMD EPYC 7B13)' (the head's CPU) are both 'AMD EPYC 7B13'."""
+    part = name.split(" on ", 1)[0].strip()
+    if part.startswith("Host RAM (") and part.endswith(")"):
+        part = part[len("Host RAM (") : -1]
+    return part
 
 
 class Calibration:
