@@ -8,6 +8,7 @@ import sys
 from layerlab import __version__
 from layerlab.cli import (
     app_cmd,
+    bench_cmd,
     chat_cmd,
     devices_cmd,
     models_cmd,
@@ -25,6 +26,7 @@ SUBCOMMANDS = [
     ("devices", devices_cmd),
     ("pair", pair_cmd),
     ("chat", chat_cmd),
+    ("bench", bench_cmd),
     ("models", models_cmd),
 ]
 
