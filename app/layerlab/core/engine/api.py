@@ -1,7 +1,9 @@
 """The engine's OpenAI-compatible HTTP API (FastAPI + uvicorn), on loopback with a token.
 
-One path serves LayerLab's chat pane and any other local app: chat completions (SSE
-streaming or not), models, health, plus LayerLab's placement and status routes.
+One path serves LayerLab's chat pane and any other local app. This module holds the line
+(one answer at a time) and LayerLab's own routes (health, placement, status, the chat's
+token meter); the OpenAI routes live in openai_routes.py, their requests in
+openai_protocol.py.
 The model answers one request at a time; a few more wait in line, the rest are told so.
 """
 
@@ -9,75 +11,44 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 
 from layerlab.core.api_auth import api_error as error
 from layerlab.core.api_auth import require_bearer_key
 from layerlab.core.engine.model_session import ModelSession
+from layerlab.core.engine.openai_protocol import ChatMessage
+from layerlab.core.engine.openai_routes import read_request, register
 
 MAX_WAITING = 4  # requests allowed to queue behind the one being answered
 COLLECT_INTERVAL_S = 0.003  # how often a streaming answer's new pieces are picked up
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "user", "assistant", "tool"]
-    content: str | list[Any] | None = ""
-
-
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    messages: list[ChatMessage] = Field(min_length=1)
-    model: str | None = None
-    stream: bool = False
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=0.7, ge=0)
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    top_k: int = Field(default=40, ge=0)
-    min_p: float = Field(default=0.05, ge=0, le=1)
-    repeat_penalty: float = Field(default=1.0, gt=0)
-    seed: int | None = None
-    stop: str | list[str] | None = None
-
-    def sampling(self) -> dict:
-        return {
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "min_p": self.min_p,
-            "repeat_penalty": self.repeat_penalty,
-            "seed": self.seed,
-            "stop": self.stop or [],
-        }
-
-
-class CompletionRequest(ChatRequest):
-    """A plain completion (OpenAI's legacy /v1/completions): the prompt goes in as written."""
-
-    messages: list[ChatMessage] = Field(default_factory=list)  # type: ignore[assignment]
-    prompt: str = Field(min_length=1)
-
-
-class TokenizeRequest(BaseModel):
+class MeterRequest(BaseModel):
     """What the chat's context meter counts: messages (through the model's own template, as
     an answer to them would see them) or plain text."""
 
     model_config = ConfigDict(extra="ignore")
     messages: list[ChatMessage] | None = None
     text: str | None = None
+
+
+class BenchRequest(BaseModel):
+    """A llama-bench style measurement on the loaded model (core/engine/measure.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_prompt: int = Field(default=512, ge=0, le=8192)
+    n_gen: int = Field(default=128, ge=0, le=8192)
+    reps: int = Field(default=5, ge=1, le=50)
+    seed: int = 42
 
 
 class Line:
@@ -148,15 +119,6 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             "state": "generating" if session.generating else "idle",
         }
 
-    @app.get("/v1/models")
-    async def models() -> dict:
-        return {
-            "object": "list",
-            "data": [
-                {"id": model_id, "object": "model", "created": int(started), "owned_by": "layerlab"}
-            ],
-        }
-
     @app.get("/layerlab/placement")
     async def placement() -> dict:
         return asdict(session.placement) if session.placement else {}
@@ -171,46 +133,10 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             "loaded": session.loaded(),
         }
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError) as e:
-            return error(400, f"The request body is not valid JSON: {e}", "invalid_request_error")
-        try:
-            req = ChatRequest.model_validate(body)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            return error(400, f"Invalid request: {where}: {first['msg']}", "invalid_request_error")
-        place = line.admit()
-        if place is None:
-            return error(
-                429, "The model is busy answering other requests; try again shortly.", "busy"
-            )
-        messages = [m.model_dump(exclude_none=True) for m in req.messages]
-        return await _answer(
-            place, req, lambda stop: session.stream_chat(messages, stop, **req.sampling())
-        )
-
-    @app.post("/v1/completions")
-    async def completion(request: Request):
-        req = await _read(request, CompletionRequest)
-        if not isinstance(req, CompletionRequest):
-            return req
-        place = line.admit()
-        if place is None:
-            return error(
-                429, "The model is busy answering other requests; try again shortly.", "busy"
-            )
-        return await _answer(
-            place, req, lambda stop: session.stream_completion(req.prompt, stop, **req.sampling())
-        )
-
     @app.post("/layerlab/tokenize")
     async def tokenize(request: Request):
-        req = await _read(request, TokenizeRequest)
-        if not isinstance(req, TokenizeRequest):
+        req = await read_request(request, MeterRequest)
+        if not isinstance(req, MeterRequest):
             return req
         template = session.chat_template()
         if req.messages is not None:
@@ -227,28 +153,36 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             "chat_template": bool(template),
         }
 
-    async def _read(request: Request, kind: type[BaseModel]):
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError) as e:
-            return error(400, f"The request body is not valid JSON: {e}", "invalid_request_error")
-        try:
-            return kind.model_validate(body)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            return error(400, f"Invalid request: {where}: {first['msg']}", "invalid_request_error")
+    @app.post("/layerlab/bench")
+    async def bench(request: Request):
+        # The bench takes its turn in the same line as answers: never two users of the model.
+        req = await read_request(request, BenchRequest)
+        if not isinstance(req, BenchRequest):
+            return req
+        place = line.admit()
+        if place is None:
+            return error(429, "The model is busy answering other requests.", "busy")
+        from layerlab.core.engine.measure import measure
 
-    async def _answer(place: Place, req: ChatRequest, start):
-        if req.stream:
-            return _StreamInLine(place, _sse(start), ping=15)
+        stop = threading.Event()
         try:
-            chunks = [c async for c in _generate(start)]
-        except Exception as e:
-            return error(500, f"The engine failed while answering: {e}", "engine_error")
+            async with line.lock:
+                loop = asyncio.get_running_loop()
+                job = loop.run_in_executor(
+                    executor,
+                    lambda: measure(session, req.n_prompt, req.n_gen, req.reps, stop, req.seed),
+                )
+                try:
+                    result = await asyncio.shield(job)
+                except asyncio.CancelledError:
+                    stop.set()  # the client left: end between decodes, then give the model back
+                    await job
+                    raise
+        except (ValueError, RuntimeError) as e:
+            return error(400, f"The bench could not run: {e}", "bench_error")
         finally:
             place.leave()
-        return _collect(chunks, model_id)
+        return result.to_dict()
 
     async def _generate(start) -> AsyncIterator[dict]:
         async with line.lock:
@@ -288,40 +222,7 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
                 stop.set()
                 await asyncio.shield(done)
 
-    async def _sse(start) -> AsyncIterator[dict]:
-        try:
-            async for chunk in _generate(start):
-                yield {"data": json.dumps(chunk)}
-        except Exception as e:
-            yield {"data": json.dumps({"error": {"message": str(e), "type": "engine_error"}})}
-        yield {"data": "[DONE]"}
-
+    app.state.line = line
+    app.state.stream_in_line = lambda place, content: _StreamInLine(place, content, ping=15)
+    register(app, session, _generate, model_id, started)
     return app
-
-
-def _piece(choice: dict) -> str:
-    """A chunk's text: a chat chunk's delta, or a plain completion's text."""
-    return (choice.get("delta") or {}).get("content") or choice.get("text") or ""
-
-
-def _collect(chunks: list[dict], model_id: str) -> JSONResponse:
-    text = "".join(_piece(c["choices"][0]) for c in chunks if c["choices"])
-    last = chunks[-1] if chunks else {}
-    finish = last.get("choices", [{}])[0].get("finish_reason") if last else None
-    return JSONResponse(
-        {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model_id,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish,
-                }
-            ],
-            "usage": last.get("usage"),
-            "timings": last.get("timings"),
-        }
-    )

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
 
@@ -48,6 +49,74 @@ class Timings:
                 self.predicted_n / self.predicted_ms * 1000 if self.predicted_ms else None
             ),
         }
+
+
+class ContextTooLong(ValueError):
+    """The prompt alone fills the model's context: the client's to shorten."""
+
+    def __init__(self, n_ctx: int, n_prompt: int):
+        super().__init__(
+            f"This model's context holds {n_ctx} tokens, and the request's prompt is "
+            f"{n_prompt} tokens: shorten it (or load the model with a larger context)."
+        )
+        self.n_ctx = n_ctx
+        self.n_prompt = n_prompt
+
+
+@dataclass
+class Sampling:
+    """How one answer is sampled (the API's request, in llama.cpp's terms)."""
+
+    max_tokens: int | None = None
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    typical_p: float = 1.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    mirostat_mode: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    grammar: str | None = None  # GBNF the answer must match
+    top_logprobs: int | None = None  # None: no log probabilities; else that many alternatives
+    logit_bias: dict[int, float] | None = None
+
+
+@dataclass(frozen=True)
+class TokenChoice:
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[TokenChoice]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Text of the answer as it comes, with the log probabilities of the tokens it ends."""
+
+    text: str
+    logprobs: list[TokenLogprob]
+
+
+@dataclass(frozen=True)
+class Ending:
+    finish_reason: str
+    prompt_tokens: int  # the whole prompt, cached or not
+    completion_tokens: int  # tokens in the answer (an end-of-generation token is not)
+    timings: Timings
+    stopped_by_client: bool = False
 
 
 class ModelSession:
@@ -188,8 +257,9 @@ class ModelSession:
         assert self.llm is not None
         return self.llm.metadata.get("tokenizer.chat_template", "")
 
-    def render(self, messages: list[dict]) -> str:
-        """The prompt the model's own template makes of `messages`, ready for its answer."""
+    def render(self, messages: list[dict], tools: list[dict] | None = None) -> str:
+        """The prompt the model's own template makes of `messages` (and `tools`, for a
+        template that renders them), ready for its answer."""
         from llama_cpp import llama_chat_format
 
         assert self.llm is not None
@@ -203,7 +273,7 @@ class ModelSession:
             eos_token=text(self.llm.token_eos()),
             bos_token=text(self.llm.token_bos()),
         )
-        return formatter(messages=messages).prompt
+        return formatter(messages=messages, tools=tools).prompt
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as the model reads a prompt (special tokens parsed, BOS added as
@@ -212,72 +282,173 @@ class ModelSession:
         return len(self.llm.tokenize(text.encode("utf-8", "replace"), special=True))
 
     # -- answering ----------------------------------------------------------------------
-    def stream_chat(
-        self, messages: list[dict], stop_event: threading.Event, **sampling
-    ) -> Iterator[dict]:
-        """Yield OpenAI chat.completion.chunk dicts; the last carries 'timings' and 'usage'."""
+    def n_ctx(self) -> int:
         assert self.llm is not None
-        return self._stream(
-            lambda: self.llm.create_chat_completion(messages=messages, stream=True, **sampling),
-            stop_event,
-        )
+        return self.llm.n_ctx()
 
-    def stream_completion(
-        self, prompt: str, stop_event: threading.Event, **sampling
-    ) -> Iterator[dict]:
-        """Plain completion of `prompt` (no chat template): text_completion chunks, the last
-        with 'timings' and 'usage'. The chat uses it to continue a cut-off answer and for a
-        model without a chat template."""
+    def prompt_tokens(self, text: str, add_bos: bool = True) -> list[int]:
+        """`text` as the model reads a prompt: special tokens parsed, BOS added as the model
+        wants unless `add_bos` is off (a chat template writes its own), and never twice."""
         assert self.llm is not None
-        return self._stream(
-            lambda: self.llm.create_completion(prompt=prompt, stream=True, **sampling),
-            stop_event,
-        )
+        tokens = self.llm.tokenize(text.encode("utf-8", "replace"), add_bos=add_bos, special=True)
+        bos = self.llm.token_bos()
+        if len(tokens) >= 2 and tokens[0] == tokens[1] == bos:
+            tokens = tokens[1:]
+        return tokens
 
-    def _stream(self, make: Callable[[], Iterator[dict]], stop_event: threading.Event):
+    def detokenize(self, tokens: list[int]) -> str:
+        assert self.llm is not None
+        return self.llm.detokenize(tokens).decode("utf-8", "replace")
+
+    def token_pieces(self, tokens: list[int]) -> list[str]:
+        assert self.llm is not None
+        return [self.llm.detokenize([t]).decode("utf-8", "replace") for t in tokens]
+
+    def generate(
+        self, prompt: list[int], sampling: Sampling, stop_event: threading.Event
+    ) -> Iterator[Piece | Ending]:
+        """Answer `prompt` (tokens): Pieces of text as they come, then one Ending.
+
+        Our own loop over llama.cpp's sampler, not Llama.create_completion: it counts the
+        answer's tokens exactly (usage), pairs each token with its log probability without
+        logits_all (which would keep n_ctx x n_vocab floats), and takes a grammar.
+        """
         import llama_cpp.llama_cpp as low
+        from llama_cpp.llama_grammar import LlamaGrammar
 
-        assert self.llm is not None
-        low.llama_perf_context_reset(self.llm.ctx)
+        llm = self.llm
+        assert llm is not None
+        n_ctx = llm.n_ctx()
+        if len(prompt) >= n_ctx:
+            raise ContextTooLong(n_ctx, len(prompt))
+        budget = n_ctx - len(prompt)
+        if sampling.max_tokens:
+            budget = min(budget, sampling.max_tokens)
+        grammar = LlamaGrammar.from_string(sampling.grammar) if sampling.grammar else None
+        seen: dict[str, object] = {}
+        processors = None
+        want_lp = sampling.top_logprobs is not None
+        bias = sampling.logit_bias or {}
+        if want_lp or bias:
+            import numpy as np
+
+            def look(_input_ids, logits):
+                # llama.cpp's raw logits for the next token, before penalties and grammar:
+                # the model's own distribution, as OpenAI reports it.
+                for token, b in bias.items():
+                    if 0 <= token < logits.shape[0]:
+                        logits[token] += b
+                if want_lp:
+                    m = float(np.max(logits))
+                    seen["lp"] = logits - (m + float(np.log(np.sum(np.exp(logits - m)))))
+                return logits
+
+            processors = [look]
+        llm.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(32))
+        llm.last_n_tokens_size = n_ctx if sampling.repeat_last_n == -1 else sampling.repeat_last_n
+        low.llama_perf_context_reset(llm.ctx)
+        eog = low.llama_vocab_is_eog
+        vocab = llm._model.vocab
+        out: list[int] = []
+        sent = 0  # bytes of the answer already handed out
+        pending: list[TokenLogprob] = []
+        finish = "length"
+        stopped = hit_stop = False
+        stops = [s.encode("utf-8") for s in sampling.stop]
         self.generating = True
         self.last_progress = time.monotonic()
-        last: dict | None = None
-        n_chunks = 0
         try:
-            stream = make()
-            with contextlib.closing(stream):
-                for chunk in stream:
+            tokens = llm.generate(
+                prompt,
+                top_k=sampling.top_k,
+                top_p=sampling.top_p,
+                min_p=sampling.min_p,
+                typical_p=sampling.typical_p,
+                temp=sampling.temperature,
+                repeat_penalty=sampling.repeat_penalty,
+                frequency_penalty=sampling.frequency_penalty,
+                presence_penalty=sampling.presence_penalty,
+                mirostat_mode=sampling.mirostat_mode,
+                mirostat_tau=sampling.mirostat_tau,
+                mirostat_eta=sampling.mirostat_eta,
+                logits_processor=processors,
+                grammar=grammar,
+            )
+            with contextlib.closing(tokens):
+                for token in tokens:
                     self.last_progress = time.monotonic()
                     if stop_event.is_set():
+                        finish, stopped = "stop", True
                         break
-                    chunk["model"] = self.model_id  # not the file path: it names the user's home
-                    if last is not None:
-                        yield last
-                    last = chunk
-                    n_chunks += 1
+                    if eog(vocab, token):
+                        finish = "stop"
+                        break
+                    out.append(token)
+                    if want_lp:
+                        pending.append(self._logprob(token, seen["lp"], sampling.top_logprobs))
+                    text = llm.detokenize(out, prev_tokens=prompt)
+                    hit = min((i for s in stops if (i := text.find(s, sent)) >= 0), default=-1)
+                    if hit >= 0:
+                        yield Piece(text[sent:hit].decode("utf-8", "replace"), pending)
+                        sent, pending, finish, hit_stop = hit, [], "stop", True
+                        break
+                    end = _safe_end(text, stops)
+                    if end > sent:
+                        yield Piece(text[sent:end].decode("utf-8", "replace"), pending)
+                        sent, pending = end, []
+                    if len(out) >= budget:
+                        break
+            if not hit_stop:
+                # what was held back (a possible stop string's start, a partial character)
+                rest = llm.detokenize(out, prev_tokens=prompt)[sent:]
+                if rest or pending:
+                    yield Piece(rest.decode("utf-8", "replace"), pending)
         finally:
             self.generating = False
             self.last_progress = time.monotonic()
-        perf = low.llama_perf_context(self.llm.ctx)
-        timings = Timings(perf.n_p_eval, perf.t_p_eval_ms, perf.n_eval, perf.t_eval_ms)
-        if last is None:
-            last = {
-                "id": "chatcmpl-stopped",
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": self.model_id,
-                "choices": [{"index": 0, "delta": {}, "finish_reason": None}],
-            }
-        if stop_event.is_set():
-            last["choices"][0]["finish_reason"] = "stop"
-            last["stopped_by_client"] = True
-        last["timings"] = timings.to_dict()
-        # The first token comes out of the prompt's decode and the last one sampled is never
-        # decoded, so a completion of N tokens takes N - 1 generation decodes (n_eval).
-        generated = timings.predicted_n + 1 if n_chunks > 1 else 0
-        last["usage"] = {
-            "prompt_tokens": timings.prompt_n,
-            "completion_tokens": generated,
-            "total_tokens": timings.prompt_n + generated,
-        }
-        yield last
+        perf = low.llama_perf_context(llm.ctx)
+        yield Ending(
+            finish_reason=finish,
+            prompt_tokens=len(prompt),
+            completion_tokens=len(out),
+            timings=Timings(perf.n_p_eval, perf.t_p_eval_ms, perf.n_eval, perf.t_eval_ms),
+            stopped_by_client=stopped,
+        )
+
+    def _logprob(self, token: int, lp, top: int | None) -> TokenLogprob:
+        import numpy as np
+
+        assert self.llm is not None
+        piece = self.llm.detokenize([token])
+        alternatives: list[TokenChoice] = []
+        if top:
+            ids = np.argpartition(-lp, top)[:top]
+            for i in sorted(ids, key=lambda i: -lp[i]):
+                b = self.llm.detokenize([int(i)])
+                alternatives.append(
+                    TokenChoice(b.decode("utf-8", "replace"), float(lp[i]), list(b))
+                )
+        return TokenLogprob(
+            piece.decode("utf-8", "replace"), float(lp[token]), list(piece), alternatives
+        )
+
+
+def _safe_end(text: bytes, stops: list[bytes]) -> int:
+    """How much of `text` can be handed out: not a partial UTF-8 character at the end, nor
+    the beginning of a stop string that the next token may complete."""
+    end = len(text)
+    for back in range(1, min(4, end) + 1):
+        byte = text[end - back]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: look further back for the lead
+        need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte >= 0xF0 else 1
+        if need > back:
+            end -= back
+        break
+    hold = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, end), 0, -1):
+            if text[:end].endswith(s[:k]):
+                hold = max(hold, k)
+                break
+    return end - hold
