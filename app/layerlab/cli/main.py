@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerlab import __version__
 from layerlab.cli import (
     app_cmd,
     bench_cmd,
@@ -33,7 +32,14 @@ SUBCOMMANDS = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="layerlab", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"LayerLab {__version__}")
+    parser.add_argument(
+        "--version", action=_VersionAction, help="show the version, llama.cpp's build and backends"
+    )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="load the demo model on the best backend found, generate a few tokens, exit",
+    )
     app_cmd.add_arguments(parser)  # `layerlab` alone opens the window
     sub = parser.add_subparsers(dest="command")
     for name, module in SUBCOMMANDS:
@@ -43,8 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _VersionAction(argparse.Action):
+    """Prints what this LayerLab carries (llama.cpp build, RPC protocol, backend modules)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from layerlab.core.build_info import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "self_test", False) and getattr(args, "_run", None) is None:
+        from layerlab.cli.self_test import run_self_test
+
+        return run_self_test()
     run = getattr(args, "_run", app_cmd.run)
     return run(args)
 

@@ -5,6 +5,12 @@ shared libraries exist as separate files per soname, and opening `libggml.so` di
 loads a second copy with its own device registry, whose RPC devices llama.cpp never sees.
 dlsym on llama-cpp-python's own libllama handle resolves ggml's symbols in the copy
 llama.cpp really uses.
+
+The installers' llama.cpp has its backends as loadable modules (all CPU variants, Vulkan,
+CUDA): such a build registers no backend until asked, and ggml looks for the modules beside
+the executable (python, or the frozen app), not in llama_cpp/lib. `lib()` loads them from
+there once, through this same handle. There the RPC functions live in the RPC module, not in
+libllama's libraries, and are reached through the RPC registry's proc addresses.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 DEVICE_TYPE_CPU = 0
 DEVICE_TYPE_GPU = 1
@@ -56,7 +63,67 @@ def lib() -> ctypes.CDLL:
 
     handle = llama_cpp_module._lib
     _declare(handle)
+    _load_backend_modules(handle)
     return handle
+
+
+def library_dir() -> Path:
+    """llama_cpp/lib: where llama-cpp-python installed llama.cpp (and its backend modules)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("llama_cpp")
+    return Path(spec.origin).parent / "lib"
+
+
+def _load_backend_modules(h: ctypes.CDLL) -> None:
+    # A build with backends compiled in has registered them already (CPU at least): the
+    # development build. Only a module build starts with none.
+    if h.ggml_backend_reg_count() == 0:
+        h.ggml_backend_load_all_from_path(str(library_dir()).encode())
+
+
+def backends() -> list[str]:
+    """The backends llama.cpp has registered here ("CPU", "Vulkan", "RPC", ...)."""
+    h = lib()
+    return [
+        (h.ggml_backend_reg_name(h.ggml_backend_reg_get(i)) or b"").decode()
+        for i in range(h.ggml_backend_reg_count())
+    ]
+
+
+def has_backend_modules(directory: Path | None = None) -> bool:
+    """Whether this llama.cpp carries its backends as loadable modules (the installers')."""
+    names = [p.name for p in (directory or library_dir()).iterdir()]
+    return any(n.startswith(("libggml-cpu-", "ggml-cpu-")) for n in names)
+
+
+_RpcAddServer = ctypes.CFUNCTYPE(reg_t, ctypes.c_char_p)
+_RpcStartServer = ctypes.CFUNCTYPE(
+    None,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_size_t,
+    ctypes.c_size_t,
+    ctypes.POINTER(dev_t),
+)
+
+
+@cache
+def _rpc_function(name: str, prototype: type) -> ctypes._CFuncPtr:
+    """An RPC function from whichever library holds it: libllama's (built in) or the RPC
+    module's (asked through its registry, as ggml means modules to be used)."""
+    h = lib()
+    try:
+        return prototype((name, h))
+    except AttributeError:
+        pass
+    reg = h.ggml_backend_reg_by_name(b"RPC")
+    address = h.ggml_backend_reg_get_proc_address(reg, name.encode()) if reg else None
+    if not address:
+        raise RuntimeError("this llama.cpp was built without its RPC backend")
+    return prototype(address)
 
 
 def _declare(h: ctypes.CDLL) -> None:
@@ -86,16 +153,18 @@ def _declare(h: ctypes.CDLL) -> None:
     h.ggml_backend_reg_dev_count.argtypes = [reg_t]
     h.ggml_backend_reg_dev_get.restype = dev_t
     h.ggml_backend_reg_dev_get.argtypes = [reg_t, ctypes.c_size_t]
-    h.ggml_backend_rpc_add_server.restype = reg_t
-    h.ggml_backend_rpc_add_server.argtypes = [ctypes.c_char_p]
-    h.ggml_backend_rpc_start_server.restype = None
-    h.ggml_backend_rpc_start_server.argtypes = [
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_size_t,
-        ctypes.c_size_t,
-        ctypes.POINTER(dev_t),
-    ]
+    h.ggml_backend_reg_count.restype = ctypes.c_size_t
+    h.ggml_backend_reg_count.argtypes = []
+    h.ggml_backend_reg_get.restype = reg_t
+    h.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
+    h.ggml_backend_reg_name.restype = ctypes.c_char_p
+    h.ggml_backend_reg_name.argtypes = [reg_t]
+    h.ggml_backend_reg_by_name.restype = reg_t
+    h.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
+    h.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+    h.ggml_backend_reg_get_proc_address.argtypes = [reg_t, ctypes.c_char_p]
+    h.ggml_backend_load_all_from_path.restype = None
+    h.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
 
 
 def describe(dev: int) -> GgmlDevice:
@@ -139,7 +208,7 @@ def rpc_devices(endpoint: str) -> list[int]:
 
     Aborts the process if the worker is unreachable: probe it first.
     """
-    reg = lib().ggml_backend_rpc_add_server(endpoint.encode())
+    reg = _rpc_function("ggml_backend_rpc_add_server", _RpcAddServer)(endpoint.encode())
     if not reg:
         raise ConnectionError(f"worker {endpoint} reports no devices")
     h = lib()
@@ -151,6 +220,6 @@ def start_rpc_server(
 ) -> None:
     """Serve the devices over ggml RPC. Blocks forever; returns only if the bind fails."""
     arr = (dev_t * len(devices))(*devices)
-    lib().ggml_backend_rpc_start_server(
+    _rpc_function("ggml_backend_rpc_start_server", _RpcStartServer)(
         endpoint.encode(), cache_dir.encode() if cache_dir else None, n_threads, len(devices), arr
     )

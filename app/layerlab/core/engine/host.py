@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     emit(events.Progress(0.0, "loading"))
     log = LlamaLog(echo=lambda text: (sys.stderr.write(text), sys.stderr.flush()))
     keep = install_log_capture(log)  # noqa: F841 (must stay referenced)
+    from layerlab.core import ggml_lib
+
+    ggml_lib.lib()  # an installer's llama.cpp loads its backend modules here, logged above
 
     from layerlab.core.engine.model_session import ModelSession
 
