@@ -213,3 +213,25 @@ def test_the_context_chosen_in_the_map_loads_and_is_kept(qtbot, window, tmp_path
     ready = wait_ready(qtbot, win)
     assert ready.plan.n_ctx == 1024
     assert Settings.load(tmp_path / "settings.json").n_ctx == 1024
+
+
+def test_a_library_model_opens_in_the_layer_map(qtbot, window, demo_model, tmp_path):
+    import shutil
+
+    win = window()
+    win.show_page("models")
+    assert win.pages.currentWidget() is win.models
+    other = tmp_path / "library-copy.gguf"
+    shutil.copy(demo_model, other)
+    win.models.loadRequested.emit(str(other))
+    assert win.tabs.currentWidget() is win.layer_map and win.cluster_panel.isVisible()
+    qtbot.waitUntil(
+        lambda: (
+            win.layer_map.result is not None and win.layer_map.result.plan.model_path == str(other)
+        ),
+        timeout=10_000,
+    )
+    assert "press Load" in win.load_bar.message.text()
+    assert win.head.settings.model_path == str(other)
+    win.show_page("chat")
+    assert win.pages.currentWidget() is win.chat

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMainWindow, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
 from layerlab.core.engine.supervisor import EngineState, Failed, Ready, Stopped
 from layerlab.core.head import Head, WorkerBack
@@ -19,6 +19,7 @@ from layerlab.ui.devices.panel import DevicesPanel
 from layerlab.ui.head_bridge import HeadBridge
 from layerlab.ui.layer_map.panel import LayerMapPanel
 from layerlab.ui.load_bar import LoadBar
+from layerlab.ui.models import ModelsScreen
 from layerlab.ui.status.model_toolbar import ModelToolbar
 from layerlab.ui.wiring.engine_views import LoadedModelView
 from layerlab.ui.wiring.plan_feed import PlanFeeder
@@ -57,8 +58,15 @@ class MainWindow(QMainWindow):
         side_layout.addWidget(self.load_bar)
         side_layout.addWidget(self.tabs, 1)
 
+        # The middle shows one page at a time: the conversation, or the models.
+        self.models = ModelsScreen(head)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.chat)
+        self.pages.addWidget(self.models)
+        self._page_of = {"chat": self.chat, "models": self.models}
+
         self.split = QSplitter(Qt.Orientation.Horizontal)
-        self.split.addWidget(self.chat)
+        self.split.addWidget(self.pages)
         self.split.addWidget(self.cluster_panel)
         self.split.setStretchFactor(0, 1)
         self.split.setStretchFactor(1, 0)
@@ -71,6 +79,8 @@ class MainWindow(QMainWindow):
         self.toolbar.cluster.setChecked(head.settings.cluster_panel_open)
         self.cluster_panel.setVisible(head.settings.cluster_panel_open)
         self.toolbar.clusterToggled.connect(self._show_cluster)
+        self.toolbar.pageChosen.connect(self.show_page)
+        self.models.loadRequested.connect(self._open_in_layer_map)
         self.toolbar.set_model_name(model_name)
 
         self.load_bar.set_model_name(model_name)
@@ -118,6 +128,18 @@ class MainWindow(QMainWindow):
             plan = default_plan(str(self.model_path), counts, self.head.settings.n_ctx)
         self.head.load(plan.model_copy(update={"model_name": self.model_name}))
 
+    def show_page(self, key: str) -> None:
+        self.pages.setCurrentWidget(self._page_of[key])
+        self.toolbar.choose_page(key)
+
+    def _open_in_layer_map(self, path: str) -> None:
+        """The library's Load: the layer map plans that model; Load in the panel loads it."""
+        self._set_model(path)
+        self._show_cluster(True)
+        self.toolbar.cluster.setChecked(True)
+        self.tabs.setCurrentWidget(self.layer_map)
+        self.load_bar.say(f"{self.model_name}: check the layer map, then press Load.")
+
     def _show_cluster(self, shown: bool) -> None:
         self.cluster_panel.setVisible(shown)
         self.head.settings.cluster_panel_open = shown
@@ -129,13 +151,16 @@ class MainWindow(QMainWindow):
     def _offer_worker(self, back: WorkerBack) -> None:
         self.load_bar.offer_worker(back.address, back.label)
 
-    def _choose_model(self, path: str) -> None:
+    def _set_model(self, path: str) -> None:
         self.model_path = Path(path)
         self.model_name = Path(path).name
         self.head.set_model_path(path)
         self.load_bar.set_model_name(self.model_name)
         self.toolbar.set_model_name(self.model_name)
-        self.plan_feed.set_model(path)
+        self.plan_feed.set_model(path)  # the layer map plans it
+
+    def _choose_model(self, path: str) -> None:
+        self._set_model(path)
         self.load()  # waits for the new model's plan
 
     def _on_state(self, state: EngineState) -> None:
@@ -152,6 +177,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.head.save_settings()
         self.chat.shutdown()
+        self.models.close()
         self.plan_feed.close()
         self.devices.stop_sampling()
         self.share.process.stop()

@@ -4,16 +4,22 @@ tok/s, and the switch that shows or hides the cluster panel."""
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QLabel, QSizePolicy, QToolBar, QWidget
 
 from layerlab.core.engine.supervisor import EngineState, Ready
 from layerlab.ui.status.placement_label import PlacementLabel
 from layerlab.ui.status.throughput_readout import ThroughputReadout
 
+PAGES = [
+    ("chat", "Chat", "Your conversations with the loaded model"),
+    ("models", "Models", "Find models on Hugging Face, download them, and your library"),
+]
+
 
 class ModelToolbar(QToolBar):
     clusterToggled = Signal(bool)
+    pageChosen = Signal(str)  # "chat", "models", ...
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Model", parent)
@@ -29,11 +35,27 @@ class ModelToolbar(QToolBar):
         self.cluster.setCheckable(True)
         self.cluster.setChecked(True)
         self.cluster.setToolTip("Show or hide the cluster: model, workers, devices, layer map")
+        self.pages = QActionGroup(self)
+        self.pages.setExclusive(True)
+        for key, text, tip in PAGES:
+            action = QAction(text, self)
+            action.setCheckable(True)
+            action.setToolTip(tip)
+            action.setData(key)
+            self.pages.addAction(action)
+            self.addAction(action)
+        self.pages.actions()[0].setChecked(True)
+        self.pages.triggered.connect(lambda a: self.pageChosen.emit(a.data()))
+        self.addSeparator()
         self.addWidget(self.model)
         self.addWidget(self.placement)
         self.addWidget(self.throughput)
         self.addAction(self.cluster)
         self.cluster.toggled.connect(self.clusterToggled)
+
+    def choose_page(self, key: str) -> None:
+        for action in self.pages.actions():
+            action.setChecked(action.data() == key)
 
     def set_model_name(self, name: str) -> None:
         self.model.setText(name)
