@@ -155,9 +155,13 @@ def test_the_context_meter_counts_with_the_models_tokenizer(chat, head):
 def test_a_message_that_would_overflow_offers_the_choice_and_drop_oldest_fits(chat):
     c = chat.new_conversation(settings=SETTINGS)
     parent = None
-    for i in range(6):  # about 2,400 tokens of history: more than the 2,048 loaded
+    for i in range(6):  # a first turn of ~2,100 tokens: more than the 2,048 loaded (and
+        # dropping it leaves a short prompt: a long one takes the engine a while on 2 cores)
         parent = chat.store.add_message(
-            c.id, parent, "user" if i % 2 == 0 else "assistant", f"turn {i}: " + "word " * 400
+            c.id,
+            parent,
+            "user" if i % 2 == 0 else "assistant",
+            f"turn {i}: " + "word " * (2100 if i == 0 else 20),
         ).id
     with pytest.raises(ContextFull) as e:
         chat.send(c.id, "Summarize.")

@@ -1,35 +1,224 @@
-"""The chat pane: transcript, input, Send and Stop. Keeps the conversation whatever happens
-to the engine; tokens are painted at a human rate, not one repaint per token."""
+"""The chat pane: a view of the head's chat service. The conversation (Markdown, stats and
+actions per message, the branch switcher), the input with Send and Stop, the conversation's
+system prompt and sampling preset, the context meter, and the choices a turn may need (the
+context would overflow; the model has no chat template). Everything is kept in the store as
+it streams; tokens are painted at a human rate, not one repaint per token."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QPushButton, QSplitter, QVBoxLayout, QWidget
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
-from layerlab.core.chat.conversation import Conversation, Message
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from layerlab.core.chat.service import (
+    ChatService,
+    ContextFull,
+    ContextMeter,
+    NoChatTemplate,
+)
+from layerlab.core.chat.store import PRESETS, ConversationSettings, Message, Sampling, Store
+from layerlab.core.chat.templates import TEMPLATES
 from layerlab.core.chat.throughput import AnswerClock, Rates
-from layerlab.core.engine.client import EngineClient, Finished
-from layerlab.ui.chat.chat_stream import ChatStream
+from layerlab.core.engine.client import EngineClient
 from layerlab.ui.chat.message_input import MessageInput
 from layerlab.ui.chat.transcript import TranscriptView
+from layerlab.ui.chat.turn import ServiceTurn
 
 PAINT_INTERVAL_MS = 33  # ~30 repaints a second, however fast tokens arrive
+
+
+@dataclass
+class ShownMessage:
+    """A message as the pane shows it now (the answer being written grows here)."""
+
+    id: str
+    role: str
+    content: str
+    finish: str
+
+
+class ShownConversation:
+    def __init__(self) -> None:
+        self.messages: list[ShownMessage] = []
+
+
+class SamplingBox(QWidget):
+    """System prompt, preset and the details behind it, for the open conversation."""
+
+    changed = Signal(object)  # ConversationSettings
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.system_prompt = QLineEdit()
+        self.system_prompt.setPlaceholderText("System prompt (optional)")
+        self.preset = QComboBox()
+        self.preset.addItems([*PRESETS, "Custom"])
+        self.details_button = QPushButton("Details")
+        self.details_button.setCheckable(True)
+        self.details = QWidget()
+        form = QFormLayout(self.details)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.temperature = self._double(0, 2, 0.05)
+        self.top_p = self._double(0.01, 1, 0.01)
+        self.top_k = self._int(0, 1000)
+        self.min_p = self._double(0, 1, 0.01)
+        self.repeat_penalty = self._double(0.5, 2, 0.05)
+        self.max_tokens = self._int(1, 32768)
+        self.seed = self._int(-1, 2**31 - 1)
+        self.seed.setSpecialValueText("random")
+        for label, w in [
+            ("Temperature", self.temperature),
+            ("Top-p", self.top_p),
+            ("Top-k", self.top_k),
+            ("Min-p", self.min_p),
+            ("Repeat penalty", self.repeat_penalty),
+            ("Max tokens", self.max_tokens),
+            ("Seed", self.seed),
+        ]:
+            form.addRow(label, w)
+        self.details.hide()
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.system_prompt, 1)
+        top.addWidget(self.preset)
+        top.addWidget(self.details_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.details)
+        self._loading = False
+        self.details_button.toggled.connect(self.details.setVisible)
+        self.preset.currentTextChanged.connect(self._preset_chosen)
+        self.system_prompt.editingFinished.connect(self._emit)
+        for w in (self.temperature, self.top_p, self.min_p, self.repeat_penalty):
+            w.valueChanged.connect(self._detail_changed)
+        for w in (self.top_k, self.max_tokens, self.seed):
+            w.valueChanged.connect(self._detail_changed)
+        self._template = ""
+        self._drop_oldest = False
+
+    def _double(self, lo: float, hi: float, step: float) -> QDoubleSpinBox:
+        w = QDoubleSpinBox()
+        w.setRange(lo, hi)
+        w.setSingleStep(step)
+        w.setDecimals(2)
+        return w
+
+    def _int(self, lo: int, hi: int) -> QSpinBox:
+        w = QSpinBox()
+        w.setRange(lo, hi)
+        return w
+
+    def show_settings(self, s: ConversationSettings) -> None:
+        self._loading = True
+        self._template, self._drop_oldest = s.template, s.drop_oldest
+        self.system_prompt.setText(s.system_prompt)
+        self._show_sampling(s.sampling)
+        self.preset.setCurrentText(s.sampling.preset if s.sampling.preset in PRESETS else "Custom")
+        self._loading = False
+
+    def _show_sampling(self, x: Sampling) -> None:
+        self.temperature.setValue(x.temperature)
+        self.top_p.setValue(x.top_p)
+        self.top_k.setValue(x.top_k)
+        self.min_p.setValue(x.min_p)
+        self.repeat_penalty.setValue(x.repeat_penalty)
+        self.max_tokens.setValue(x.max_tokens)
+        self.seed.setValue(-1 if x.seed is None else x.seed)
+
+    def settings(self) -> ConversationSettings:
+        seed = self.seed.value()
+        sampling = Sampling(
+            self.preset.currentText(),
+            self.temperature.value(),
+            self.top_p.value(),
+            self.top_k.value(),
+            self.min_p.value(),
+            self.repeat_penalty.value(),
+            self.max_tokens.value(),
+            None if seed < 0 else seed,
+        )
+        return ConversationSettings(
+            self.system_prompt.text(), sampling, self._template, self._drop_oldest
+        )
+
+    def _preset_chosen(self, name: str) -> None:
+        if self._loading or name not in PRESETS:
+            return
+        self._loading = True
+        self._show_sampling(PRESETS[name])
+        self._loading = False
+        self._emit()
+
+    def _detail_changed(self) -> None:
+        if self._loading:
+            return
+        self._loading = True
+        self.preset.setCurrentText("Custom")
+        self._loading = False
+        self._emit()
+
+    def _emit(self) -> None:
+        if not self._loading:
+            self.changed.emit(self.settings())
+
+
+class ChoiceBar(QWidget):
+    """A question a turn needs answered, with its buttons (overflow; no chat template)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setStyleSheet("ChoiceBar { background: #fff8c5; }")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.row = QHBoxLayout()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text)
+        layout.addLayout(self.row)
+        self.hide()
 
 
 class ChatPane(QWidget):
     ratesChanged = Signal(object)  # Rates
     busyChanged = Signal(bool)
-    answerStarted = Signal(object)  # the ChatStream, for views that follow an answer
+    answerStarted = Signal(object)  # the ServiceTurn, for views that follow an answer
+    conversationsChanged = Signal()  # a title or the order may have changed (the sidebar)
+    _meter_ready = Signal(object)  # ContextMeter, from the thread that asked the engine
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, head=None, parent: QWidget | None = None):
         super().__init__(parent)
-        self.conversation = Conversation()
+        self.head = head
         self._client: EngineClient | None = None
-        self._stream: ChatStream | None = None
-        self._answer: Message | None = None
+        if head is not None:
+            self.service: ChatService = head.chat
+        else:  # a pane on its own (no head): a conversation kept in memory only
+            self.service = ChatService(lambda: self._client, store=Store(":memory:"))
+        self.conversation = ShownConversation()
+        self.conversation_id: str | None = None
+        self._turn: ServiceTurn | None = None
+        self._live: ShownMessage | None = None
+        self._live_message: Message | None = None
         self._clock: AnswerClock | None = None
         self._pending: list[str] = []
-        self.params: dict = {"temperature": 0.7, "max_tokens": 1024}
+        self._editing: str | None = None
+        self._retry = None  # the turn to run again once a choice is made
+        self.params: dict = {}  # overrides for the conversation's sampling (tests, scripts)
 
         self.transcript = TranscriptView()
         self.input = MessageInput()
@@ -38,14 +227,30 @@ class ChatPane(QWidget):
         self.stop_button.setEnabled(False)
         self.send_button.setEnabled(False)
         self.send_button.setToolTip("Ctrl+Enter")
+        self.editing_label = QLabel()
+        self.editing_label.hide()
+        self.meter = QProgressBar()
+        self.meter.setTextVisible(True)
+        self.meter.setFormat("context: –")
+        self.meter.setMaximumWidth(260)
+        self.sampling = SamplingBox()
+        self.choice = ChoiceBar()
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color: #a33;")
+        self.problem.hide()
 
         buttons = QHBoxLayout()
-        buttons.addStretch(1)
+        buttons.addWidget(self.meter)
+        buttons.addWidget(self.editing_label, 1)
+        buttons.addStretch(0)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.send_button)
         bottom = QWidget()
         bl = QVBoxLayout(bottom)
         bl.setContentsMargins(0, 0, 0, 0)
+        bl.addWidget(self.choice)
+        bl.addWidget(self.problem)
         bl.addWidget(self.input)
         bl.addLayout(buttons)
         split = QSplitter(Qt.Orientation.Vertical)
@@ -55,7 +260,8 @@ class ChatPane(QWidget):
         split.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(split)
+        layout.addWidget(self.sampling)
+        layout.addWidget(split, 1)
 
         self._paint = QTimer(self)
         self._paint.setInterval(PAINT_INTERVAL_MS)
@@ -64,47 +270,207 @@ class ChatPane(QWidget):
         self.send_button.clicked.connect(self.send)
         self.input.sendRequested.connect(self.send)
         self.stop_button.clicked.connect(self.stop)
+        self.transcript.actionRequested.connect(self._act)
+        self.sampling.changed.connect(self._settings_changed)
+        self._meter_ready.connect(self._show_meter)
+        self.problem.linkActivated.connect(self._problem_link)
+        self._closed = False
+        # one engine question at a time, joined at shutdown (never a thread outliving the pane)
+        self._meter_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-meter")
+        self.meter_value: ContextMeter | None = None
+        if self.service.store.message:
+            self._say(self.service.store.message)
 
-    # -- engine availability ------------------------------------------------------------
+    # -- engine availability ------
     def set_client(self, client: EngineClient | None) -> None:
         self._client = client
-        self.send_button.setEnabled(client is not None and self._stream is None)
+        self.send_button.setEnabled(client is not None and self._turn is None)
+        if client is not None and self.conversation_id:
+            self.refresh_meter()
 
     @property
     def busy(self) -> bool:
-        return self._stream is not None
+        return self._turn is not None
 
-    # -- a turn ---------------------------------------------------------------------------
+    # -- conversations ------
+    def new_conversation(self) -> str:
+        settings = self.sampling.settings() if self.conversation_id else ConversationSettings()
+        settings = replace(settings, template="", drop_oldest=False)
+        cid = self.service.new_conversation(settings=settings).id
+        self.open_conversation(cid)
+        self.conversationsChanged.emit()
+        return cid
+
+    def attach_sidebar(self, sidebar) -> None:
+        """Wire a ConversationSidebar to this pane: choosing opens, New starts one, and the
+        list follows titles and order as answers come. Opens the newest conversation."""
+        sidebar.newRequested.connect(self.new_conversation)
+        sidebar.conversationChosen.connect(self.open_conversation)
+        self.conversationsChanged.connect(lambda: sidebar.refresh(select=self.conversation_id))
+        newest = self.service.conversations()
+        if newest and self.conversation_id is None:
+            self.open_conversation(newest[0].id)
+            sidebar.select(newest[0].id)
+
+    def open_conversation(self, cid: str) -> None:
+        if self._turn is not None:
+            return  # the answer being written keeps its conversation on screen
+        self.conversation_id = cid
+        self._editing = None
+        self.editing_label.hide()
+        self.choice.hide()
+        self.problem.hide()
+        self.sampling.show_settings(self.service.settings(cid))
+        self._show_stored()
+        self.refresh_meter()
+
+    def _show_stored(self) -> None:
+        cid = self.conversation_id
+        if cid is None:
+            self.transcript.show_messages([])
+            self.conversation.messages = []
+            return
+        path = self.service.messages(cid)
+        store = self.service.store
+        rows = [(m, store.branch_position(m.id)) for m in path]
+        self.conversation.messages = [ShownMessage(m.id, m.role, m.content, m.finish) for m in path]
+        self.transcript.show_messages(rows)
+
+    def _settings_changed(self, settings: ConversationSettings) -> None:
+        if self.conversation_id is not None:
+            self.service.set_settings(self.conversation_id, settings)
+
+    # -- a turn ------
     def send(self) -> None:
         text = self.input.toPlainText().strip()
-        if not text or self._client is None or self._stream is not None:
+        if not text or self._client is None or self._turn is not None:
             return
+        if self.conversation_id is None:
+            self.new_conversation()
+        cid = self.conversation_id
+        self._apply_params(cid)
         self.input.clear()
-        self.conversation.add_user(text)
-        self.transcript.add_message("You", text)
-        messages = self.conversation.for_engine()
-        self._answer = self.conversation.start_answer()
-        self.transcript.add_message("LayerLab", "")
+        editing, self._editing = self._editing, None
+        self.editing_label.hide()
+        # shown at once; the store's own copies replace them when the answer starts
+        self.conversation.messages += [
+            ShownMessage("", "user", text, "stop"),
+            ShownMessage("", "assistant", "", ""),
+        ]
+        if editing:
+            self._start(lambda emit: self.service.edit(editing, text, emit), text)
+        else:
+            self._start(lambda emit: self.service.send(cid, text, emit), text)
+
+    def _apply_params(self, cid: str) -> None:
+        if not self.params:
+            return
+        s = self.service.settings(cid)
+        known = {k: v for k, v in self.params.items() if hasattr(s.sampling, k)}
+        self.service.set_settings(cid, replace(s, sampling=replace(s.sampling, **known)))
+        self.sampling.show_settings(self.service.settings(cid))
+
+    def regenerate(self, mid: str) -> None:
+        self._start(lambda emit: self.service.regenerate(mid, emit))
+
+    def continue_answer(self, mid: str) -> None:
+        self._start(lambda emit: self.service.continue_answer(mid, emit))
+
+    def edit(self, mid: str) -> None:
+        """Put the message in the input; Send makes a new branch beside it."""
+        self._editing = mid
+        self.input.setPlainText(self.service.store.message_by_id(mid).content)
+        self.editing_label.setText("Editing a message: Send makes a new branch")
+        self.editing_label.show()
+        self.input.setFocus()
+
+    def delete(self, mid: str) -> None:
+        self.service.delete_message(mid)
+        self._deleted = mid
+        self._show_stored()
+        self._say("Message deleted.", undo=True)
+
+    def undo_delete(self) -> None:
+        mid = getattr(self, "_deleted", None)
+        if mid:
+            self.service.undo_delete_message(mid)
+            self._deleted = None
+            self.problem.hide()
+            self._show_stored()
+
+    def switch(self, mid: str, step: int) -> None:
+        self.service.switch_branch(mid, step)
+        self._show_stored()
+
+    def _act(self, what: str, mid: str) -> None:
+        if self._turn is not None:
+            return
+        actions = {
+            "regenerate": self.regenerate,
+            "continue": self.continue_answer,
+            "edit": self.edit,
+            "delete": self.delete,
+            "prev": lambda m: self.switch(m, -1),
+            "next": lambda m: self.switch(m, +1),
+        }
+        if what in actions:
+            actions[what](mid)
+
+    def _start(self, call, question: str | None = None) -> None:
+        if self._client is None or self._turn is not None:
+            return
+        self.choice.hide()
+        self.problem.hide()
+        self._retry = (call, question)
         self._clock = AnswerClock()
-        self._stream = ChatStream(self._client, messages, dict(self.params), self)
-        self._stream.piece.connect(self._on_piece)
-        self._stream.finished.connect(self._on_finished)
-        self._stream.failed.connect(self._on_failed)
+        self._turn = ServiceTurn(self.service, call, self)
+        self._turn.started.connect(self._on_started)
+        self._turn.piece.connect(self._on_piece)
+        self._turn.ended.connect(self._on_ended)
+        self._turn.failed.connect(self._on_failed)
         self._set_busy(True)
-        self._paint.start()
-        self.answerStarted.emit(self._stream)
-        self._stream.start()
+        self.answerStarted.emit(self._turn)
+        self._turn.start()
 
     def stop(self) -> None:
-        if self._stream is not None:
-            self._stream.cancel()
+        if self._turn is not None:
+            self._turn.cancel()
 
     def shutdown(self, timeout: float = 3.0) -> None:
         """At close: stop the answer in progress and let its thread end."""
-        stream = self._stream
-        if stream is not None:
-            stream.cancel()
-            stream.wait(timeout)
+        self._closed = True
+        self._meter_pool.shutdown(wait=True, cancel_futures=True)
+        turn = self._turn
+        if turn is not None:
+            turn.cancel()
+            turn.wait(timeout)
+
+    def _on_started(self, m: Message) -> None:
+        self._show_stored()  # the question (and a new branch) are in the store now
+        self._live_message = m
+        self._live = next((x for x in self.conversation.messages if x.id == m.id), None)
+        if self._live is None:
+            self._live = ShownMessage(m.id, m.role, m.content, "")
+            self.conversation.messages.append(self._live)
+        else:
+            self.conversation.messages = self.conversation.messages[
+                : self.conversation.messages.index(self._live) + 1
+            ]
+            self._live.finish = ""
+        self._rerender_without_live()
+        self.transcript.start_live(m)
+        self._paint.start()
+        self.conversationsChanged.emit()
+
+    def _rerender_without_live(self) -> None:
+        store = self.service.store
+        rows = []
+        for x in self.conversation.messages:
+            if x is self._live:
+                break
+            m = store.message_by_id(x.id)
+            rows.append((m, store.branch_position(m.id)))
+        self.transcript.show_messages(rows)
 
     def _on_piece(self, text: str) -> None:
         self._pending.append(text)
@@ -112,43 +478,150 @@ class ChatPane(QWidget):
             self._clock.piece()
 
     def _flush(self) -> None:
-        if self._pending and self._answer is not None:
-            text = "".join(self._pending)
+        if self._pending and self._live is not None and self._live_message is not None:
+            self._live.content += "".join(self._pending)
             self._pending.clear()
-            self._answer.content += text
-            self.transcript.append_text(text)
+            self._live_message = replace(self._live_message, content=self._live.content)
+            self.transcript.update_live(self._live_message)
         if self._clock:
             self.ratesChanged.emit(self._clock.live())
 
-    def _on_finished(self, done: Finished) -> None:
+    def _on_ended(self, m: Message) -> None:
         self._flush()
-        rates: Rates | None = self._clock.finish(done.timings) if self._clock else None
-        if self._answer is not None:
-            self._answer.finish = "stopped" if done.stopped else (done.finish_reason or "stop")
-            self._answer.timings = done.timings
-        if done.stopped:
-            self.transcript.add_note("stopped")
+        rates: Rates | None = None
+        if m.stats:
+            rates = Rates(
+                m.stats.ttft_s, m.stats.prompt_tps, m.stats.gen_tps, m.stats.tokens or 0, True
+            )
         self._end_turn()
+        self._show_stored()
         if rates:
             self.ratesChanged.emit(rates)
+        self.refresh_meter()
+        self.conversationsChanged.emit()
 
-    def _on_failed(self, message: str) -> None:
-        self._flush()
-        if self._answer is not None:
-            self._answer.finish = f"error: {message}"
-        self.transcript.add_note(f"interrupted: {message}")
+    def _on_failed(self, e: Exception) -> None:
         self._end_turn()
+        _call, question = self._retry or (None, None)
+        if question and not self.input.toPlainText():
+            self.input.setPlainText(question)  # nothing typed is lost
+        if isinstance(e, ContextFull):
+            self._offer_overflow(e)
+        elif isinstance(e, NoChatTemplate):
+            self._offer_templates(str(e))
+        else:
+            self._say(str(e))
+        self._show_stored()
 
     def _end_turn(self) -> None:
         self._paint.stop()
-        stream, self._stream = self._stream, None
-        if stream is not None:
+        turn, self._turn = self._turn, None
+        if turn is not None:
             # Its thread emitted its last signal and is returning; no join on the GUI thread.
-            stream.deleteLater()
-        self._answer = None
+            turn.deleteLater()
+        self._live = None
+        self._live_message = None
         self._set_busy(False)
 
     def _set_busy(self, busy: bool) -> None:
         self.stop_button.setEnabled(busy)
         self.send_button.setEnabled(not busy and self._client is not None)
         self.busyChanged.emit(busy)
+
+    # -- choices and words ------
+    def _clear_choice(self) -> None:
+        while self.choice.row.count():
+            w = self.choice.row.takeAt(0).widget()
+            if w is not None:
+                w.deleteLater()
+
+    def _offer_overflow(self, e: ContextFull) -> None:
+        self._clear_choice()
+        self.choice.text.setText(str(e))
+        self.overflow_new = QPushButton("Start a new chat")
+        self.overflow_drop = QPushButton("Drop the oldest turns")
+        self.overflow_reload = QPushButton(f"Reload with {e.n_ctx * 2:,} tokens of context")
+        for b in (self.overflow_new, self.overflow_drop, self.overflow_reload):
+            self.choice.row.addWidget(b)
+        self.overflow_reload.setEnabled(self.head is not None)
+        self.overflow_new.clicked.connect(self._overflow_new_chat)
+        self.overflow_drop.clicked.connect(self._overflow_drop)
+        self.overflow_reload.clicked.connect(lambda: self._overflow_reload(e.n_ctx * 2))
+        self.choice.show()
+
+    def _overflow_new_chat(self) -> None:
+        self.choice.hide()
+        self.new_conversation()
+        self.send()
+
+    def _overflow_drop(self) -> None:
+        self.choice.hide()
+        if self.conversation_id:
+            self.service.drop_oldest_turns(self.conversation_id)
+            self.sampling.show_settings(self.service.settings(self.conversation_id))
+        self.send()
+
+    def _overflow_reload(self, n_ctx: int) -> None:
+        from layerlab.core.engine.supervisor import Ready
+
+        self.choice.hide()
+        state = self.head.state if self.head else None
+        if isinstance(state, Ready):
+            self.head.load(state.plan.model_copy(update={"n_ctx": n_ctx}))
+            self._say(
+                f"Loading the model again with {n_ctx:,} tokens of context; "
+                "send again when it is ready."
+            )
+
+    def _offer_templates(self, words: str) -> None:
+        self._clear_choice()
+        self.choice.text.setText(words)
+        self.template_list = QComboBox()
+        for key, t in TEMPLATES.items():
+            self.template_list.addItem(t.name, key)
+        self.template_use = QPushButton("Use it")
+        self.choice.row.addWidget(self.template_list, 1)
+        self.choice.row.addWidget(self.template_use)
+        self.template_use.clicked.connect(self._template_chosen)
+        self.choice.show()
+
+    def _template_chosen(self) -> None:
+        self.choice.hide()
+        if self.conversation_id:
+            self.service.choose_template(self.conversation_id, self.template_list.currentData())
+            self.sampling.show_settings(self.service.settings(self.conversation_id))
+        self.send()
+
+    def _say(self, text: str, undo: bool = False) -> None:
+        self.problem.setText(text + (' <a href="undo">Undo</a>' if undo else ""))
+        self.problem.setTextFormat(Qt.TextFormat.RichText if undo else Qt.TextFormat.PlainText)
+        self.problem.show()
+
+    def _problem_link(self, link: str) -> None:
+        if link == "undo":
+            self.undo_delete()
+
+    # -- the context meter ------
+    def refresh_meter(self) -> None:
+        """Ask the engine (off the GUI thread) how much of the context the conversation uses."""
+        cid = self.conversation_id
+        if cid is None or self._client is None:
+            self.meter.setFormat("context: –")
+            return
+
+        def ask() -> None:
+            try:
+                meter = self.service.context(cid)
+            except Exception:
+                return  # the meter keeps its last reading; the next turn asks again
+            if not self._closed:
+                self._meter_ready.emit(meter)
+
+        if not self._closed:
+            self._meter_pool.submit(ask)
+
+    def _show_meter(self, meter: ContextMeter) -> None:
+        self.meter.setMaximum(max(meter.n_ctx, 1))
+        self.meter.setValue(min(meter.used, meter.n_ctx))
+        self.meter.setFormat(f"context {meter.text()}")
+        self.meter_value = meter

@@ -1,0 +1,188 @@
+"""The chat pane and the conversation sidebar, offscreen, on the real engine (greedy)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from PySide6.QtCore import Qt, QUrl
+
+from layerlab.core.chat.store import Sampling
+from layerlab.ui.chat.chat_pane import ChatPane
+from layerlab.ui.chat.sidebar import ConversationSidebar
+from tests.chat.conftest import SETTINGS
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def pane(qtbot, head):
+    p = ChatPane(head)
+    qtbot.addWidget(p)
+    p.resize(900, 700)
+    p.show()
+    assert head.client() is not None, head.state
+    p.set_client(head.client())
+    p.open_conversation(head.chat.new_conversation(settings=SETTINGS).id)
+    yield p
+    p.shutdown()
+
+
+def ask(qtbot, pane, text: str, timeout: int = 60_000) -> None:
+    pane.input.setPlainText(text)
+    qtbot.keyClick(pane.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not pane.busy, timeout=timeout)
+
+
+def act(pane, what: str, mid: str) -> None:
+    pane.transcript.anchorClicked.emit(QUrl(f"act:{what}:{mid}"))
+
+
+def test_send_keeps_it_in_the_store_with_stats_under_the_answer(qtbot, pane, head):
+    ask(qtbot, pane, "What is the capital of France?")
+    shown = pane.conversation.messages
+    assert [m.role for m in shown] == ["user", "assistant"]
+    stored = head.chat.messages(pane.conversation_id)
+    assert [m.content for m in stored] == [m.content for m in shown]
+    text = pane.transcript.toPlainText()
+    assert "tok/s" in text and "24 tokens" in text and "on CPU: layers 0-29 + output" in text
+    assert "Regenerate" in text and "Edit" in text and "Copy" in text
+    qtbot.waitUntil(lambda: pane.meter_value is not None, timeout=10_000)
+    assert pane.meter_value.n_ctx == 2048 and "/ 2,048 tokens" in pane.meter.format()
+
+
+def test_stop_regenerate_flip_and_continue(qtbot, pane, head):
+    pane.params = {"max_tokens": 400}
+    pane.input.setPlainText("Tell me a long story about a dragon.")
+    pane.send()
+    qtbot.waitUntil(lambda: len(pane.conversation.messages[-1].content) > 40, timeout=30_000)
+    qtbot.mouseClick(pane.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not pane.busy, timeout=10_000)
+    cut = pane.conversation.messages[-1]
+    assert cut.finish == "stopped" and "[stopped]" in pane.transcript.toPlainText()
+    assert "Continue" in pane.transcript.toPlainText()
+
+    act(pane, "continue", cut.id)
+    qtbot.waitUntil(lambda: pane.busy or pane.conversation.messages[-1].finish != "stopped")
+    qtbot.waitUntil(lambda: len(pane.conversation.messages[-1].content) > len(cut.content) + 20)
+    pane.stop()
+    qtbot.waitUntil(lambda: not pane.busy, timeout=10_000)
+    assert pane.conversation.messages[-1].content.startswith(cut.content)
+
+    pane.params = {"max_tokens": 12}
+    pane._apply_params(pane.conversation_id)
+    act(pane, "regenerate", cut.id)
+    qtbot.waitUntil(
+        lambda: not pane.busy and pane.conversation.messages[-1].id != cut.id, timeout=30_000
+    )
+    assert "< 2/2 >" in pane.transcript.toPlainText()
+    act(pane, "prev", pane.conversation.messages[-1].id)
+    assert pane.conversation.messages[-1].id == cut.id
+    assert "< 1/2 >" in pane.transcript.toPlainText()
+
+
+def test_edit_makes_a_branch_and_delete_has_undo(qtbot, pane):
+    ask(qtbot, pane, "Say one word.")
+    first_q = pane.conversation.messages[0]
+    act(pane, "edit", first_q.id)
+    assert pane.input.toPlainText() == "Say one word." and pane.editing_label.isVisible()
+    pane.input.setPlainText("Say two words.")
+    pane.send()
+    qtbot.waitUntil(lambda: not pane.busy, timeout=30_000)
+    assert pane.conversation.messages[0].content == "Say two words."
+    assert "< 2/2 >" in pane.transcript.toPlainText()
+    act(pane, "prev", pane.conversation.messages[0].id)
+    assert pane.conversation.messages[0].content == "Say one word."
+
+    answer = pane.conversation.messages[-1]
+    act(pane, "delete", answer.id)
+    assert [m.role for m in pane.conversation.messages] == ["user"]
+    assert "Undo" in pane.problem.text()
+    pane.problem.linkActivated.emit("undo")
+    assert pane.conversation.messages[-1].id == answer.id
+
+
+def test_the_overflow_choice_then_drop_oldest(qtbot, pane, head):
+    store = head.chat.store
+    cid = pane.conversation_id
+    parent = None
+    for i in range(6):
+        role = "user" if i % 2 == 0 else "assistant"
+        parent = store.add_message(
+            cid, parent, role, f"turn {i}: " + "word " * (2100 if i == 0 else 20)
+        ).id
+    pane.open_conversation(cid)
+    ask(qtbot, pane, "Summarize.")
+    assert pane.choice.isVisible() and "2,048" in pane.choice.text.text()
+    assert pane.overflow_new.text() == "Start a new chat"
+    assert pane.overflow_reload.text() == "Reload with 4,096 tokens of context"
+    assert pane.input.toPlainText() == "Summarize."  # nothing typed is lost
+    qtbot.mouseClick(pane.overflow_drop, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not pane.busy, timeout=60_000)
+    assert not pane.choice.isVisible()
+    assert len(pane.conversation.messages) == 8
+    assert head.chat.settings(cid).drop_oldest
+
+
+def test_model_text_is_shown_as_text_and_links_open_only_when_clicked(qtbot, pane, head):
+    cid = pane.conversation_id
+    store = head.chat.store
+    q = store.add_message(cid, None, "user", "<b>not bold</b>")
+    store.add_message(
+        cid,
+        q.id,
+        "assistant",
+        "<script>alert(1)</script> see [docs](https://example.org)\n\n```python\nx = 1\n```\n",
+    )
+    opened = []
+    pane.transcript.open_link = opened.append
+    pane.open_conversation(cid)
+    text = pane.transcript.toPlainText()
+    assert "<b>not bold</b>" in text and "<script>alert(1)</script>" in text
+    assert opened == []
+    pane.transcript.anchorClicked.emit(QUrl("https://example.org"))
+    assert [u.toString() for u in opened] == ["https://example.org"]
+    answer = pane.conversation.messages[-1]
+    pane.transcript.anchorClicked.emit(QUrl(f"copy:{answer.id}:0"))
+    from PySide6.QtGui import QGuiApplication
+
+    assert QGuiApplication.clipboard().text() == "x = 1\n"
+
+
+def test_sampling_presets_and_system_prompt_are_kept_per_conversation(qtbot, pane, head):
+    cid = pane.conversation_id
+    pane.sampling.preset.setCurrentText("Creative")
+    assert head.chat.settings(cid).sampling == replace(
+        Sampling("Creative", 1.0, 0.98, 100, 0.02, 1.0, 1024), seed=None
+    )
+    pane.sampling.temperature.setValue(0.3)
+    assert head.chat.settings(cid).sampling.temperature == pytest.approx(0.3)
+    assert pane.sampling.preset.currentText() == "Custom"
+    pane.sampling.system_prompt.setText("Answer in French.")
+    pane.sampling.system_prompt.editingFinished.emit()
+    assert head.chat.settings(cid).system_prompt == "Answer in French."
+
+
+def test_the_sidebar_new_rename_search_delete_undo(qtbot, head, pane):
+    side = ConversationSidebar(head)
+    qtbot.addWidget(side)
+    side.show()
+    pane.attach_sidebar(side)
+    qtbot.mouseClick(side.new_button, Qt.MouseButton.LeftButton)
+    cid = pane.conversation_id
+    ask(qtbot, pane, "Tell me about zebras.")
+    assert side.list.item(0).text() == "Tell me about zebras." and side.current_id() == cid
+    side.rename(cid, "Zebras")
+    assert side.list.item(0).text() == "Zebras"
+    side.search.setText("zebras")
+    qtbot.waitUntil(lambda: side.list.count() == 1, timeout=3000)
+    side.search.setText("")
+    qtbot.waitUntil(lambda: side.list.count() > 1, timeout=3000)
+    side.select(cid)
+    qtbot.mouseClick(side.delete_button, Qt.MouseButton.LeftButton)
+    assert cid not in [
+        side.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(side.list.count())
+    ]
+    assert side.undo_bar.isVisible()
+    qtbot.mouseClick(side.undo_button, Qt.MouseButton.LeftButton)
+    assert side.current_id() == cid and pane.conversation_id == cid
