@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from layerlab.core.bench.runner import BenchRunner
 from layerlab.core.chat.service import ChatService
 from layerlab.core.cluster.discovery import DiscoveredWorker
 from layerlab.core.cluster.head_links import HeadLinks
@@ -157,6 +158,17 @@ class Head:
             self.client,
             state_dir / "chats.sqlite3" if state_dir else None,
             engine_state=lambda: self.supervisor.state,
+        )
+        # The bench: its own engine per configuration, through the same links; never while
+        # the person's model holds the machines (a worker serves one head at a time).
+        self.bench = BenchRunner(
+            lambda: EngineSupervisor(watch=watch, python=python, routes=self.links),
+            calibration_path=state_dir / "speed-calibration.json" if state_dir else None,
+            model_in_use=lambda: (
+                "Unload the model first: the bench needs the machines to itself."
+                if isinstance(self.state, Loading | Ready)
+                else ""
+            ),
         )
 
     # -- subscribing ------
@@ -556,6 +568,7 @@ class Head:
         thread: the window calls it from its shutdown, after the window is gone)."""
         self._closed = True
         self.chat.close()
+        self.bench.close()
         self._lane.close()
         self.supervisor.stop(quiet=True)
         with contextlib.suppress(Exception):
