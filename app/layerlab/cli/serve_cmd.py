@@ -51,6 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"API key clients must send (or set {KEY_ENV}); generated when omitted on loopback",
     )
     p.add_argument(
+        "--answer-any-model",
+        action="store_true",
+        help="answer requests that name another model with the loaded one (default: 404)",
+    )
+    p.add_argument(
         "--no-auto-reload",
         action="store_true",
         help="stay failed when a worker is lost instead of reloading without it",
@@ -176,7 +181,7 @@ def _serve(args: argparse.Namespace, head: Head) -> int:
         # Shown once, on the terminal only, so a local client can be pointed at it.
         print(f"layerlab: API key for this run: {key}", flush=True)
     config = uvicorn.Config(
-        create_front(head, key),
+        create_front(head, key, answer_any_model=args.answer_any_model),
         host=args.host,
         port=args.port,
         log_level="warning",

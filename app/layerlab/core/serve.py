@@ -24,7 +24,22 @@ def _unavailable(head: Head) -> JSONResponse:
     return api_error(503, message, "engine_unavailable")
 
 
-def create_front(head: Head, api_key: str) -> FastAPI:
+def _as_loaded_model(body: bytes, model: str) -> bytes:
+    """The request with its `model` set to the loaded one (the person allowed any name:
+    clients that insist on their own model names still get answers)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body  # the engine says what is wrong with it
+    if isinstance(data, dict) and data.get("model") not in (None, model):
+        data["model"] = model
+        return json.dumps(data).encode()
+    return body
+
+
+def create_front(head: Head, api_key: str, answer_any_model: bool = False) -> FastAPI:
+    """The API in front of the head's engine. With `answer_any_model` a request naming
+    another model is answered by the loaded one; without it, that is the engine's 404."""
     app = FastAPI(title="LayerLab", docs_url=None, redoc_url=None, openapi_url=None)
 
     require_bearer_key(app, api_key)
@@ -45,6 +60,8 @@ def create_front(head: Head, api_key: str) -> FastAPI:
             "Content-Type": request.headers.get("content-type", "application/json"),
         }
         body = await request.body()
+        if answer_any_model and request.method == "POST" and body:
+            body = _as_loaded_model(body, state.model)
         # loopback to our own engine: no TLS store to load, no proxy from the environment
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, read=None), verify=False, trust_env=False

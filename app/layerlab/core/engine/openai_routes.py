@@ -108,7 +108,7 @@ def sampling_of(req: Any, grammar: str | None, top_logprobs: int | None) -> Samp
         mirostat_mode=req.mirostat_mode,
         mirostat_tau=req.mirostat_tau,
         mirostat_eta=req.mirostat_eta,
-        seed=req.seed,
+        seed=req.seed if req.seed is None or req.seed >= 0 else None,  # -1: a new one each time
         stop=list(req.stop or []),
         grammar=grammar,
         top_logprobs=top_logprobs,
