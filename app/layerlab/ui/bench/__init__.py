@@ -1,0 +1,1 @@
+"""The Bench screen: compare splits side by side, apply the fastest."""
