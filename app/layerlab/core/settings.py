@@ -68,6 +68,7 @@ class Settings(BaseModel):
     cluster_panel_width: int = Field(
         560, ge=200, le=4000, description="the cluster panel's width in the window, in pixels"
     )
+    welcomed: bool = Field(False, description="the first-start welcome has been shown")
     _problems: list[str] = PrivateAttr(default_factory=list)  # what load() had to drop or set aside
 
     @property

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from layerlab.core.demo_model import DEMO_NAME, DemoModelMissing, demo_model_path
 from layerlab.core.head import Head
 from layerlab.core.settings import Settings
+from layerlab.ui.about import app_icon
 from layerlab.ui.main_window import MainWindow
 
 
@@ -44,6 +45,37 @@ def quit_on_signals(app: QApplication) -> QTimer:
     return tick
 
 
+def add_help_menu(window: MainWindow) -> None:
+    """Help > About LayerLab (the window itself stays as main_window builds it)."""
+    from layerlab.ui.about import AboutDialog
+
+    def about() -> None:
+        # One box per window, made on first use (it asks llama.cpp for the devices then) and
+        # kept: deleting a dialog on close while its signals are being delivered crashes
+        # PySide6 (seen here).
+        dialog = window.findChild(AboutDialog)
+        if dialog is None:
+            dialog = AboutDialog(window)
+        dialog.open()
+
+    window.menuBar().addMenu("&Help").addAction("&About LayerLab", about)
+
+
+def welcome_once(window: MainWindow, head: Head) -> None:
+    """The first start's welcome; the demo model loads meanwhile, as on every start."""
+    from layerlab.ui.welcome import MODELS, WelcomeDialog
+
+    dialog = WelcomeDialog(window)  # goes with the window
+    dialog.chosen.connect(lambda choice: choice == MODELS and window.show_page("models"))
+
+    def seen() -> None:
+        head.settings.welcomed = True
+        head.save_settings()
+
+    dialog.finished.connect(seen)
+    dialog.open()
+
+
 def run_app(argv: list[str], model: str | None = None, autoload: bool = True) -> int:
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("LayerLab")
@@ -55,7 +87,11 @@ def run_app(argv: list[str], model: str | None = None, autoload: bool = True) ->
         return 1
     head = Head(settings, Settings.default_path())
     window = MainWindow(head, path, name)
+    app.setWindowIcon(app_icon())
+    add_help_menu(window)
     window.show()
+    if not settings.welcomed:
+        welcome_once(window, head)
     if note:
         window.statusBar().showMessage(note, 15000)
     tick = quit_on_signals(app)
