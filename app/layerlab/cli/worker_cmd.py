@@ -54,9 +54,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     share.add_argument(
         "--json-events", action="store_true", help="print events as JSON lines (for the GUI)"
     )
+    service = p.add_argument_group("as a service (Linux, systemd)")
+    service.add_argument(
+        "--install-service",
+        action="store_true",
+        help="run this worker (with the options given) as a user service, started at log-in",
+    )
+    service.add_argument(
+        "--uninstall-service", action="store_true", help="stop and remove the worker service"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.install_service or args.uninstall_service:
+        from layerlab.cli import worker_service
+
+        argv = sys.argv[sys.argv.index("worker") + 1 :] if "worker" in sys.argv else []
+        code, words = (
+            worker_service.uninstall() if args.uninstall_service else worker_service.install(argv)
+        )
+        print(f"layerlab worker: {words}", file=sys.stderr if code else sys.stdout)
+        return code
     from layerlab.core.cluster.worker import WorkerOptions, WorkerStartError, run_worker
 
     try:
