@@ -85,7 +85,7 @@ class WelcomeDialog(QDialog):
         layout.addWidget(self.devices)
         layout.addWidget(self.next)
         layout.addLayout(buttons)
-        self.setMinimumWidth(520)
+        self.setMinimumWidth(600)
 
         self.choice = ""
         self.runtime: Runtime | None = None
@@ -114,8 +114,8 @@ class WelcomeDialog(QDialog):
             )
             if not any(d["type"] in ("gpu", "igpu") for d in runtime.devices):
                 body += (
-                    "No GPU was found, so models run on the processor. A GPU needs its "
-                    "driver (with Vulkan, or CUDA for NVIDIA) installed."
+                    "<p>No GPU was found, so models run on the processor. A GPU needs its "
+                    "driver (with Vulkan, or CUDA for NVIDIA) installed.</p>"
                 )
         self.devices.setText(f"<b>Devices on this machine</b><br>{body}")
 
