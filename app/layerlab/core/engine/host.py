@@ -50,13 +50,21 @@ def check_workers(plan: LoadPlan) -> None:
             sys.exit(3)
 
 
+def parent_alive(parent_pid: int) -> bool:
+    if os.name == "nt":  # Windows never re-parents an orphan: getppid() keeps the dead id
+        import psutil
+
+        return psutil.pid_exists(parent_pid)
+    return os.getppid() == parent_pid
+
+
 def end_with_parent(parent_pid: int, interval: float = 0.5) -> None:
     """Exit when the process that started us is gone (killed, crashed, closed without
     stopping us): an orphaned engine would hold the model's memory and a port forever."""
 
     def watch() -> None:
         while True:
-            if os.getppid() != parent_pid:
+            if not parent_alive(parent_pid):
                 os._exit(0)
             time.sleep(interval)
 
