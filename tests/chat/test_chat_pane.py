@@ -45,7 +45,7 @@ def test_send_keeps_it_in_the_store_with_stats_under_the_answer(qtbot, pane, hea
     stored = head.chat.messages(pane.conversation_id)
     assert [m.content for m in stored] == [m.content for m in shown]
     text = pane.transcript.toPlainText()
-    assert "tok/s" in text and "24 tokens" in text and "on CPU: layers 0-29 + output" in text
+    assert "tok/s" in text and " tokens · " in text and "on CPU: layers 0-29 + output" in text
     assert "Regenerate" in text and "Edit" in text and "Copy" in text
     qtbot.waitUntil(lambda: pane.meter_value is not None, timeout=10_000)
     assert pane.meter_value.n_ctx == 2048 and "/ 2,048 tokens" in pane.meter.format()
