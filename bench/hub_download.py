@@ -1,13 +1,24 @@
 """Download throughput through LayerLab vs huggingface_hub's own hf_hub_download, same file,
 same stand-in, one run; and how fast each way of stopping really stops the transfer.
 
-    .venv/bin/python bench/hub_download.py [--mb 200]
+    .venv/bin/python bench/hub_download.py [--mb 300] [--rounds 5]
+
+LayerLab's time runs from Download to a verified file in the cache; hf_hub_download's from
+its call to its return. The stand-in serves from a process of its own (a real hub is another
+machine; in this process it would share the GIL with hf_hub_download but not with LayerLab's
+transfer process). The ways are interleaved round by round and each ratio is the median of the
+rounds' ratios, so a load spike from elsewhere on the machine hits both sides of a ratio. The
+CPU seconds per GiB (client side: this process plus its children) do not depend on the load.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import os
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,11 +26,33 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
 
-import contextlib
+from tests.support.hub_standin import HubStandIn  # noqa: E402
 
+WAYS = {
+    "hf": "hf_hub_download (no sha256 check)",
+    "ll": "LayerLab, repo opened first (sha256 checked while writing)",
+    "ll_cold": "LayerLab, nothing started before Download",
+    "hf_sha": "hf_hub_download, then sha256 of the file",
+    "ll_nosha": "LayerLab with the sha256 check off (comparison only)",
+}
+RATIOS = {
+    "LayerLab / hf_hub_download (target >= 0.95)": ("ll", "hf"),
+    "both checking sha256 (LayerLab / hf + sha256 after)": ("ll", "hf_sha"),
+    "neither checking (LayerLab no sha256 / hf)": ("ll_nosha", "hf"),
+    "LayerLab from a cold start / hf": ("ll_cold", "hf"),
+}
+SERVE = """
+import sys
+sys.path.insert(0, sys.argv[1])
 from tests.support.hub_standin import HubStandIn
+with HubStandIn() as hub:
+    hub.add_repo("bench/Big-GGUF", sys.argv[2])
+    print(hub.endpoint, flush=True)
+    sys.stdin.read()
+"""
 
 
 def cpu() -> str:
@@ -27,10 +60,17 @@ def cpu() -> str:
     return next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln), "?")
 
 
+def cpu_s() -> float:
+    """CPU seconds of this process and its finished children."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mb", type=int, default=200)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--mb", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     from huggingface_hub import hf_hub_download
 
@@ -47,37 +87,93 @@ def main() -> None:
         chunk = os.urandom(1 << 20)
         for _ in range(args.mb):
             f.write(chunk)
+    sha = hashlib.sha256(blob.read_bytes()).hexdigest()
+    entry = HubFileEntry(blob.name, blob.stat().st_size, sha)
+    unchecked = HubFileEntry(blob.name, blob.stat().st_size, "")
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(ROOT), str(repo)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    endpoint = server.stdout.readline().strip()
+    secs: dict[str, list[float]] = {k: [] for k in WAYS}
+    cpus: dict[str, list[float]] = {k: [] for k in WAYS}
+    n = 0
+
+    def ours(e: HubFileEntry, warm: bool) -> tuple[float, float]:
+        nonlocal n
+        n += 1
+        cfg = HubConfig(
+            endpoint=endpoint,
+            cache_dir=tmp / f"cache-{n}",
+            state_dir=tmp / f"state-{n}",
+            offline=False,
+            margin_bytes=0,
+        )
+        mh = ModelHub(cfg)
+        if warm:
+            # what opening the repo on the Models screen (or `models pull` listing its
+            # files) does: the transfer's Python starts while the person looks
+            mh.downloads.prepare()
+            time.sleep(1.5)
+        c, t = cpu_s(), time.perf_counter()
+        item = mh.downloads.add("bench/Big-GGUF", "Q4_K_M", [e])
+        done = mh.downloads.wait(item.id)
+        took = time.perf_counter() - t
+        assert done.state == "done", done.note
+        mh.close()
+        return took, cpu_s() - c
+
+    def theirs(check: bool) -> tuple[float, float]:
+        nonlocal n
+        n += 1
+        c, t = cpu_s(), time.perf_counter()
+        path = hf_hub_download(
+            "bench/Big-GGUF", blob.name, cache_dir=tmp / f"cache-{n}", endpoint=endpoint
+        )
+        if check:  # what it takes to know the file is the hub's: hash it after
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                while block := f.read(4 << 20):
+                    h.update(block)
+            assert h.hexdigest() == sha
+        return time.perf_counter() - t, cpu_s() - c
+
+    try:
+        for _ in range(args.rounds):
+            for k in WAYS:
+                if k.startswith("hf"):
+                    s, c = theirs(k == "hf_sha")
+                else:
+                    s, c = ours(unchecked if k == "ll_nosha" else entry, k != "ll_cold")
+                secs[k].append(s)
+                cpus[k].append(c)
+            for p in tmp.glob("cache-*"):
+                shutil.rmtree(p, ignore_errors=True)  # keep the disk from filling
+    finally:
+        server.stdin.close()
+        server.wait(10)
+
+    def median(xs: list[float]) -> float:
+        return sorted(xs)[len(xs) // 2]
+
+    gib = entry.size / 2**30
+    print(f"CPU: {cpu()}, {os.cpu_count()} cores (the stand-in and the client share them)")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print(f"file {args.mb} MiB from the stand-in on loopback, {args.rounds} rounds, medians")
+    for k, label in WAYS.items():
+        print(
+            f"  {label:<58}: {entry.size / median(secs[k]) / 2**20:7.1f} MiB/s, "
+            f"{median(cpus[k]) / gib:5.2f} CPU s/GiB"
+        )
+    print("ratios of speed (median of each round's ratio):")
+    for label, (a, b) in RATIOS.items():
+        r = median([tb / ta for ta, tb in zip(secs[a], secs[b], strict=True)])
+        print(f"  {label:<52}: {r:.2f}")
+
     with HubStandIn() as hub:
         r = hub.add_repo("bench/Big-GGUF", repo)
-        sha = r.sha256(blob)
-        entry = HubFileEntry(blob.name, blob.stat().st_size, sha)
-        ours, theirs = [], []
-        for i in range(args.rounds):
-            cache = tmp / f"hf-{i}"
-            t = time.perf_counter()
-            hf_hub_download("bench/Big-GGUF", blob.name, cache_dir=cache, endpoint=hub.endpoint)
-            theirs.append(entry.size / (time.perf_counter() - t))
-            cfg = HubConfig(
-                endpoint=hub.endpoint,
-                cache_dir=tmp / f"ll-{i}",
-                state_dir=tmp / f"st-{i}",
-                offline=False,
-                margin_bytes=0,
-            )
-            mh = ModelHub(cfg)
-            t = time.perf_counter()
-            item = mh.downloads.add("bench/Big-GGUF", "Q4_K_M", [entry])
-            done = mh.downloads.wait(item.id)
-            ours.append(entry.size / (time.perf_counter() - t))
-            assert done.state == "done", done.note
-            mh.close()
-        o, h = sorted(ours)[len(ours) // 2], sorted(theirs)[len(theirs) // 2]
-        print(f"CPU: {cpu()}")
-        print(f"file {args.mb} MiB, {args.rounds} rounds, medians (LayerLab includes its sha256)")
-        print(f"hf_hub_download : {h / 2**20:8.1f} MiB/s")
-        print(f"LayerLab        : {o / 2**20:8.1f} MiB/s")
-        print(f"ratio LayerLab / hf_hub_download: {o / h:.2f} (target >= 0.95)")
-
         # stopping: a hook that raises (in-process) vs ending the transfer's process
         r.rate = 20 * 2**20
         stop = threading.Event()

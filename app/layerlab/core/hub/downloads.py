@@ -28,7 +28,6 @@ from typing import Literal
 from layerlab.core.hub.config import HubConfig
 from layerlab.core.hub.problems import HubProblem
 from layerlab.core.hub.quants import HubFileEntry
-from layerlab.core.hub.transfer import TOKEN_ENV
 from layerlab.core.units import format_bytes
 
 DownloadState = Literal[
@@ -53,6 +52,7 @@ class DownloadItem:
     note: str = ""  # what is happening, in words ("trying again in 4 s")
     problem: HubProblem | None = None
     path: str = ""  # the first file, once done (llama.cpp loads a split from its first part)
+    restored: bool = False  # left unfinished by the last run, not yet continued
     _samples: deque = field(default_factory=lambda: deque(maxlen=64), repr=False)
 
     @property
@@ -88,6 +88,17 @@ class DownloadItem:
             self.eta_s = (self.total - done) / self.speed if self.speed > 0 else None
 
 
+def _end(proc: subprocess.Popen) -> None:
+    """End a transfer process that has not started (a spare) and close its pipes."""
+    with contextlib.suppress(OSError):
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
 def duration_text(s: float) -> str:
     s = round(s)
     if s < 60:
@@ -120,6 +131,7 @@ class DownloadManager:
         self._items: list[DownloadItem] = []
         self._ids = itertools.count(1)
         self._procs: dict[int, subprocess.Popen] = {}
+        self._spare: subprocess.Popen | None = None
         self._subscribers: list[Callable[[DownloadItem], None]] = []
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -167,6 +179,7 @@ class DownloadManager:
             if item is None or item.state not in ("paused", "failed"):
                 return
             item.state, item.note, item.problem = "queued", "", None
+            item.restored = False
             self._start_thread()
             self._wake.notify_all()
         self._changed(item)
@@ -204,7 +217,10 @@ class DownloadManager:
         with self._lock:
             self._closed = True
             procs = list(self._procs.values())
+            spare, self._spare = self._spare, None
             self._wake.notify_all()
+        if spare is not None:
+            _end(spare)
         for p in procs:
             with contextlib.suppress(OSError):
                 p.kill()
@@ -342,23 +358,22 @@ class DownloadManager:
             "cache_dir": str(self.config.cache_dir),
             "sha256": f.sha256,
         }
-        env = dict(os.environ)
-        env.pop("HF_HUB_OFFLINE", None)  # the person started this download: it may go online
         token = self._token()
         if token:
-            env[TOKEN_ENV] = token
+            req["token"] = token
         with self._lock:
             if item.state not in ("downloading", "waiting"):
                 raise HubProblem("other", "stopped")
-            proc = subprocess.Popen(
-                [self._python, "-m", "layerlab.core.hub.transfer", json.dumps(req)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                text=True,
-            )
+            proc = self._take_spare() or self._spawn()
             self._procs[item.id] = proc
+            if f is not item.files[-1] or any(i.state == "queued" for i in self._items):
+                self.prepare()  # the next file's transfer starts its Python meanwhile
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(req) + "\n")
+            proc.stdin.close()
+        except OSError:
+            pass  # it died: read below finds no result and says so
         result: dict = {}
         try:
             assert proc.stdout is not None
@@ -396,6 +411,33 @@ class DownloadManager:
             raise HubProblem(result.get("kind", "other"), result.get("message", ""))
         raise HubProblem(
             "dropped", f"The download of {f.path} stopped unexpectedly. Resume continues it."
+        )
+
+    def prepare(self) -> None:
+        """Start a transfer process ahead of time (it imports huggingface_hub, then waits for
+        its request), so the next download begins at once. Asks nobody on the network."""
+        with self._lock:
+            if self._closed or (self._spare is not None and self._spare.poll() is None):
+                return
+            self._spare = self._spawn()
+
+    def _take_spare(self) -> subprocess.Popen | None:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.poll() is not None:
+            _end(spare)  # it died waiting: start a fresh one
+            return None
+        return spare
+
+    def _spawn(self) -> subprocess.Popen:
+        env = dict(os.environ)
+        env.pop("HF_HUB_OFFLINE", None)  # the person started this download: it may go online
+        return subprocess.Popen(
+            [self._python, "-m", "layerlab.core.hub.transfer"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
+            env=env,
+            text=True,
         )
 
     def _on_event(self, item: DownloadItem, event: dict, before: int) -> None:
@@ -465,6 +507,8 @@ class DownloadManager:
                     "tag": i.tag,
                     "revision": i.revision,
                     "files": [[f.path, f.size, f.sha256] for f in i.files],
+                    # the person's pause is kept; anything else continues at the next start
+                    "paused": i.state == "paused" and not i.restored,
                 }
                 for i in self._items
                 if i.state not in FINISHED
@@ -489,5 +533,27 @@ class DownloadManager:
                 continue
             item.state = "paused"
             item.done_bytes = sum(self._have(item.repo_id, f) for f in files)
-            item.note = "Stopped when LayerLab closed. Resume continues where it stopped."
+            if row.get("paused"):
+                item.note = "Paused. Resume continues where it stopped."
+            else:
+                item.note = "Stopped when LayerLab closed. It continues where it stopped."
+                item.restored = True
             self._items.append(item)
+
+    def continue_restored(self) -> list[DownloadItem]:
+        """Queue again the downloads the last run left unfinished (quit, crash, lost network),
+        so they continue where they stopped without the person pressing Resume. Nothing
+        moves while the offline switch is on. Returns the items that were queued."""
+        if self.config.offline:
+            return []
+        with self._lock:
+            back = [i for i in self._items if i.restored and i.state == "paused"]
+            for i in back:
+                i.restored = False
+                i.state, i.note = "queued", "Continuing where it stopped when LayerLab closed."
+            if back:
+                self._start_thread()
+                self._wake.notify_all()
+        for i in back:
+            self._changed(i)
+        return back

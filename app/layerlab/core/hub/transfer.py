@@ -13,8 +13,10 @@ its retries on a dropped connection, its `tqdm_class` progress hook) into the bl
 the tree's `lfs.sha256`, the blob is renamed into place and `hf_hub_download` itself makes the
 cache entry (it finds the blob and links the snapshot to it, the cache layout stays its own).
 
-Protocol: the request is JSON in argv[1], the token in the LAYERLAB_HUB_TOKEN environment
-variable; one JSON object per line on stdout: partial, progress, verifying, done or error.
+Protocol: the request is one JSON line on stdin (the token rides in it: never on a command
+line, never in a log); one JSON object per line on stdout: partial, progress, verifying, done
+or error. The child imports huggingface_hub before it reads its request, so the manager can
+start one ahead of time (a spare) and a download begins without waiting for Python to start.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import sys
 import threading
 import time
 from pathlib import Path
 
-TOKEN_ENV = "LAYERLAB_HUB_TOKEN"
 CHUNK = 1 << 20  # a progress report per MiB instead of per 10 MiB
 
 
@@ -80,22 +82,39 @@ class Report:
 
 
 class HashingFile:
-    """The partial file, hashed as it is written (one pass over the bytes instead of two).
-    A resume hashes the kept prefix first; if huggingface_hub rewinds the file (a server that
-    ignored Range), the running hash is dropped and the file is hashed at the end."""
+    """The partial file, hashed as it is written (one pass over the bytes instead of two), in
+    a thread of its own: hashlib lets go of the GIL on large buffers, so hashing runs beside
+    the socket reads instead of after each write. A resume hashes the kept prefix first (in
+    that thread, while the request goes out); if huggingface_hub rewinds the file (a server
+    that ignored Range), the running hash is dropped and the file is hashed at the end."""
 
-    def __init__(self, f, prefix: Path | None):
+    def __init__(self, f, prefix: Path | None, prefix_size: int = 0):
         self._f = f
         self._h = hashlib.sha256()
+        self._q: queue.Queue = queue.Queue(maxsize=64)  # at most 64 chunks waiting
         self.valid = True
+        self._thread = threading.Thread(
+            target=self._hash, args=(prefix, prefix_size), name="sha256", daemon=True
+        )
+        self._thread.start()
+
+    def _hash(self, prefix: Path | None, prefix_size: int) -> None:
         if prefix is not None:
             with prefix.open("rb") as old:
-                for block in iter(lambda: old.read(4 << 20), b""):
+                left = prefix_size
+                while left > 0:
+                    block = old.read(min(4 << 20, left))
+                    if not block:
+                        break
                     self._h.update(block)
+                    left -= len(block)
+        while (data := self._q.get()) is not None:
+            self._h.update(data)
 
     def write(self, data: bytes) -> int:
-        self._h.update(data)
-        return self._f.write(data)
+        n = self._f.write(data)
+        self._q.put(data)
+        return n
 
     def tell(self) -> int:
         return self._f.tell()
@@ -109,6 +128,8 @@ class HashingFile:
         return self._f.truncate(*args)
 
     def hexdigest(self) -> str | None:
+        self._q.put(None)
+        self._thread.join()
         return self._h.hexdigest() if self.valid else None
 
 
@@ -133,10 +154,16 @@ def _lock(path: Path):
     return lock
 
 
-def run(req: dict) -> int:
+def _load() -> None:
+    """Everything a transfer needs, imported before the request arrives (a spare child)."""
     from layerlab.core.hub.config import no_telemetry
 
     no_telemetry()
+    import huggingface_hub.file_download
+    import huggingface_hub.utils  # noqa: F401
+
+
+def run(req: dict) -> int:
     import huggingface_hub.constants as constants
 
     constants.DOWNLOAD_CHUNK_SIZE = int(req.get("chunk", CHUNK))
@@ -147,7 +174,7 @@ def run(req: dict) -> int:
     repo, filename = req["repo_id"], req["filename"]
     revision = req.get("revision") or "main"
     endpoint, cache_dir = req["endpoint"], req["cache_dir"]
-    token = os.environ.get(TOKEN_ENV) or None
+    token = req.get("token") or None
     url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint)
     meta = get_hf_file_metadata(url, token=token, endpoint=endpoint)
     if not meta.etag:
@@ -161,9 +188,10 @@ def run(req: dict) -> int:
         cache_locks = Path(cache_dir) / ".locks" / storage.name
         with _lock(cache_locks / f"{meta.etag}.layerlab.lock"):
             if not blob.exists():
+                want = req.get("sha256")
                 with partial.open("ab") as raw:
                     have = partial.stat().st_size
-                    f = HashingFile(raw, partial if have else None)
+                    f = HashingFile(raw, partial if have else None, have) if want else raw
                     http_get(
                         meta.location,
                         f,  # type: ignore[arg-type]
@@ -174,7 +202,6 @@ def run(req: dict) -> int:
                         tqdm_class=Report,  # type: ignore[arg-type]
                     )
                 _say(event="verifying")
-                want = req.get("sha256")
                 if want:
                     got = f.hexdigest() or _sha256(partial)
                     if got != want:
@@ -191,7 +218,11 @@ def run(req: dict) -> int:
 
 def main() -> int:
     _exit_with_parent()
-    req = json.loads(sys.argv[1])
+    _load()
+    line = sys.stdin.readline()
+    if not line:
+        return 0  # a spare the manager no longer needs
+    req = json.loads(line)
     try:
         return run(req)
     except Exception as e:
