@@ -194,10 +194,11 @@ def test_a_download_killed_mid_file_resumes_and_verifies(hub, config, standin, m
     time.sleep(0.4)
     assert standin.bytes_sent == quiet, "a transfer outlived the app"
     standin.repos[REPO].rate = 0
-    (restored,) = hub.downloads.items()  # the next start lists it, paused
+    (restored,) = hub.downloads.items()  # the next start lists it with what it has
     assert restored.state == "paused" and restored.done_bytes > 1_000_000
     kept = restored.done_bytes
-    hub.downloads.resume(restored.id)
+    # and continues it by itself: nobody presses Resume
+    assert hub.downloads.continue_restored() == [restored]
     done = hub.downloads.wait(restored.id, 60)
     assert done.state == "done"
     assert _sha(done.path) == _sha(models["tiny"] / "Tiny-F16.gguf")
@@ -249,3 +250,29 @@ def test_a_gated_download_with_a_token(hub, standin):
     quants = hub.quants("tester/Gated-Tiny-GGUF")
     item = hub.download("tester/Gated-Tiny-GGUF", pick(quants, "Q4_0"))
     assert hub.downloads.wait(item.id, 60).state == "done"
+
+
+def test_restored_downloads_stay_put_while_offline_and_a_pause_is_kept(hub, standin, models):
+    standin.repos[REPO].rate = 2_000_000
+    running = hub.pull(f"{REPO}:F16")
+    paused = hub.pull(f"{REPO}:Q8_0")  # queued behind it; the person pauses it
+    hub.downloads.pause(paused.id)
+    _until(lambda: hub.downloads.get(running.id).done_bytes > 500_000)
+    hub.close()  # the app quits mid-file
+    hub.config.offline = True
+    time.sleep(0.3)  # what was already in the socket's buffers drains
+    sent = standin.bytes_sent
+    by_tag = {i.tag: i for i in hub.downloads.items()}  # the next start, offline
+    assert set(by_tag) == {"F16", "Q8_0"}
+    assert hub.downloads.continue_restored() == []
+    time.sleep(0.3)
+    assert by_tag["F16"].state == "paused" and standin.bytes_sent == sent
+    hub.close()
+    hub.config.offline = False  # back online, the next start: the quit one continues
+    standin.repos[REPO].rate = 0
+    by_tag = {i.tag: i for i in hub.downloads.items()}
+    (back,) = hub.downloads.continue_restored()
+    assert back is by_tag["F16"]
+    assert hub.downloads.wait(back.id, 60).state == "done"
+    assert _sha(back.path) == _sha(models["tiny"] / "Tiny-F16.gguf")
+    assert by_tag["Q8_0"].state == "paused"  # the person's pause stands

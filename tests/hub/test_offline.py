@@ -85,3 +85,23 @@ def test_making_a_hub_calls_nobody(no_internet, tmp_path):
     hub.library.models()
     _ = hub.downloads.items()
     hub.close()
+
+
+def test_reading_a_remote_header_calls_only_the_endpoint(
+    standin, monkeypatch, no_internet, tmp_path
+):
+    """`layerlab plan hf://…` and the layer map read headers through HubFile, outside the
+    hub package: huggingface_hub must not fetch its agent list from huggingface.co there
+    either. Its switch and in-process cache are put back as a fresh process has them."""
+    import huggingface_hub.constants as constants
+    from huggingface_hub.utils import _detect_agent
+
+    from layerlab.core.gguf import HubFile, read_facts
+
+    monkeypatch.delenv("HF_HUB_DISABLE_TELEMETRY", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", False)
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agents.json"))
+    monkeypatch.setattr(_detect_agent, "_registry", None)
+    facts = read_facts(HubFile(REPO, "Tiny-Q8_0.gguf", endpoint=standin.endpoint))
+    assert facts.architecture == "llama"
+    assert standin.requests and all("/resolve/" in p for _, p in standin.requests)

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Protocol
 
+from layerlab.core.hf_telemetry import no_telemetry
+
 _SPLIT = re.compile(r"^(?P<stem>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 
@@ -89,6 +91,7 @@ class HubFile:
 
         if size <= 0:
             return b""
+        no_telemetry()
         headers = build_hf_headers(token=self.token)
         headers["Range"] = f"bytes={offset}-{offset + size - 1}"
         resp = get_session().get(

@@ -8,11 +8,16 @@ huggingface_hub call: that library reads its environment at import, and a hub ma
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
+
+# one switch for every huggingface_hub use in core (re-exported for the hub's modules)
+from layerlab.core.hf_telemetry import no_telemetry  # noqa: F401
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -58,14 +63,30 @@ class HubConfig:
     def margin_for(self, size: int) -> int:
         return max(self.margin_bytes, int(size * self.margin_fraction))
 
+    # -- the person's choices on the Models screen: a mirror and the offline switch ------
+    @property
+    def choices_file(self) -> Path:
+        return self.state_dir / "choices.json"
 
-def no_telemetry() -> None:
-    """Keep huggingface_hub from calling home on its own. Building any request's headers
-    otherwise fetches an 'agent harnesses' list from huggingface.co (even when a mirror is
-    the endpoint), a call the person never asked for. Its documented switch is
-    HF_HUB_DISABLE_TELEMETRY, read at import: set both the variable (for child processes)
-    and the constant (for this one)."""
-    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-    import huggingface_hub.constants as constants
+    def save_choices(self) -> None:
+        """Keep the endpoint and the offline switch for the next start (never the token)."""
+        from layerlab.core.atomic_file import write_atomic
 
-    constants.HF_HUB_DISABLE_TELEMETRY = True
+        data = {"endpoint": self.endpoint, "offline": self.offline}
+        with contextlib.suppress(OSError):
+            write_atomic(self.choices_file, json.dumps(data, indent=1))
+
+    def apply_saved(self) -> None:
+        """What the person chose last time; HF_ENDPOINT and HF_HUB_OFFLINE in the environment
+        win (they are how a person or a script says it for one run)."""
+        try:
+            data = json.loads(self.choices_file.read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(data, dict):
+            return
+        endpoint = data.get("endpoint")
+        if isinstance(endpoint, str) and endpoint and not os.environ.get("HF_ENDPOINT"):
+            self.endpoint = endpoint.rstrip("/")
+        if data.get("offline") is True:
+            self.offline = True
