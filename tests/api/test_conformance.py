@@ -108,6 +108,27 @@ def test_required_tool_call_streams_as_tool_call_deltas(api):
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
+def test_tool_call_arguments_stream_piece_by_piece_as_the_openai_client_joins_them(api):
+    strict = {**WEATHER, "function": {**WEATHER["function"], "strict": True}}
+    with api.client().chat.completions.stream(
+        model=api.model,
+        messages=[{"role": "user", "content": "Weather in Oslo, 2 days?"}],
+        tools=[strict],
+        tool_choice="required",
+        temperature=0,
+        max_tokens=60,
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_completion()
+    pieces = [e for e in events if e.type == "tool_calls.function.arguments.delta"]
+    done = [e for e in events if e.type == "tool_calls.function.arguments.done"]
+    call = final.choices[0].message.tool_calls[0]
+    assert len(pieces) > 3  # as they are written, not one delta once the call is complete
+    assert "".join(p.arguments_delta for p in pieces) == call.function.arguments
+    assert done[0].name == "get_weather" and set(done[0].parsed_arguments) == {"city", "days"}
+    assert final.choices[0].finish_reason == "tool_calls" and call.id
+
+
 def test_a_tool_answer_goes_back_to_the_model(api):
     call = {
         "id": "call_1",

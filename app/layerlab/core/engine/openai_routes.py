@@ -290,44 +290,56 @@ class Usage:
 
 
 class ChoiceState:
-    """One choice being answered: its text so far, and (with tools) whether it is a call."""
+    """One choice being answered: its text so far, and (with tools) whether it is a call.
+    With `piecewise`, a call's arguments are handed out as they are written (a stream);
+    without, the call comes whole at the end (a collected answer)."""
 
-    def __init__(self, tools: bool):
+    def __init__(self, tools: bool, piecewise: bool = False):
         self.tools = tools
         self.text = ""
         self.held = ""  # with tools: text that may still turn out to be a call
         self.is_plain = not tools
         self.logprobs: list[TokenLogprob] = []
+        self.call = tool_calls.CallStream() if tools and piecewise else None
 
-    def feed(self, piece: Piece) -> str:
-        """The text that can be handed out as content now."""
+    def feed(self, piece: Piece) -> tuple[str, list[dict]]:
+        """(the text that can be handed out as content now, tool-call delta entries)."""
         self.text += piece.text
         self.logprobs.extend(piece.logprobs)
         if self.is_plain:
-            return piece.text
+            return piece.text, []
         self.held += piece.text
         if tool_calls.might_be_call(self.held):
-            return ""
+            return "", self.call.feed(piece.text) if self.call else []
         self.is_plain = True
         out, self.held = self.held, ""
-        return out
+        return out, []
 
-    def finish(self, reason: str) -> tuple[str, list[tool_calls.Call] | None, str]:
-        """(content still to hand out, the calls, the finish reason)."""
+    def finish(self, reason: str) -> tuple[str, list[dict], str]:
+        """(content still to hand out, tool-call delta entries still to hand out, the
+        finish reason)."""
         if self.is_plain:
-            return "", None, reason
+            return "", [], reason
         calls = tool_calls.read_calls(self.text)
+        streamed = self.call is not None and self.call.call_id is not None
         if calls is None:
+            if streamed:  # cut off mid-arguments (max_tokens): what was sent stays sent
+                return "", [], reason
             out, self.held = self.held, ""
-            return out, None, reason
-        return "", calls, "tool_calls"
+            return out, [], reason
+        if not streamed:
+            return "", [c.to_dict(i) for i, c in enumerate(calls)], "tool_calls"
+        rest = [c.to_dict(i) for i, c in enumerate(calls) if i > 0]
+        if not self.call.arguments:  # arguments that are not an object: sent whole now
+            rest.insert(0, {"index": 0, "function": {"arguments": calls[0].arguments}})
+        return "", rest, "tool_calls"
 
 
 def _prompt_index(job: Job, index: int) -> int:
     return index // job.n
 
 
-async def chat_stream(job: Job, pump, model_id: str) -> AsyncIterator[dict]:
+async def chat_stream(job: Job, pump, model_id: str, piecewise: bool = True) -> AsyncIterator[dict]:
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     states: dict[int, ChoiceState] = {}
@@ -348,20 +360,22 @@ async def chat_stream(job: Job, pump, model_id: str) -> AsyncIterator[dict]:
     async for index, item in pump(job.start):
         state = states.get(index)
         if state is None:
-            state = states[index] = ChoiceState(job.tools)
+            state = states[index] = ChoiceState(job.tools, piecewise)
             yield chunk(index, {"role": "assistant", "content": ""})
         if isinstance(item, Piece):
-            text = state.feed(item)
+            text, call_deltas = state.feed(item)
             if text or (item.logprobs and state.is_plain):
                 lp = chat_logprobs(item.logprobs) if job.sampling.top_logprobs is not None else None
                 yield chunk(index, {"content": text}, logprobs=lp)
+            if call_deltas:
+                yield chunk(index, {"tool_calls": call_deltas})
             continue
         usage.add(_prompt_index(job, index), item)
         rest, calls, reason = state.finish(item.finish_reason)
         if rest:
             yield chunk(index, {"content": rest})
         if calls:
-            yield chunk(index, {"tool_calls": [c.to_dict(i) for i, c in enumerate(calls)]})
+            yield chunk(index, {"tool_calls": calls})
         yield chunk(index, {}, finish=reason, **_finish_extra(job, item))
     if job.include_usage:
         yield {
@@ -446,7 +460,7 @@ async def collect_chat(job: Job, pump, model_id: str) -> dict:
     choices: dict[int, dict] = {}
     usage = Usage()
     timings = None
-    async for c in chat_stream(job, pump, model_id):
+    async for c in chat_stream(job, pump, model_id, piecewise=False):
         if not c["choices"]:
             continue
         ch = c["choices"][0]

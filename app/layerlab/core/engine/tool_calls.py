@@ -158,3 +158,86 @@ def read_calls(text: str) -> list[Call] | None:
             )
         )
     return calls or None
+
+
+# The start of a call as the grammar writes it: the name always comes before the arguments
+# (the converter puts required properties in their schema order, and call_schema lists name
+# first), so the name is known before the first character of the arguments.
+_CALL_HEAD = re.compile(
+    r"\s*" + re.escape(OPEN) + r'\s*\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"arguments"\s*:'
+)
+
+
+class CallStream:
+    """A tool call read as it is written, so a stream can hand it out the way OpenAI does:
+    first the call's id and name with empty arguments, then each new stretch of the
+    arguments' JSON text (which, joined, is the arguments). Only the first call, and only
+    object or array arguments, go piece by piece; anything else waits for the end."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.call_id: str | None = None  # set once the name is known
+        self.arguments = ""  # the arguments' text handed out so far
+        self.complete = False  # the arguments' JSON value has ended
+        self._at = 0  # where scanning goes on
+        self._state = "head"  # head -> before (the value) -> value -> done; or "whole"
+        self._depth = 0
+        self._in_string = False
+        self._escape = False
+
+    def feed(self, text: str) -> list[dict]:
+        """The `tool_calls` delta entries that `text` makes ready (maybe none)."""
+        self.text += text
+        out: list[dict] = []
+        if self._state == "head":
+            m = _CALL_HEAD.match(self.text)
+            if m is None:
+                return out
+            self.call_id = f"call_{uuid.uuid4().hex[:24]}"
+            self._at, self._state = m.end(), "before"
+            out.append(
+                {
+                    "index": 0,
+                    "id": self.call_id,
+                    "type": "function",
+                    "function": {"name": json.loads(m.group(1)), "arguments": ""},
+                }
+            )
+        piece = self._scan()
+        if piece:
+            self.arguments += piece
+            out.append({"index": 0, "function": {"arguments": piece}})
+        return out
+
+    def _scan(self) -> str:
+        """The arguments' characters since the last scan (a JSON value followed to its end
+        by depth, outside strings)."""
+        i, start = self._at, self._at if self._state == "value" else None
+        while i < len(self.text) and self._state in ("before", "value"):
+            c = self.text[i]
+            if self._state == "before":
+                if c.isspace():
+                    i += 1
+                    continue
+                if c not in "{[":
+                    self._state = "whole"  # a bare scalar: handed out whole at the end
+                    break
+                self._state, start = "value", i
+            if self._in_string:
+                if self._escape:
+                    self._escape = False
+                elif c == "\\":
+                    self._escape = True
+                elif c == '"':
+                    self._in_string = False
+            elif c == '"':
+                self._in_string = True
+            elif c in "{[":
+                self._depth += 1
+            elif c in "}]":
+                self._depth -= 1
+                if self._depth == 0:
+                    self._state, self.complete = "done", True
+            i += 1
+        self._at = i
+        return self.text[start:i] if start is not None else ""
