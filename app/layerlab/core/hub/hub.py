@@ -8,12 +8,13 @@ HF_HUB_OFFLINE set) nothing does at all, and the library still works.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from layerlab.core.hub.config import HubConfig, no_telemetry
+from layerlab.core.hub.config import DEFAULT_ENDPOINT, HubConfig, no_telemetry
 from layerlab.core.hub.downloads import DownloadItem, DownloadManager
 from layerlab.core.hub.fit import FitBadge, fit_quants, recommended
 from layerlab.core.hub.library import Library
@@ -59,7 +60,10 @@ class ModelHub:
         python: str = sys.executable,
         retry_delays_s: tuple[float, ...] | None = None,
     ):
-        self.config = config or HubConfig()
+        if config is None:
+            config = HubConfig()
+            config.apply_saved()
+        self.config = config
         self.token = TokenStore(self.config.state_dir)
         self._cluster = cluster or local_cluster
         self._python = python
@@ -78,7 +82,22 @@ class ModelHub:
         return self.config.offline
 
     def set_offline(self, on: bool) -> None:
+        """The offline switch: on, nothing here calls the network (the library still works)."""
         self.config.offline = on
+        self.config.save_choices()
+
+    def set_endpoint(self, url: str) -> str:
+        """Use a mirror (or, empty, huggingface.co again); returns the endpoint now in use.
+        HubProblem in words when `url` is not a web address."""
+        url = url.strip().rstrip("/") or DEFAULT_ENDPOINT
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+            raise HubProblem(
+                "other",
+                f"'{url}' is not a web address; a mirror looks like https://hf-mirror.com.",
+            )
+        self.config.endpoint = url
+        self.config.save_choices()
+        return url
 
     def _online(self) -> None:
         if self.config.offline:
@@ -166,6 +185,8 @@ class ModelHub:
         """'owner/repo[:QUANT]' (llama.cpp's -hf convention: the tag is case-insensitive,
         Q4_K_M by default) queued for download."""
         repo_id, tag = parse_spec(spec, self.config.host)
+        self._online()
+        self.downloads.prepare()  # the transfer's Python starts while the files are listed
         quants = self.quants(repo_id)
         quant = pick(quants, tag)
         if quant is None:

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 
 from layerlab.core.hub.hub import ModelHub
 from layerlab.core.hub.problems import HubProblem
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    endpoint: str
+    offline: bool
+    token_where: str  # '' when no token is kept; never the token itself
 
 
 class ModelsBridge(QObject):
@@ -24,7 +32,8 @@ class ModelsBridge(QObject):
     badgesDone = Signal(str, object)  # repo_id, recommended Quant | None
     downloadChanged = Signal(object)  # DownloadItem
     libraryListed = Signal(object)  # list[(LibraryModel, ModelFactsRow)]
-    problem = Signal(str, str)  # where ('search', 'quants', 'download', 'library'), words
+    problem = Signal(str, str)  # where ('search', 'quants', 'download', 'library', 'hub'), words
+    hubSettings = Signal(object)  # HubSettings: endpoint, offline, where a token is kept
 
     def __init__(self, hub: ModelHub, parent: QObject | None = None):
         super().__init__(parent)
@@ -50,6 +59,59 @@ class ModelsBridge(QObject):
         if self._unsubscribe is None:
             self._unsubscribe = self.hub.downloads.subscribe(self._on_item)
 
+    def continue_downloads(self) -> None:
+        """At start: list the downloads the last run left, and continue those it did not
+        finish (a quit, a crash, a lost network) without waiting for Resume. Off the GUI
+        thread: it reads the state file and starts the transfer process."""
+
+        def job() -> None:
+            self.watch_downloads()
+            for item in self.hub.downloads.items():
+                self.downloadChanged.emit(item)
+            self.hub.downloads.continue_restored()
+
+        self._submit("download", job)
+
+    # -- the hub's switches: token, offline, mirror ------
+    def _settings(self) -> HubSettings:
+        token = self.hub.token.get()
+        where = self.hub.token.where if token else ""
+        return HubSettings(self.hub.config.endpoint, self.hub.offline, where)
+
+    def read_settings(self) -> None:
+        self._submit("hub", lambda: self.hubSettings.emit(self._settings()))
+
+    def set_token(self, token: str) -> None:
+        """Keep the token (keyring or a 0600 file); off the GUI thread, a keyring can be slow."""
+
+        def job() -> None:
+            if token.strip():
+                self.hub.token.set(token)
+            self.hubSettings.emit(self._settings())
+
+        self._submit("hub", job)
+
+    def forget_token(self) -> None:
+        def job() -> None:
+            self.hub.token.clear()
+            self.hubSettings.emit(self._settings())
+
+        self._submit("hub", job)
+
+    def set_offline(self, on: bool) -> None:
+        def job() -> None:
+            self.hub.set_offline(on)
+            self.hubSettings.emit(self._settings())
+
+        self._submit("hub", job)
+
+    def set_endpoint(self, url: str) -> None:
+        def job() -> None:
+            self.hub.set_endpoint(url)
+            self.hubSettings.emit(self._settings())
+
+        self._submit("hub", job)
+
     def _on_item(self, item) -> None:
         now = time.monotonic()
         last_t, last_state = self._last.get(item.id, (0.0, ""))
@@ -69,6 +131,8 @@ class ModelsBridge(QObject):
 
         def job() -> None:
             quants = self.hub.quants(repo_id)
+            # a download of one of these is likely next: its transfer's Python starts now
+            self.hub.downloads.prepare()
             self.quantsListed.emit(repo_id, quants)
 
             def on_badge(q, b, _facts) -> None:

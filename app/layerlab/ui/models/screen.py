@@ -10,7 +10,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -53,6 +55,19 @@ def _table(headers: list[str]) -> QTableWidget:
     return t
 
 
+class _quiet:
+    """Set a widget's value without its signals (showing a state is not the person's act)."""
+
+    def __init__(self, widget: QWidget):
+        self._w = widget
+
+    def __enter__(self) -> None:
+        self._old = self._w.blockSignals(True)
+
+    def __exit__(self, *exc) -> None:
+        self._w.blockSignals(self._old)
+
+
 def _cell(text: str, right: bool = False) -> QTableWidgetItem:
     item = QTableWidgetItem(text)
     if right:
@@ -92,9 +107,14 @@ class ModelsScreen(QWidget):
         self.status = QLabel()
         self.status.setWordWrap(True)
 
+        self.offline_box = QCheckBox("Offline")
+        self.offline_box.setToolTip(
+            "No network at all: searching and downloading stop, the library still works."
+        )
         row = QHBoxLayout()
         row.addWidget(self.query, 1)
         row.addWidget(self.search_button)
+        row.addWidget(self.offline_box)
         quant_box = QWidget()
         ql = QVBoxLayout(quant_box)
         ql.setContentsMargins(0, 0, 0, 0)
@@ -134,9 +154,42 @@ class ModelsScreen(QWidget):
             lb.addWidget(b)
         ll.addLayout(lb)
 
+        # -- hub access: token, mirror (the offline switch sits by the search box) ------
+        self.token_edit = QLineEdit()
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText("hf_… (for gated and private repos)")
+        self.save_token_button = QPushButton("Save token")
+        self.forget_token_button = QPushButton("Forget token")
+        self.token_state = QLabel()
+        self.token_state.setWordWrap(True)
+        self.endpoint_edit = QLineEdit()
+        self.endpoint_edit.setPlaceholderText("https://huggingface.co, or a mirror")
+        self.endpoint_button = QPushButton("Use")
+        access = QWidget()
+        form = QFormLayout(access)
+        token_row = QHBoxLayout()
+        token_row.addWidget(self.token_edit, 1)
+        token_row.addWidget(self.save_token_button)
+        token_row.addWidget(self.forget_token_button)
+        form.addRow("Hugging Face token", token_row)
+        form.addRow("", self.token_state)
+        endpoint_row = QHBoxLayout()
+        endpoint_row.addWidget(self.endpoint_edit, 1)
+        endpoint_row.addWidget(self.endpoint_button)
+        form.addRow("Hub address", endpoint_row)
+        help_text = QLabel(
+            "A token lets LayerLab download gated and private repos you have access to "
+            "(huggingface.co/settings/tokens). It is kept in the system keyring, or in a file "
+            "only you can read, never in settings or logs. HF_TOKEN and HF_ENDPOINT in the "
+            "environment win over what is set here."
+        )
+        help_text.setWordWrap(True)
+        form.addRow("", help_text)
+
         self.tabs = QTabWidget()
         self.tabs.addTab(find, "Find")
         self.tabs.addTab(lib, "Library")
+        self.tabs.addTab(access, "Hub access")
         lay = QVBoxLayout(self)
         lay.addWidget(self.tabs, 1)
         lay.addWidget(self.status)
@@ -161,7 +214,49 @@ class ModelsScreen(QWidget):
         b.libraryListed.connect(self._show_library)
         b.downloadChanged.connect(self._download_status)
         b.problem.connect(lambda where, words: self.status.setText(words))
+        b.hubSettings.connect(self._show_settings)
+        self.save_token_button.clicked.connect(self._save_token)
+        self.token_edit.returnPressed.connect(self._save_token)
+        self.forget_token_button.clicked.connect(self.bridge.forget_token)
+        self.offline_box.toggled.connect(self._offline_toggled)
+        self.endpoint_button.clicked.connect(self._use_endpoint)
+        self.endpoint_edit.returnPressed.connect(self._use_endpoint)
         self.bridge.list_library()  # disk only
+        self.bridge.read_settings()  # disk (or the keyring) only
+        self.bridge.continue_downloads()  # those the last run left unfinished
+
+    # -- hub access ------
+    def _show_settings(self, settings) -> None:
+        self.settings = settings
+        with _quiet(self.offline_box):
+            self.offline_box.setChecked(settings.offline)
+        if not self.endpoint_edit.hasFocus():
+            self.endpoint_edit.setText(settings.endpoint)
+        self.token_state.setText(
+            f"A token is kept in {settings.token_where}."
+            if settings.token_where
+            else "No token: public repos only."
+        )
+        self.forget_token_button.setEnabled(bool(settings.token_where))
+        self.search_button.setEnabled(not settings.offline)
+
+    def _save_token(self) -> None:
+        token = self.token_edit.text()
+        self.token_edit.clear()  # it does not stay on screen
+        if token.strip():
+            self.bridge.set_token(token)
+            self.status.setText("Token saved.")
+
+    def _offline_toggled(self, on: bool) -> None:
+        self.bridge.set_offline(on)
+        self.status.setText(
+            "Offline: LayerLab calls no network; the library still works."
+            if on
+            else "Online: searching and downloading work again."
+        )
+
+    def _use_endpoint(self) -> None:
+        self.bridge.set_endpoint(self.endpoint_edit.text())
 
     # -- find ------
     def search(self) -> None:
