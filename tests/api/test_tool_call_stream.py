@@ -9,8 +9,8 @@ import pytest
 
 from layerlab.core.engine.tool_calls import CallStream
 
-CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Os\\"lo {x}", "days": [2]}}\n</tool_call>'
 ARGS = '{"city": "Os\\"lo {x}", "days": [2]}'
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": ' + ARGS + "}\n</tool_call>"
 
 
 def deltas_for(pieces: list[str]) -> tuple[CallStream, list[dict]]:
