@@ -24,8 +24,6 @@ def main() -> None:
     plan = LoadPlan(str(demo_model_path()), n_ctx=1024, n_threads=args.threads)
     sampling = {"temperature": 0, "seed": 1, "max_tokens": N_TOKENS}
 
-    import threading
-
     from layerlab.core.engine.host import install_log_capture
     from layerlab.core.engine.llama_log import LlamaLog
     from layerlab.core.engine.model_session import ModelSession
@@ -48,19 +46,28 @@ def main() -> None:
         return tps
 
     def in_process() -> float:
-        chunks = local.stream_chat(PROMPT, threading.Event(), **sampling)
+        # llama-cpp-python itself on the same loaded model: the baseline the engine serves
+        chunks = local.llm.create_chat_completion(messages=PROMPT, stream=True, **sampling)
         tps, _ = time_stream(
             c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")
         )
         return tps
 
-    via_api(), in_process()  # warm both
     api, inproc = [], []
-    for _ in range(args.runs):
-        api.append(via_api())
-        inproc.append(in_process())
-    sup.stop()
-    del keep
+    try:
+        via_api(), in_process()  # warm both
+        for _ in range(args.runs):
+            api.append(via_api())
+            inproc.append(in_process())
+    finally:
+        sup.stop()
+        # llama.cpp logs while it frees a model; freed at interpreter exit, after the log
+        # callback, that call lands in freed memory (a segfault at exit on the Xeon): free
+        # the in-process model now, while the callback is alive (also when a run failed),
+        # and drop the callback last.
+        local.llm.close()
+        local.llm = None
+        del keep
     a, b = median(api), median(inproc)
     paired = median([x / y for x, y in zip(api, inproc, strict=True) if y])
     print(
