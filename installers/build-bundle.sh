@@ -48,9 +48,10 @@ missing=$(find "$DIST" -name '*.so*' -type f -print0 | xargs -0 -n 50 ldd 2>/dev
 [ -z "$missing" ] || fail "bundled libraries need what the bundle lacks: $missing"
 find "$DIST" -iname 'libvulkan.so*' | grep -q . && fail "the Vulkan loader was bundled; it must be the system's"
 # One copy of ggml and llama: a second copy has its own device registry (FACTS.md).
+# (PyInstaller 6 links them itself; this catches a version that copies.)
 for f in "$LIB"/lib*.so*; do
   n=$(basename "$f")
-  extra=$(find "$DIST" -name "$n" -not -path "$LIB/*" | head -1)
+  extra=$(find "$DIST" -name "$n" -type f -not -path "$LIB/*" | head -1)
   if [ -n "$extra" ]; then
     # PyInstaller collected a dependency twice: keep llama_cpp/lib's, point the other at it.
     rm -f "$extra"; ln -s "$(realpath --relative-to="$(dirname "$extra")" "$f")" "$extra"

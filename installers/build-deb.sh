@@ -8,12 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-DIST=$ROOT/dist/layerlab
+DIST=${BUNDLE:-$ROOT/dist/layerlab}
+OUTDIR=${OUTDIR:-$ROOT/dist}
 [ -x "$DIST/layerlab" ] || { echo "no bundle: run installers/build-bundle.sh first" >&2; exit 1; }
 VERSION=$(python3 -c "import json;print(json.load(open('$DIST/layerlab-build.json'))['app'])")
 ARCH=$(dpkg --print-architecture)
 STAGE=$ROOT/build/deb/layerlab
-DEB=$ROOT/dist/layerlab_${VERSION}_${ARCH}.deb
+DEB=$OUTDIR/layerlab_${VERSION}_${ARCH}.deb
 rm -rf "$STAGE"; mkdir -p "$STAGE/DEBIAN" "$STAGE/opt" "$STAGE/usr/bin"
 
 cp -a "$DIST" "$STAGE/opt/layerlab"
