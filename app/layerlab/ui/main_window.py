@@ -11,7 +11,9 @@ from PySide6.QtWidgets import QMainWindow, QSplitter, QStackedWidget, QVBoxLayou
 from layerlab.core.engine.supervisor import EngineState, Failed, Ready, Stopped
 from layerlab.core.head import Head, WorkerBack
 from layerlab.core.load_plan import LoadPlan, default_plan
+from layerlab.ui.bench.screen import BenchScreen
 from layerlab.ui.chat.chat_pane import ChatPane
+from layerlab.ui.chat.sidebar import ConversationSidebar
 from layerlab.ui.cluster.share_process import ShareProcess
 from layerlab.ui.cluster.share_switch import ShareSwitch
 from layerlab.ui.devices.feed import DeviceFeed
@@ -36,7 +38,9 @@ class MainWindow(QMainWindow):
         self.model_path = model_path
         self.model_name = model_name
 
-        self.chat = ChatPane()
+        self.chat = ChatPane(head)  # kept in the head's chat store
+        self.sidebar = ConversationSidebar(head)
+        self.chat.attach_sidebar(self.sidebar)
         self.load_bar = LoadBar()
         self.workers = WorkersPanel(self.bridge)
         # the gauges read the head's one poller per worker; the tabs start sampling when shown
@@ -60,27 +64,31 @@ class MainWindow(QMainWindow):
 
         # The middle shows one page at a time: the conversation, or the models.
         self.models = ModelsScreen(head)
+        self.bench = BenchScreen(head)
         self.pages = QStackedWidget()
-        self.pages.addWidget(self.chat)
-        self.pages.addWidget(self.models)
-        self._page_of = {"chat": self.chat, "models": self.models}
+        self._page_of = {"chat": self.chat, "models": self.models, "bench": self.bench}
+        for page in self._page_of.values():
+            self.pages.addWidget(page)
 
         self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.split.addWidget(self.sidebar)
         self.split.addWidget(self.pages)
         self.split.addWidget(self.cluster_panel)
-        self.split.setStretchFactor(0, 1)
-        self.split.setStretchFactor(1, 0)
+        self.split.setStretchFactor(0, 0)
+        self.split.setStretchFactor(1, 1)
+        self.split.setStretchFactor(2, 0)
         self.split.setChildrenCollapsible(False)
         self.setCentralWidget(self.split)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.toolbar)
         self.resize(1280, 800)
         width = head.settings.cluster_panel_width
-        self.split.setSizes([max(self.width() - width, 400), width])
+        self.split.setSizes([220, max(self.width() - width - 220, 400), width])
         self.toolbar.cluster.setChecked(head.settings.cluster_panel_open)
         self.cluster_panel.setVisible(head.settings.cluster_panel_open)
         self.toolbar.clusterToggled.connect(self._show_cluster)
         self.toolbar.pageChosen.connect(self.show_page)
         self.models.loadRequested.connect(self._open_in_layer_map)
+        self.bench.planChosen.connect(self._apply_bench_plan)
         self.toolbar.set_model_name(model_name)
 
         self.load_bar.set_model_name(model_name)
@@ -130,6 +138,7 @@ class MainWindow(QMainWindow):
 
     def show_page(self, key: str) -> None:
         self.pages.setCurrentWidget(self._page_of[key])
+        self.sidebar.setVisible(key == "chat")  # the conversations belong to the chat
         self.toolbar.choose_page(key)
 
     def _open_in_layer_map(self, path: str) -> None:
@@ -140,13 +149,21 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.layer_map)
         self.load_bar.say(f"{self.model_name}: check the layer map, then press Load.")
 
+    def _apply_bench_plan(self, plan: LoadPlan) -> None:
+        """Apply fastest: the bench's winner becomes what the layer map shows, so it loads."""
+        self.layer_map.model.apply_plan(plan)
+        self._show_cluster(True)
+        self.toolbar.cluster.setChecked(True)
+        self.tabs.setCurrentWidget(self.layer_map)
+        self.load_bar.say("The fastest measured split is in the layer map; press Load.")
+
     def _show_cluster(self, shown: bool) -> None:
         self.cluster_panel.setVisible(shown)
         self.head.settings.cluster_panel_open = shown
 
     def _keep_cluster_width(self) -> None:
         if self.cluster_panel.isVisible():
-            self.head.settings.cluster_panel_width = max(200, self.split.sizes()[1])
+            self.head.settings.cluster_panel_width = max(200, self.split.sizes()[2])
 
     def _offer_worker(self, back: WorkerBack) -> None:
         self.load_bar.offer_worker(back.address, back.label)

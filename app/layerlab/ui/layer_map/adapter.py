@@ -12,6 +12,7 @@ from PySide6.QtCore import QObject, Signal
 
 from layerlab.core.devices.model import Machine
 from layerlab.core.gguf.facts import ModelFacts
+from layerlab.core.load_plan import LoadPlan
 from layerlab.core.planner.devices import PlanDevice, devices_from_machine
 from layerlab.core.planner.planner import Planner, PlanOptions, PlanResult
 
@@ -85,6 +86,28 @@ class PlanModel(QObject):
         ex = set(self.options.excluded)
         (ex.add if excluded else ex.discard)(label)
         self.options = replace(self.options, excluded=ex)
+        self.replan()
+
+    def apply_plan(self, plan: LoadPlan) -> None:
+        """Show `plan` (the bench's fastest) as the map's own: its devices and shares as a
+        manual split, its blocks kept on the CPU, its context and KV types."""
+        labels = [d.label for d in plan.devices]
+        shares = plan.tensor_split or [1.0] * len(labels)
+        n_units = self._planner.facts.n_units if self._planner else 0
+        offloaded = n_units if plan.n_gpu_layers < 0 else min(plan.n_gpu_layers, n_units)
+        known = {d.label for d in self._devices if not d.is_host}
+        self.options = replace(
+            self.options,
+            strategy="manual",
+            ratios=dict(zip(labels, shares, strict=True)),
+            excluded=known - set(labels),
+            cpu_layers=max(n_units - offloaded, 0),
+            n_ctx=plan.n_ctx or self.options.n_ctx,
+            type_k=plan.type_k,
+            type_v=plan.type_v,
+            flash_attn=plan.flash_attn,
+            n_ubatch=plan.n_ubatch,
+        )
         self.replan()
 
     def _current_ratios(self) -> dict[str, float]:

@@ -14,6 +14,7 @@ from layerlab.ui.status.throughput_readout import ThroughputReadout
 PAGES = [
     ("chat", "Chat", "Your conversations with the loaded model"),
     ("models", "Models", "Find models on Hugging Face, download them, and your library"),
+    ("bench", "Bench", "Measure splits of this model side by side and apply the fastest"),
 ]
 
 
