@@ -93,3 +93,34 @@ def test_a_worker_cpu_borrows_the_same_part_measured_here(tmp_path):
     f = cal.same_part("127.0.0.1:50052", "AMD EPYC on 127.0.0.1:50052")
     assert f is not None and f.bandwidth == 9e9
     assert cal.same_part("127.0.0.1:50052", "Intel Xeon on 127.0.0.1:50052") is None
+
+
+def test_a_planner_given_the_calibration_forecasts_with_it(demo_model, tmp_path):
+    cal = Calibration(tmp_path / "cal.json")
+    cal.record_device(HOST, 5e9)
+    facts = check_model_file(str(demo_model))
+    host = host_device(8 << 30, 16 << 30)
+    plain = Planner(facts, str(demo_model)).plan([host], PlanOptions(n_ctx=1024))
+    taught = Planner(facts, str(demo_model), cal).plan([host], PlanOptions(n_ctx=1024))
+    assert taught.speed.generation_tps < plain.speed.generation_tps * 0.8
+
+
+def test_the_threads_measured_here_fill_a_plan_that_leaves_them_open(tmp_path):
+    from layerlab.core.load_plan import LoadPlan
+    from layerlab.core.planner.calibration import with_measured_threads
+
+    path = tmp_path / "cal.json"
+    plan = LoadPlan("model.gguf")
+    assert with_measured_threads(plan, path).n_threads is None  # nothing measured: llama.cpp's
+    cal = Calibration(path)
+    cal.record_device(device_identity("127.0.0.1:50052", "AMD EPYC on 127.0.0.1:50052"), 9e9, 7)
+    cal.record_device(device_identity("this machine", "Host RAM (AMD EPYC)"), 9e9, threads=3)
+    cal.save()
+    assert with_measured_threads(plan, path).n_threads == 3  # this machine's, not a worker's
+    assert with_measured_threads(plan.model_copy(update={"n_threads": 1}), path).n_threads == 1
+
+
+def test_the_layer_map_threads_choice_reaches_the_plan(planner):
+    host = host_device(8 << 30, 16 << 30)
+    assert planner.plan([host], PlanOptions(n_ctx=1024)).plan.n_threads is None
+    assert planner.plan([host], PlanOptions(n_ctx=1024, n_threads=2)).plan.n_threads == 2

@@ -21,6 +21,7 @@ from pathlib import Path
 import platformdirs
 
 from layerlab.core.atomic_file import write_atomic
+from layerlab.core.load_plan import LoadPlan
 
 SCHEMA = 1
 STALE_AFTER_S = 30 * 24 * 3600.0  # hardware, drivers and builds change; a month is plenty
@@ -57,6 +58,9 @@ class LinkFigures:
 
     def sane(self) -> bool:
         return math.isfinite(self.hop_s) and 0.0 <= self.hop_s <= MAX_HOP_S
+
+
+HERE = "this machine"  # PlanDevice.machine of the head's own devices
 
 
 def calibration_path() -> Path:
@@ -164,6 +168,17 @@ class Calibration:
         f = self.device(identity)
         return f.threads if f else None
 
+    def threads_here(self) -> int | None:
+        """The compute threads that did best on this machine's CPU (the newest trusted
+        figure), when a bench has measured them; None: llama.cpp's default."""
+        best: DeviceFigures | None = None
+        for identity in self.devices:
+            machine, _, name = identity.partition(" · ")
+            f = self.device(identity) if machine == HERE and name.startswith("Host RAM") else None
+            if f is not None and f.threads and (best is None or f.measured_at > best.measured_at):
+                best = f
+        return best.threads if best else None
+
     # -- recording -----------------------------------------------------------------------
     def record_device(
         self,
@@ -197,3 +212,13 @@ class Calibration:
             return None
         self.links[identity] = f
         return f
+
+
+def with_measured_threads(plan: LoadPlan, path: Path | None = None) -> LoadPlan:
+    """`plan` with the thread count measured best on this machine where it leaves threads
+    to llama.cpp (whose default, half the logical cores, gave 45 tok/s where 2 threads gave
+    81 on a 2-core machine here); a plan that names its threads keeps them. Reads a file."""
+    if plan.n_threads is not None:
+        return plan
+    n = Calibration.load(path).threads_here()
+    return plan.model_copy(update={"n_threads": n}) if n else plan

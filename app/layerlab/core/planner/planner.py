@@ -21,6 +21,7 @@ from typing import Literal
 
 from layerlab.core.gguf.facts import ModelFacts
 from layerlab.core.load_plan import LoadPlan, split_units
+from layerlab.core.planner.calibration import Calibration
 from layerlab.core.planner.devices import PlanDevice
 from layerlab.core.planner.memory import ContextSettings, DeviceMemory, MemoryModel
 from layerlab.core.planner.speed import Speed, SpeedModel
@@ -46,6 +47,7 @@ class PlanOptions:
     fit: bool = True
     use_mmap: bool = True
     cpu_layers: int | None = None  # manual: blocks kept on the CPU (a dragged map)
+    n_threads: int | None = None  # CPU compute threads; None: what was measured best here
 
 
 @dataclass
@@ -117,10 +119,13 @@ class PlanResult:
 class Planner:
     """Plans for one model; keeps per-context memory models so re-planning is cheap."""
 
-    def __init__(self, facts: ModelFacts, model_path: str = ""):
+    def __init__(
+        self, facts: ModelFacts, model_path: str = "", calibration: Calibration | None = None
+    ):
         self.facts = facts
         self.model_path = model_path
-        self.speed_model = SpeedModel(facts)
+        # the figures measured on these devices (bench, loads) stand in for the constants
+        self.speed_model = SpeedModel(facts, calibration)
         self._models: dict[ContextSettings, MemoryModel] = {}
 
     def memory_model(self, ctx: ContextSettings) -> MemoryModel:
@@ -404,6 +409,7 @@ class Planner:
             type_v=opts.type_v,
             flash_attn=opts.flash_attn,
             use_mmap=opts.use_mmap,
+            n_threads=opts.n_threads,
         )
         return PlanResult(
             plan,
