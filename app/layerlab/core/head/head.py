@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from layerlab.core.api_front import ApiFront
+from layerlab.core.bench.after_load import measure_after_load
 from layerlab.core.bench.runner import BenchRunner
 from layerlab.core.chat.service import ChatService
 from layerlab.core.cluster.discovery import DiscoveredWorker
@@ -61,6 +63,7 @@ from layerlab.core.head.reload_policy import (
 )
 from layerlab.core.hub.hub import ModelHub
 from layerlab.core.load_plan import LoadPlan
+from layerlab.core.planner.calibration import with_measured_threads
 from layerlab.core.settings import SavedWorker, Settings
 from layerlab.core.subscribers import Subscribers
 
@@ -159,6 +162,8 @@ class Head:
             state_dir / "chats.sqlite3" if state_dir else None,
             engine_state=lambda: self.supervisor.state,
         )
+        # The API other apps use (the window's switch); nothing listens until it is turned on
+        self.api = ApiFront(self, state_dir=state_dir, log=self._log)
         # The bench: its own engine per configuration, through the same links; never while
         # the person's model holds the machines (a worker serves one head at a time).
         self.bench = BenchRunner(
@@ -350,7 +355,10 @@ class Head:
             self.feed.watch(w)
         self.policy.on_stopped()
         self.save_settings()
-        self._lane.call(lambda: self.supervisor.start(plan))
+        # threads left to llama.cpp: the count measured best here (half the cores is slow)
+        self._lane.call(
+            lambda: self.supervisor.start(with_measured_threads(plan, self.bench.calibration_path))
+        )
 
     def unload(self) -> None:
         with self._lock:
@@ -392,7 +400,9 @@ class Head:
         plan = chosen
         for w in missing:
             plan = plan.without_worker(w)
-        self._lane.call(lambda: self.supervisor.start(plan))
+        self._lane.call(
+            lambda: self.supervisor.start(with_measured_threads(plan, self.bench.calibration_path))
+        )
 
     def _leave_out(self, workers: list[str]) -> None:
         with self._lock:
@@ -415,6 +425,7 @@ class Head:
         if isinstance(state, Ready):
             self.policy.on_ready()
             self._log(f"ready: {state.placement_text}")
+            self.after_load = measure_after_load(self, state)  # a few tokens, while idle
         elif isinstance(state, Failed):
             self._failed(state)
 
@@ -567,6 +578,7 @@ class Head:
         """Stop the engine and everything the head runs. Blocks up to ~wait_s (not for a GUI
         thread: the window calls it from its shutdown, after the window is gone)."""
         self._closed = True
+        self.api.close()
         self.chat.close()
         self.bench.close()
         self._lane.close()

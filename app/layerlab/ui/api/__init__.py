@@ -1,0 +1,1 @@
+"""The API panel: let other apps use the loaded model."""
