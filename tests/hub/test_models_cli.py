@@ -82,3 +82,57 @@ def test_serve_takes_a_repo_and_pulls_it_first(standin, tmp_path):
     assert any("/resolve/" in p for _, p in standin.requests) or any(
         "Gated" in p for _, p in standin.requests
     )
+
+
+def test_serve_pulls_a_repo_then_loads_it_and_answers(standin, tmp_path):
+    """A real `layerlab serve owner/repo:quant`: the file comes from the stand-in, is
+    checked, enters the cache, and the engine loads it and answers a chat request."""
+    import time
+
+    import httpx
+
+    from layerlab.core.demo_model import DEMO_FILE, demo_model_path
+    from tests.conftest import free_port_pair
+
+    repo = tmp_path / "smol"
+    repo.mkdir()
+    (repo / DEMO_FILE).symlink_to(demo_model_path())
+    standin.add_repo("tester/SmolLM2-135M-GGUF", repo)
+    env = _env(standin, tmp_path)
+    port = free_port_pair()
+    cmd = ["serve", "tester/SmolLM2-135M-GGUF:q4_1", "--port", str(port), "--ctx", "1024"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "layerlab.cli.main", *cmd, "--api-key", "k"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer k"}
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "serve did not come up"
+            try:
+                if httpx.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        r = httpx.post(
+            base + "/v1/chat/completions",
+            headers=auth,
+            timeout=60,
+            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+        )
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    gets = [p for m, p in standin.requests if m == "GET" and p.endswith(DEMO_FILE)]
+    assert gets, "the model did not come from the hub"
+    cached = list((tmp_path / "hf" / "hub").rglob(DEMO_FILE))
+    assert cached and cached[0].resolve().stat().st_size == demo_model_path().stat().st_size
+    assert DEMO_FILE in out and "Traceback" not in out
