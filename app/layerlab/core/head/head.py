@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from layerlab.core.api_front import ApiFront
 from layerlab.core.bench.after_load import measure_after_load
 from layerlab.core.bench.runner import BenchRunner
 from layerlab.core.chat.service import ChatService
@@ -161,6 +162,8 @@ class Head:
             state_dir / "chats.sqlite3" if state_dir else None,
             engine_state=lambda: self.supervisor.state,
         )
+        # The API other apps use (the window's switch); nothing listens until it is turned on
+        self.api = ApiFront(self, state_dir=state_dir, log=self._log)
         # The bench: its own engine per configuration, through the same links; never while
         # the person's model holds the machines (a worker serves one head at a time).
         self.bench = BenchRunner(
@@ -575,6 +578,7 @@ class Head:
         """Stop the engine and everything the head runs. Blocks up to ~wait_s (not for a GUI
         thread: the window calls it from its shutdown, after the window is gone)."""
         self._closed = True
+        self.api.close()
         self.chat.close()
         self.bench.close()
         self._lane.close()
