@@ -47,3 +47,40 @@ def test_an_unreadable_header_is_a_badge_in_words(hub, standin):
     assert bad.kind == "unknown" and bad.text == "cannot tell"
     assert "problem of its own (error 503)" in bad.detail
     assert badges["Q4_0"].kind == "gpu"
+
+
+def test_a_paired_workers_probe_makes_the_badge_name_it(hub, models, start_worker, tmp_path):
+    """A real `layerlab worker` on loopback, added to a real head: its probe answer joins the
+    cluster (a recorded 2x3060 rig here), and the 70B that would spill onto this CPU fits
+    with layers on the worker, named as the person sees it."""
+    import time
+
+    from layerlab.core.head import Head
+    from layerlab.core.hub.hub import head_cluster
+
+    worker = start_worker()
+    head = Head(persist=False, state_dir=tmp_path / "head")
+    try:
+        address = head.add_worker(worker.endpoint)
+        deadline = time.monotonic() + 20
+        while not (head.results.get(address) and head.results[address].ok):
+            assert time.monotonic() < deadline, "the worker's probe never answered"
+            time.sleep(0.05)
+        rig = rig_cluster("2x3060")
+        cluster = head_cluster(head, here=rig.devices)
+        name = head.label(address).split(" (")[0]
+        assert cluster.labels == {address: name}
+        (big,) = hub.badges(BIG, hub.quants(BIG), cluster=cluster).values()
+        local = plan_on(
+            check_model_file(models["big"] / "Llama-3-70B-Q4_K_M.gguf"),
+            cluster.devices,
+            cluster.n_ctx,
+        )
+        on_worker = sum(d.last - d.first for d in local.devices if d.device.machine == address)
+        assert on_worker > 0
+        assert big.kind == "split" and big.text == f"fits, {on_worker} layers on {name}"
+        assert big == badge_for(local, cluster.labels) and big.generation_tps > 0
+        (alone,) = hub.badges(BIG, hub.quants(BIG), cluster=rig).values()
+        assert alone.kind == "cpu_offload"  # without the worker it spills onto this CPU
+    finally:
+        head.close()

@@ -34,13 +34,15 @@ class Cluster:
     labels: dict[str, str] = field(default_factory=dict)  # worker address -> name
 
 
-def head_cluster(head) -> Cluster:
-    """This machine's devices plus the head's enabled workers' latest probe answers, at the
-    context the person uses. `head` is a core/head Head (typed loosely: the hub sits below)."""
+def head_cluster(head, here: list[PlanDevice] | None = None) -> Cluster:
+    """This machine's devices (or `here`: a recorded rig's) plus the head's enabled workers'
+    latest probe answers, at the context the person uses. `head` is a core/head Head (typed
+    loosely: the hub sits below)."""
     from layerlab.core.planner.session import enabled_worker_devices, this_machine_devices
 
     addresses = head.enabled_addresses()
-    devices = this_machine_devices() + enabled_worker_devices(addresses, dict(head.results))
+    local = this_machine_devices() if here is None else here
+    devices = local + enabled_worker_devices(addresses, dict(head.results))
     labels = {a: head.label(a).split(" (")[0] for a in addresses}
     return Cluster(devices, head.settings.n_ctx, labels)
 
