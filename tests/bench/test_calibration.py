@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,46 @@ def test_the_layer_map_threads_choice_reaches_the_plan(planner):
     host = host_device(8 << 30, 16 << 30)
     assert planner.plan([host], PlanOptions(n_ctx=1024)).plan.n_threads is None
     assert planner.plan([host], PlanOptions(n_ctx=1024, n_threads=2)).plan.n_threads == 2
+
+
+def test_fit_badges_and_layerlab_plan_forecast_with_what_was_measured(
+    demo_model, tmp_path, monkeypatch
+):
+    import subprocess
+    import sys
+
+    from layerlab.core.hub.fit import plan_on
+    from layerlab.core.planner.calibration import calibration_path
+    from layerlab.core.planner.session import this_machine_devices
+
+    facts = check_model_file(str(demo_model))
+    host = host_device(8 << 30, 16 << 30)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+    def cli_tps() -> float:
+        out = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "layerlab"),
+                "plan",
+                str(demo_model),
+                "--ctx",
+                "1024",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        return json.loads(out)["generation_tok_s"]
+
+    badge_before = plan_on(facts, [host], 1024).speed.generation_tps
+    cli_before = cli_tps()
+    here = next(d for d in this_machine_devices() if d.is_host)
+    cal = Calibration(calibration_path())
+    assert str(cal.path).startswith(str(tmp_path))
+    cal.record_device(HOST, 5e9)
+    cal.record_device(device_identity(here.machine, here.name), 5e9)
+    cal.save()
+    assert plan_on(facts, [host], 1024).speed.generation_tps < badge_before * 0.8
+    assert cli_tps() < cli_before * 0.8

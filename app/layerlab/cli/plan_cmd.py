@@ -58,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from layerlab.core.gguf import GGUFError
+    from layerlab.core.planner.calibration import Calibration
     from layerlab.core.planner.session import PlanInputError, plan_from_args
 
     try:
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             cache_type=args.cache_type,
             fit=not args.no_fit,
             rig=args.rig,
+            calibration=Calibration.load(),  # what was measured here, not only constants
         )
     except (GGUFError, PlanInputError, ValueError) as e:
         print(f"layerlab plan: {e}", file=sys.stderr)

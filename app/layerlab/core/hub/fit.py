@@ -68,8 +68,10 @@ def badge_for(result: PlanResult, labels: dict[str, str] | None = None) -> FitBa
 
 def plan_on(facts: ModelFacts, devices: list[PlanDevice], n_ctx: int | None) -> PlanResult:
     """The planner's plan for `facts` on `devices`, as a fit badge computes it (the same
-    options `layerlab plan` uses by default)."""
-    return Planner(facts).plan(devices, PlanOptions(n_ctx=n_ctx))
+    options `layerlab plan` uses by default), its speed from what was measured here."""
+    from layerlab.core.planner.calibration import Calibration
+
+    return Planner(facts, calibration=Calibration.load()).plan(devices, PlanOptions(n_ctx=n_ctx))
 
 
 def fit_source(

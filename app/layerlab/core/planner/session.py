@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from layerlab.core.gguf import HubFile, ModelFacts, check_model_file
+from layerlab.core.planner.calibration import Calibration
 from layerlab.core.planner.devices import PlanDevice, devices_from_machine, devices_from_probe
 from layerlab.core.planner.planner import Planner, PlanOptions, PlanResult
 from layerlab.core.units import GiB
@@ -79,6 +80,7 @@ def plan_from_args(
     cache_type: str = "f16",
     fit: bool = True,
     rig: str | None = None,
+    calibration: Calibration | None = None,
 ) -> PlanResult:
     facts = open_facts(model)
     if rig:
@@ -116,7 +118,7 @@ def plan_from_args(
         if label not in known:
             raise PlanInputError(f"--exclude names '{label}'; devices: {', '.join(sorted(known))}")
         opts.excluded.add(label)
-    return Planner(facts, model).plan(devices, opts)
+    return Planner(facts, model, calibration).plan(devices, opts)
 
 
 def enabled_worker_devices(
