@@ -18,7 +18,7 @@ from layerlab.core.devices.rig import load_rig  # noqa: E402
 from layerlab.core.gguf import HubFile, read_facts  # noqa: E402
 from layerlab.core.planner.devices import devices_from_machine  # noqa: E402
 from layerlab.core.planner.planner import Planner, PlanOptions  # noqa: E402
-from tests.planner.hub_standin import HubStandIn  # noqa: E402
+from tests.support.hub_standin import HubStandIn  # noqa: E402
 from tests.support.synthetic_gguf import LLAMA_70B, write_model  # noqa: E402
 
 RIGS = ROOT / "tests" / "fixtures" / "rigs"
@@ -54,7 +54,8 @@ def main() -> None:
                 f"plan {strategy:<12} 70B on 5 devices: median {med:.1f} ms, "
                 f"max {max(times) * 1e3:.1f} ms (new context each run, worker advice on)"
             )
-        with HubStandIn(Path(tmp), "bench/llama-70b") as hub:
+        with HubStandIn() as hub:
+            hub.add_repo("bench/llama-70b", Path(tmp))
             times = []
             for _ in range(5):
                 src = HubFile("bench/llama-70b", path.name, endpoint=hub.endpoint)

@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 
 from layerlab.core.gguf import GGUFError, HubFile, LocalFile, read_facts, read_header
-from tests.planner.hub_standin import HubStandIn
+from tests.support.hub_standin import HubStandIn
 from tests.support.synthetic_gguf import (
     LLAMA_70B,
     MIXTRAL_8X7B,
@@ -71,12 +71,13 @@ def test_split_gguf_reads_every_part(tmp_path):
 def test_remote_header_only_through_huggingface_hub(tmp_path):
     write_model(tmp_path / "big-70b.Q4_K_M.gguf", LLAMA_70B, sparse=True)
     size = (tmp_path / "big-70b.Q4_K_M.gguf").stat().st_size
-    with HubStandIn(tmp_path, "lab/big") as hub:
+    with HubStandIn() as hub:
+        hub.add_repo("lab/big", tmp_path)
         src = HubFile("lab/big", "big-70b.Q4_K_M.gguf", endpoint=hub.endpoint)
         f = read_facts(src)
         assert f.n_layer == 80 and f.parameters > 70e9
         assert hub.bytes_sent < 8 * 1024 * 1024 < size
-        assert hub.requests and all(r.startswith("bytes=") for r in hub.requests)
+        assert hub.ranges and all(r.startswith("bytes=") for _, r in hub.ranges)
         missing = HubFile("lab/big", "nope.gguf", endpoint=hub.endpoint)
         with pytest.raises(Exception, match=r"404|not found|Entry"):
             read_facts(missing)
@@ -84,7 +85,8 @@ def test_remote_header_only_through_huggingface_hub(tmp_path):
 
 def test_remote_split_model(tmp_path):
     whole, paths = _split(tmp_path, ModelSpec(n_layer=4), 2)
-    with HubStandIn(tmp_path, "lab/split") as hub:
+    with HubStandIn() as hub:
+        hub.add_repo("lab/split", tmp_path)
         f = read_facts(HubFile("lab/split", paths[0].name, endpoint=hub.endpoint))
     assert f.split_count == 2 and f.weights_bytes == whole.weights_bytes
 

@@ -25,8 +25,8 @@ from layerlab.core.gguf import (
     read_facts,
 )
 from layerlab.core.planner.session import PlanInputError, open_facts
-from tests.planner.hub_standin import HubStandIn
 from tests.support import damaged_gguf as damaged
+from tests.support.hub_standin import HubStandIn
 from tests.support.synthetic_gguf import (
     LLAMA_70B,
     MIXTRAL_8X7B,
@@ -168,7 +168,8 @@ def test_a_part_of_another_place_is_named(tmp_path):
 def test_a_cut_file_on_the_hub_is_named_from_its_header_and_size(small, tmp_path):
     shutil.copyfile(small, tmp_path / "whole.gguf")
     damaged.cut_in_data(small, tmp_path / "cut.gguf", full=True)
-    with HubStandIn(tmp_path, "lab/m") as hub:
+    with HubStandIn() as hub:
+        hub.add_repo("lab/m", tmp_path)
         whole = HubFile("lab/m", "whole.gguf", endpoint=hub.endpoint)
         assert check_model_file(whole).n_layer == SMALL.n_layer
         assert whole.size() == small.stat().st_size
