@@ -6,13 +6,17 @@ only the dry-run calibration (a child process) would need a worker, and it is no
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import replace
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
 from layerlab.core.devices.model import Machine
 from layerlab.core.gguf.facts import ModelFacts
 from layerlab.core.load_plan import LoadPlan
+from layerlab.core.planner.calibration import Calibration
 from layerlab.core.planner.devices import PlanDevice, devices_from_machine
 from layerlab.core.planner.planner import Planner, PlanOptions, PlanResult
 
@@ -22,17 +26,23 @@ class PlanModel(QObject):
 
     planned = Signal(object)  # PlanResult
     failed = Signal(str)
+    _calibrationRead = Signal(object)  # from the reading thread: a Calibration
 
-    def __init__(self, parent: QObject | None = None):
+    def __init__(self, parent: QObject | None = None, calibration_path: Path | None = None):
         super().__init__(parent)
         self._planner: Planner | None = None
+        # what the bench and loads measured (a file, read off the GUI thread): the forecasts
+        # use it as soon as it is read, and every planner made after it
+        self._calibration: Calibration | None = None
+        self._calibrationRead.connect(self._use_calibration)
+        self.reload_calibration(calibration_path)
         self._devices: list[PlanDevice] = []
         self.options = PlanOptions()
         self.result: PlanResult | None = None
 
     # ---- inputs ----------------------------------------------------------------------
     def set_facts(self, facts: ModelFacts, model_path: str = "") -> None:
-        self._planner = Planner(facts, model_path)
+        self._planner = Planner(facts, model_path, self._calibration)
         self.options.ratios = {}
         self.options.cpu_layers = None
         self.replan()
@@ -109,6 +119,22 @@ class PlanModel(QObject):
             n_ubatch=plan.n_ubatch,
         )
         self.replan()
+
+    def reload_calibration(self, path: Path | None = None) -> None:
+        """Read the recorded figures again (after a bench or a load) and re-plan with them."""
+
+        def read() -> None:
+            cal = Calibration.load(path)
+            with contextlib.suppress(RuntimeError):  # the model went with its window
+                self._calibrationRead.emit(cal)
+
+        threading.Thread(target=read, name="calibration", daemon=True).start()
+
+    def _use_calibration(self, cal: Calibration) -> None:
+        self._calibration = cal
+        if self._planner is not None:
+            self._planner.speed_model.calibration = cal
+            self.replan()
 
     def _current_ratios(self) -> dict[str, float]:
         if not self.result:

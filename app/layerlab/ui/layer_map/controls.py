@@ -13,6 +13,7 @@ STRATEGY_NAMES = {
 
 
 class PlanControls(QWidget):
+    threadsChanged = Signal(object)  # CPU compute threads; None: what was measured best here
     strategyChanged = Signal(str)
     contextChanged = Signal(int)
     cacheTypeChanged = Signal(str)
@@ -39,6 +40,7 @@ class PlanControls(QWidget):
         row.addWidget(self.ctx)
         row.addWidget(QLabel("KV cache"))
         row.addWidget(self.cache)
+        self._add_threads(row)
         row.addStretch(1)
         self.strategy.currentIndexChanged.connect(
             lambda _: self.strategyChanged.emit(self.strategy.currentData())
@@ -56,3 +58,21 @@ class PlanControls(QWidget):
         self.cache.setCurrentIndex(max(0, self.cache.findData(cache)))
         for w in (self.strategy, self.ctx, self.cache):
             w.blockSignals(False)
+
+    def _add_threads(self, row: QHBoxLayout) -> None:
+        self.threads = QSpinBox()
+        self.threads.setRange(0, 256)
+        self.threads.setSpecialValueText("auto")  # 0: the count measured best on this machine
+        self.threads.setKeyboardTracking(False)
+        self.threads.setToolTip(
+            "CPU threads that compute the layers kept on this machine. Auto uses the count a "
+            "bench measured fastest here (else llama.cpp's default, half the cores)."
+        )
+        row.addWidget(QLabel("CPU threads"))
+        row.addWidget(self.threads)
+        self.threads.valueChanged.connect(lambda n: self.threadsChanged.emit(n or None))
+
+    def show_threads(self, n_threads: int | None) -> None:
+        self.threads.blockSignals(True)
+        self.threads.setValue(n_threads or 0)
+        self.threads.blockSignals(False)

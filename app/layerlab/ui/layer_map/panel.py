@@ -65,6 +65,7 @@ class LayerMapPanel(QWidget):
         self.model.planned.connect(self._show)
         self.model.failed.connect(lambda msg: self.summary.setText(f"<b>Cannot plan:</b> {msg}"))
         self.controls.strategyChanged.connect(self._strategy)
+        self.controls.threadsChanged.connect(lambda n: self.model.update(n_threads=n))
         self.controls.contextChanged.connect(lambda n: self.model.update(n_ctx=n))
         self.controls.cacheTypeChanged.connect(
             lambda t: self.model.update(type_k=t, type_v=t, flash_attn=True)
@@ -117,6 +118,7 @@ class LayerMapPanel(QWidget):
         self._ensure_rows()
         opts = self.model.options
         self.controls.show_values(opts.strategy, r.plan.n_ctx, opts.type_k)
+        self.controls.show_threads(opts.n_threads)
         order = [d.label for d in self.model.devices]
         labels = [row.device.label for row in r.devices]
         counts = [r.devices[0].last - r.devices[0].first] + [row.n_units for row in r.devices[1:]]
