@@ -38,6 +38,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="",
         help="shares per worker device, e.g. 1,2 (default: by free memory)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU compute threads (default: the count a bench measured fastest here, "
+        "else llama.cpp's, half the cores)",
+    )
     p.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
     p.add_argument(
         "--host",
@@ -156,6 +164,10 @@ def _serve(args: argparse.Namespace, head: Head) -> int:
                 f"--tensor-split has {len(split)} shares for {len(plan.devices)} worker devices"
             )
         plan = plan.model_copy(update={"tensor_split": split})
+    if args.threads is not None:
+        if args.threads < 1:
+            return _fail(f"--threads must be 1 or more, not {args.threads}")
+        plan = plan.model_copy(update={"n_threads": args.threads})
 
     key = args.api_key or os.environ.get(KEY_ENV)
     try:
