@@ -310,6 +310,7 @@ class DownloadManager:
                         item.state = "waiting"
                         item.note = f"{problem.message} Trying again in {delay:g} s."
                     self._changed(item)
+                    self.prepare()  # the retry's transfer starts its Python during the wait
                     if self._sleep(item, delay):
                         continue
                     break
