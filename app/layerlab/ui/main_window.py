@@ -6,7 +6,14 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QMainWindow, QSplitter, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QMainWindow,
+    QScrollArea,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from layerlab.core.engine.supervisor import EngineState, Failed, Ready, Stopped
 from layerlab.core.head import Head, WorkerBack
@@ -27,6 +34,15 @@ from layerlab.ui.wiring.engine_views import LoadedModelView
 from layerlab.ui.wiring.plan_feed import PlanFeeder
 from layerlab.ui.wiring.side_tabs import SideTabs
 from layerlab.ui.workers.workers_panel import WorkersPanel
+
+
+def _scrolled(page: QWidget) -> QScrollArea:
+    """A page wider than a 1280-px window scrolls instead of widening the window."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setWidget(page)
+    return area
 
 
 class MainWindow(QMainWindow):
@@ -66,7 +82,7 @@ class MainWindow(QMainWindow):
         self.models = ModelsScreen(head)
         self.bench = BenchScreen(head)
         self.pages = QStackedWidget()
-        self._page_of = {"chat": self.chat, "models": self.models, "bench": self.bench}
+        self._page_of = {"chat": self.chat, "models": self.models, "bench": _scrolled(self.bench)}
         for page in self._page_of.values():
             self.pages.addWidget(page)
 
@@ -81,8 +97,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.split)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.toolbar)
         self.resize(1280, 800)
-        width = head.settings.cluster_panel_width
-        self.split.setSizes([220, max(self.width() - width - 220, 400), width])
+        self._sized = False  # the splitter gets its sizes once the window has its own
         self.toolbar.cluster.setChecked(head.settings.cluster_panel_open)
         self.cluster_panel.setVisible(head.settings.cluster_panel_open)
         self.toolbar.clusterToggled.connect(self._show_cluster)
@@ -116,6 +131,14 @@ class MainWindow(QMainWindow):
         )
         for problem in head.settings.problems:
             self.statusBar().showMessage(problem, 10000)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._sized:  # before the first show the splitter does not know its width
+            self._sized = True
+            width = min(self.head.settings.cluster_panel_width, self.width() * 2 // 5)
+            sidebar = 200
+            self.split.setSizes([sidebar, max(self.width() - width - sidebar, 400), width])
 
     @property
     def controller(self) -> HeadBridge:

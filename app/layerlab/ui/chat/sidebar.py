@@ -32,6 +32,9 @@ class ConversationSidebar(QWidget):
         self.search.setClearButtonEnabled(True)
         self.new_button = QPushButton("New chat")
         self.list = QListWidget()
+        # long titles are cut, not scrolled sideways
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setEditTriggers(QListWidget.EditTrigger.EditKeyPressed)
         self.rename_button = QPushButton("Rename")
         self.delete_button = QPushButton("Delete")

@@ -11,7 +11,7 @@ Public API for the main window:
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from layerlab.core.devices.model import Machine
 from layerlab.core.gguf.facts import ModelFacts
@@ -50,7 +50,17 @@ class LayerMapPanel(QWidget):
         self.notes = QLabel("")
         self.notes.setWordWrap(True)
         self.notes.setStyleSheet("color: #57606f;")
-        lay = QVBoxLayout(self)
+        # The map wants ~700-800 px (controls, device rows); in a narrower panel it scrolls
+        # sideways instead of widening the whole window past a 1280-px screen.
+        content = QWidget()
+        area = QScrollArea()
+        area.setWidgetResizable(True)
+        area.setFrameShape(QScrollArea.Shape.NoFrame)
+        area.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(area)
+        lay = QVBoxLayout(content)
         lay.addWidget(self.title)
         lay.addWidget(self.controls)
         lay.addWidget(self.ribbon)
