@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from layerlab.core.engine.client import EngineClient
 from layerlab.core.load_plan import LoadPlan
 from tests.spine.engine_helpers import answer, load
 
@@ -129,8 +130,9 @@ def test_too_many_waiting_requests_are_refused_clearly(engine):
     sup, ready = engine
     from layerlab.core.engine.api import MAX_WAITING
 
-    # One long answer keeps the model busy while the others arrive.
-    busy = sup.client()
+    # One long answer keeps the model busy while the others arrive, in the same lane (the
+    # chat window's own requests have a lane of their own).
+    busy = EngineClient(ready.url, sup.token, lane="api")
     stream = busy.stream_chat(
         [{"role": "user", "content": "Tell a long story."}], max_tokens=2000, temperature=0
     )

@@ -67,7 +67,15 @@ class LoadPlan(BaseModel):
 
     model_path: str = Field(description="the GGUF file (the first part of a split GGUF)")
     model_name: str = Field("", description="what the person calls the model")
-    n_ctx: int = Field(4096, ge=0, le=1 << 22, description="context size in tokens (0: trained)")
+    n_ctx: int = Field(
+        4096, ge=0, le=1 << 22, description="context size in tokens of each answer (0: trained)"
+    )
+    parallel: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="answers decoded together (slots); each has its own n_ctx of KV cache",
+    )
     devices: list[DeviceRef] = Field(
         default_factory=list,
         description="the devices layers go to, in llama.cpp's order; empty: the CPU alone",

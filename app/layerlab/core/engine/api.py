@@ -4,13 +4,15 @@ One path serves LayerLab's chat pane and any other local app. This module holds 
 (one answer at a time) and LayerLab's own routes (health, placement, status, the chat's
 token meter); the OpenAI routes live in openai_routes.py, their requests in
 openai_protocol.py.
-The model answers one request at a time; a few more wait in line, the rest are told so.
+The model answers `parallel` requests together (batch_decoder.py); a few more wait in line
+in each lane, the rest are told so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -24,11 +26,12 @@ from sse_starlette.sse import EventSourceResponse
 
 from layerlab.core.api_auth import api_error as error
 from layerlab.core.api_auth import require_bearer_key
+from layerlab.core.engine.batch_decoder import Lane
 from layerlab.core.engine.model_session import ModelSession
 from layerlab.core.engine.openai_protocol import ChatMessage
 from layerlab.core.engine.openai_routes import read_request, register
 
-MAX_WAITING = 4  # requests allowed to queue behind the one being answered
+MAX_WAITING = 4  # requests allowed to queue in each lane behind those being answered
 COLLECT_INTERVAL_S = 0.003  # how often a streaming answer's new pieces are picked up
 
 
@@ -51,8 +54,18 @@ class BenchRequest(BaseModel):
     seed: int = 42
 
 
+LANE_HEADER = "x-layerlab-lane"  # "window": LayerLab's own chat window (engine key only)
+
+
 class Line:
-    """One model, one request at a time; at most MAX_WAITING more wait their turn.
+    """Who may wait for the model: `parallel` answers run together, and each lane holds at
+    most MAX_WAITING more waiting their turn; beyond that a request is told so (429).
+
+    Two lanes: the chat window's own requests and everyone else's (the API). The decoder
+    offers a free slot to the window's lane first, so a flood of API requests never makes the
+    person at the window wait longer than one slot's turn. The header that marks the window's
+    requests is only ever read on the engine's own port, behind the engine's key: `serve`
+    and other apps reach it without that header, in the API's lane.
 
     A request takes its place in line when it is admitted, before any answer starts, and gives
     it back when it ends, however it ends (finished, stopped, disconnected, failed). Counting
@@ -60,32 +73,33 @@ class Line:
     up while queued kept its place for the life of the engine.
     """
 
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.in_line = 0  # admitted and not yet ended: the one answered plus those waiting
+    def __init__(self, parallel: int = 1) -> None:
+        self.parallel = parallel
+        self.in_line: dict[str, int] = {"window": 0, "api": 0}  # admitted, not yet ended
 
-    @property
-    def waiting(self) -> int:
-        return max(self.in_line - (1 if self.lock.locked() else 0), 0)
-
-    def admit(self) -> Place | None:
-        """A place in line, or None when the line is full."""
-        if self.in_line >= 1 + MAX_WAITING:
+    def admit(self, lane: Lane = "api") -> Place | None:
+        """A place in line, or None when the lane is full."""
+        if self.in_line[lane] >= self.parallel + MAX_WAITING:
             return None
-        self.in_line += 1
-        return Place(self)
+        self.in_line[lane] += 1
+        return Place(self, lane)
 
 
 class Place:
     """One request's place in line; leaving twice is harmless, so every exit path may."""
 
-    def __init__(self, line: Line) -> None:
+    def __init__(self, line: Line, lane: Lane = "api") -> None:
         self._line: Line | None = line
+        self.lane: Lane = lane
 
     def leave(self) -> None:
         if self._line is not None:
-            self._line.in_line -= 1
+            self._line.in_line[self.lane] -= 1
             self._line = None
+
+
+def lane_of(request: Request) -> Lane:
+    return "window" if request.headers.get(LANE_HEADER, "").lower() == "window" else "api"
 
 
 class _StreamInLine(EventSourceResponse):
@@ -105,8 +119,13 @@ class _StreamInLine(EventSourceResponse):
 
 def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
     app = FastAPI(title="LayerLab engine", docs_url=None, redoc_url=None, openapi_url=None)
-    line = Line()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+    decoder = session.decoder
+    assert decoder is not None
+    line = Line(decoder.parallel)
+    # One thread per request in line (each only waits on its answer's pieces) + the bench.
+    executor = ThreadPoolExecutor(
+        max_workers=2 * (decoder.parallel + MAX_WAITING) + 1, thread_name_prefix="generate"
+    )
     started = time.time()
 
     require_bearer_key(app, token)
@@ -128,7 +147,9 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
         return {
             "state": "generating" if session.generating else "idle",
             "since_progress_s": time.monotonic() - session.last_progress,
-            "waiting": line.waiting,
+            "parallel": decoder.parallel,
+            "running": decoder.running,
+            "waiting": decoder.waiting(),
             "plan": session.plan.to_dict(),
             "loaded": session.loaded(),
         }
@@ -159,70 +180,73 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
         req = await read_request(request, BenchRequest)
         if not isinstance(req, BenchRequest):
             return req
-        place = line.admit()
+        place = line.admit(lane_of(request))
         if place is None:
             return error(429, "The model is busy answering other requests.", "busy")
         from layerlab.core.engine.measure import measure
 
         stop = threading.Event()
+
+        def run() -> object:
+            # Running answers finish first and none start meanwhile: never two users.
+            with decoder.exclusive(stop):
+                return measure(session, req.n_prompt, req.n_gen, req.reps, stop, req.seed)
+
         try:
-            async with line.lock:
-                loop = asyncio.get_running_loop()
-                job = loop.run_in_executor(
-                    executor,
-                    lambda: measure(session, req.n_prompt, req.n_gen, req.reps, stop, req.seed),
-                )
-                try:
-                    result = await asyncio.shield(job)
-                except asyncio.CancelledError:
-                    stop.set()  # the client left: end between decodes, then give the model back
+            loop = asyncio.get_running_loop()
+            job = loop.run_in_executor(executor, run)
+            try:
+                result = await asyncio.shield(job)
+            except asyncio.CancelledError:
+                stop.set()  # the client left: end between decodes, then give the model back
+                with contextlib.suppress(InterruptedError):
                     await job
-                    raise
-        except (ValueError, RuntimeError) as e:
+                raise
+        except (ValueError, RuntimeError, InterruptedError) as e:
             return error(400, f"The bench could not run: {e}", "bench_error")
         finally:
             place.leave()
         return result.to_dict()
 
     async def _generate(start) -> AsyncIterator[dict]:
-        async with line.lock:
-            loop = asyncio.get_running_loop()
-            pieces: collections.deque = collections.deque()
-            stop = threading.Event()
-            end = object()
+        loop = asyncio.get_running_loop()
+        pieces: collections.deque = collections.deque()
+        stop = threading.Event()
+        end = object()
 
-            def work() -> None:
-                # Pieces are only appended here, never signalled: waking the event loop per
-                # token handed it the GIL while this thread still had Python to run before
-                # its next decode, putting the loop's HTTP work on every token's critical path
-                # (~0.4 ms/token here). The loop collects them on its own tick instead.
-                try:
-                    for item in start(stop):
-                        pieces.append(item)
-                except Exception as e:  # llama.cpp errors surface as Python exceptions
-                    pieces.append(e)
-                finally:
-                    pieces.append(end)
-
-            done = loop.run_in_executor(executor, work)
+        def work() -> None:
+            # Pieces are only appended here, never signalled: waking the event loop per
+            # token handed it the GIL while the decoder still had Python to run before its
+            # next decode, putting the loop's HTTP work on every token's critical path
+            # (~0.4 ms/token here). The loop collects them on its own tick instead.
             try:
-                while True:
-                    if not pieces:
-                        await asyncio.sleep(COLLECT_INTERVAL_S)
-                        continue
-                    item = pieces.popleft()
-                    if item is end:
-                        break
-                    if isinstance(item, Exception):
-                        raise item
-                    yield item
+                for item in start(stop):
+                    pieces.append(item)
+            except Exception as e:  # llama.cpp errors surface as Python exceptions
+                pieces.append(e)
             finally:
-                # The client left (Stop) or we finished: either way let the thread wind down
-                # before the next request may touch the model.
-                stop.set()
-                await asyncio.shield(done)
+                pieces.append(end)
+
+        done = loop.run_in_executor(executor, work)
+        try:
+            while True:
+                if not pieces:
+                    await asyncio.sleep(COLLECT_INTERVAL_S)
+                    continue
+                item = pieces.popleft()
+                if item is end:
+                    break
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            # The client left (Stop) or we finished: the decoder frees the slot at its next
+            # step; wait for this request's thread to wind down.
+            stop.set()
+            await asyncio.shield(done)
 
     app.state.line = line
+    app.state.lane_of = lane_of
     app.state.stream_in_line = lambda place, content: _StreamInLine(place, content, ping=15)
     register(app, session, _generate, model_id, started)
     return app

@@ -49,9 +49,12 @@ def loopback_http(**kwargs) -> httpx.Client:
 
 
 class EngineClient:
-    def __init__(self, url: str, token: str, timeout: float = 10.0):
+    """LayerLab's own client. Its answers go in the window's lane (`lane="window"`): the
+    engine offers them the next free slot before any other app's (engine/api.py Line)."""
+
+    def __init__(self, url: str, token: str, timeout: float = 10.0, lane: str = "window"):
         self.url = url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._headers = {"Authorization": f"Bearer {token}", "X-LayerLab-Lane": lane}
         self._timeout = httpx.Timeout(timeout, read=None)  # a long prompt may take a while
         self._active: httpx.Response | None = None
         self._lock = threading.Lock()

@@ -15,8 +15,18 @@ from layerlab.core.load_plan import LoadPlan
 CTX_PAD = 256  # llama.cpp pads the context to a multiple of this (llama_context)
 
 # Fields where a difference changes memory or placement: such a load is refused.
-MUST_MATCH = ("flash_attn", "type_k", "type_v", "split_mode", "n_gpu_layers", "main_gpu", "devices")
+MUST_MATCH = (
+    "parallel",
+    "flash_attn",
+    "type_k",
+    "type_v",
+    "split_mode",
+    "n_gpu_layers",
+    "main_gpu",
+    "devices",
+)
 _NAMES = {
+    "parallel": "the number of answers decoded together",
     "flash_attn": "flash attention",
     "type_k": "the K cache type",
     "type_v": "the V cache type",

@@ -7,21 +7,22 @@ freed only when its process ends.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from layerlab.core import ggml_lib
 from layerlab.core.engine.events import Placement
 from layerlab.core.engine.llama_log import LlamaLog, allocations_by_device
 from layerlab.core.gguf import ggml_type
 from layerlab.core.load_plan import KVType, LoadPlan
+
+if TYPE_CHECKING:
+    from layerlab.core.engine.batch_decoder import BatchDecoder, Lane
 
 # ggml_type numbers for the KV cache types a LoadPlan may name (ggml's one table, via gguf)
 KV_TYPES = {t: ggml_type(t) for t in get_args(KVType)}
@@ -131,6 +132,7 @@ class ModelSession:
         self._loaded: dict | None = None
         self._labels: list[str] = []  # the devices handed to llama.cpp, in order
         self._keep: list = []  # ctypes objects llama.cpp points into; must outlive the model
+        self.decoder: BatchDecoder | None = None  # runs every answer once loaded
         # Watchdog inputs, read by the API's status route from another thread.
         self.generating = False
         self.last_progress = time.monotonic()
@@ -176,6 +178,21 @@ class ModelSession:
 
         self._keep.append(progress)
         original = low.llama_model_default_params
+        original_ctx = low.llama_context_default_params
+        parallel = plan.parallel
+        n_ctx = plan.n_ctx
+        if n_ctx == 0 and parallel > 1:  # "the trained length" is each slot's, not shared
+            from layerlab.core.gguf.facts import read_facts
+
+            n_ctx = read_facts(plan.model_path).n_ctx_train
+
+        def context_for_this_plan():
+            # One sequence per slot, each in its own KV stream of n_ctx cells
+            # (batch_decoder.py says why not a unified cache).
+            p = original_ctx()
+            p.n_seq_max = parallel
+            p.kv_unified = False
+            return p
 
         def params_for_this_plan():
             # Llama() does not expose these fields; set them on the params it builds.
@@ -186,10 +203,12 @@ class ModelSession:
             return p
 
         low.llama_model_default_params = params_for_this_plan
+        low.llama_context_default_params = context_for_this_plan
         try:
             self.llm = llama_cpp.Llama(
                 model_path=plan.model_path,
-                n_ctx=plan.n_ctx,
+                # llama.cpp's n_ctx is the whole cache: each of the slots gets its share
+                n_ctx=n_ctx * parallel,
                 n_gpu_layers=plan.n_gpu_layers,
                 split_mode=SPLIT_MODES[plan.split_mode],
                 main_gpu=plan.main_gpu,
@@ -207,6 +226,7 @@ class ModelSession:
             )
         finally:
             low.llama_model_default_params = original
+            low.llama_context_default_params = original_ctx
         # LlamaModel has no n_layer(); the C API does. Units: n_layer blocks + the output.
         n_layer = low.llama_model_n_layer(self.llm.model)
         by_index = self.log.layer_devices()
@@ -217,6 +237,9 @@ class ModelSession:
         self.placement = Placement(
             layer_devices, allocations_by_device(self.log, self._device_names)
         )
+        from layerlab.core.engine.batch_decoder import BatchDecoder
+
+        self.decoder = BatchDecoder(self, low.llama_n_seq_max(self.llm.ctx))
         return self.placement
 
     def loaded(self) -> dict:
@@ -234,7 +257,8 @@ class ModelSession:
         ctx, mp = self.llm.ctx, self.llm.model_params
         facts = self.log.context_facts()
         out = {
-            "n_ctx": low.llama_n_ctx(ctx),
+            "n_ctx": low.llama_n_ctx_seq(ctx),  # each slot's
+            "parallel": low.llama_n_seq_max(ctx),
             "n_batch": low.llama_n_batch(ctx),
             "n_ubatch": low.llama_n_ubatch(ctx),
             "n_threads": low.llama_n_threads(ctx),
@@ -283,8 +307,11 @@ class ModelSession:
 
     # -- answering ----------------------------------------------------------------------
     def n_ctx(self) -> int:
+        """The context one answer has (each slot's own)."""
+        import llama_cpp.llama_cpp as low
+
         assert self.llm is not None
-        return self.llm.n_ctx()
+        return low.llama_n_ctx_seq(self.llm.ctx)
 
     def prompt_tokens(self, text: str, add_bos: bool = True) -> list[int]:
         """`text` as the model reads a prompt: special tokens parsed, BOS added as the model
@@ -305,115 +332,32 @@ class ModelSession:
         return [self.llm.detokenize([t]).decode("utf-8", "replace") for t in tokens]
 
     def generate(
-        self, prompt: list[int], sampling: Sampling, stop_event: threading.Event
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        stop_event: threading.Event,
+        lane: Lane = "api",
     ) -> Iterator[Piece | Ending]:
         """Answer `prompt` (tokens): Pieces of text as they come, then one Ending.
 
-        Our own loop over llama.cpp's sampler, not Llama.create_completion: it counts the
-        answer's tokens exactly (usage), pairs each token with its log probability without
-        logits_all (which would keep n_ctx x n_vocab floats), and takes a grammar.
+        The answer waits for a free slot in its lane's queue, then is decoded together with
+        the others (batch_decoder.py): our own loop over llama.cpp's sampler, not
+        Llama.create_completion. It counts the answer's tokens exactly (usage), pairs each
+        token with its log probability without logits_all (which would keep n_ctx x n_vocab
+        floats), and takes a grammar. Setting `stop_event` ends it at the next step.
         """
-        import llama_cpp.llama_cpp as low
-        from llama_cpp.llama_grammar import LlamaGrammar
-
-        llm = self.llm
-        assert llm is not None
-        n_ctx = llm.n_ctx()
+        assert self.decoder is not None
+        n_ctx = self.n_ctx()
         if len(prompt) >= n_ctx:
             raise ContextTooLong(n_ctx, len(prompt))
-        budget = n_ctx - len(prompt)
-        if sampling.max_tokens:
-            budget = min(budget, sampling.max_tokens)
-        grammar = LlamaGrammar.from_string(sampling.grammar) if sampling.grammar else None
-        seen: dict[str, object] = {}
-        processors = None
-        want_lp = sampling.top_logprobs is not None
-        bias = sampling.logit_bias or {}
-        if want_lp or bias:
-            import numpy as np
-
-            def look(_input_ids, logits):
-                # llama.cpp's raw logits for the next token, before penalties and grammar:
-                # the model's own distribution, as OpenAI reports it.
-                for token, b in bias.items():
-                    if 0 <= token < logits.shape[0]:
-                        logits[token] += b
-                if want_lp:
-                    m = float(np.max(logits))
-                    seen["lp"] = logits - (m + float(np.log(np.sum(np.exp(logits - m)))))
-                return logits
-
-            processors = [look]
-        llm.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(32))
-        llm.last_n_tokens_size = n_ctx if sampling.repeat_last_n == -1 else sampling.repeat_last_n
-        low.llama_perf_context_reset(llm.ctx)
-        eog = low.llama_vocab_is_eog
-        vocab = llm._model.vocab
-        out: list[int] = []
-        sent = 0  # bytes of the answer already handed out
-        pending: list[TokenLogprob] = []
-        finish = "length"
-        stopped = hit_stop = False
-        stops = [s.encode("utf-8") for s in sampling.stop]
-        self.generating = True
-        self.last_progress = time.monotonic()
+        answer = self.decoder.submit(list(prompt), sampling, stop_event, lane)
+        ended = False
         try:
-            tokens = llm.generate(
-                prompt,
-                top_k=sampling.top_k,
-                top_p=sampling.top_p,
-                min_p=sampling.min_p,
-                typical_p=sampling.typical_p,
-                temp=sampling.temperature,
-                repeat_penalty=sampling.repeat_penalty,
-                frequency_penalty=sampling.frequency_penalty,
-                presence_penalty=sampling.presence_penalty,
-                mirostat_mode=sampling.mirostat_mode,
-                mirostat_tau=sampling.mirostat_tau,
-                mirostat_eta=sampling.mirostat_eta,
-                logits_processor=processors,
-                grammar=grammar,
-            )
-            with contextlib.closing(tokens):
-                for token in tokens:
-                    self.last_progress = time.monotonic()
-                    if stop_event.is_set():
-                        finish, stopped = "stop", True
-                        break
-                    if eog(vocab, token):
-                        finish = "stop"
-                        break
-                    out.append(token)
-                    if want_lp:
-                        pending.append(self._logprob(token, seen["lp"], sampling.top_logprobs))
-                    text = llm.detokenize(out, prev_tokens=prompt)
-                    hit = min((i for s in stops if (i := text.find(s, sent)) >= 0), default=-1)
-                    if hit >= 0:
-                        yield Piece(text[sent:hit].decode("utf-8", "replace"), pending)
-                        sent, pending, finish, hit_stop = hit, [], "stop", True
-                        break
-                    end = _safe_end(text, stops)
-                    if end > sent:
-                        yield Piece(text[sent:end].decode("utf-8", "replace"), pending)
-                        sent, pending = end, []
-                    if len(out) >= budget:
-                        break
-            if not hit_stop:
-                # what was held back (a possible stop string's start, a partial character)
-                rest = llm.detokenize(out, prev_tokens=prompt)[sent:]
-                if rest or pending:
-                    yield Piece(rest.decode("utf-8", "replace"), pending)
+            yield from answer.pieces()
+            ended = True
         finally:
-            self.generating = False
-            self.last_progress = time.monotonic()
-        perf = low.llama_perf_context(llm.ctx)
-        yield Ending(
-            finish_reason=finish,
-            prompt_tokens=len(prompt),
-            completion_tokens=len(out),
-            timings=Timings(perf.n_p_eval, perf.t_p_eval_ms, perf.n_eval, perf.t_eval_ms),
-            stopped_by_client=stopped,
-        )
+            if not ended:
+                stop_event.set()  # a reader that left early (closed generator) frees the slot
 
     def _logprob(self, token: int, lp, top: int | None) -> TokenLogprob:
         import numpy as np

@@ -90,6 +90,7 @@ class Job:
     tools: bool = False  # the answer may be a tool call
     stream: bool = False
     include_usage: bool = False
+    lane: str = "api"  # "window": the chat window's own request (api.Line)
     start: Callable[[threading.Event], Iterator[tuple]] | None = None  # set by run_job
 
 
@@ -228,7 +229,7 @@ def run_job(session: ModelSession, job: Job) -> Callable[[threading.Event], Iter
                 if sampling.seed is not None and k:
                     # the same seed for each would give n equal answers
                     sampling = Sampling(**{**sampling.__dict__, "seed": sampling.seed + k})
-                for item in session.generate(tokens, sampling, stop):
+                for item in session.generate(tokens, sampling, stop, job.lane):  # type: ignore[arg-type]
                     yield index, item
                 if stop.is_set():
                     return
@@ -505,6 +506,7 @@ async def collect_chat(job: Job, pump, model_id: str) -> dict:
 def register(app: FastAPI, session: ModelSession, pump, model_id: str, started: float) -> None:
     """Add the OpenAI and llama.cpp-server routes to the engine's app."""
     line = app.state.line
+    lane_of = app.state.lane_of
 
     def wrong_model(name: str | None):
         if name and name != model_id:
@@ -517,15 +519,16 @@ def register(app: FastAPI, session: ModelSession, pump, model_id: str, started: 
             )
         return None
 
-    async def answer(req, prepare, shape_stream, collect):
+    async def answer(request: Request, req, prepare, shape_stream, collect):
         if (r := wrong_model(req.model)) is not None:
             return r
         try:
             job = await asyncio.to_thread(prepare, session, req)
         except RequestRefused as e:
             return refuse(400, e.message, "invalid_request_error", e.param, e.code)
+        job.lane = lane_of(request)
         job.start = run_job(session, job)
-        place = line.admit()
+        place = line.admit(job.lane)
         if place is None:
             return refuse(
                 429, "The model is busy answering other requests; try again shortly.", "busy"
@@ -544,14 +547,14 @@ def register(app: FastAPI, session: ModelSession, pump, model_id: str, started: 
         req = await read_request(request, ChatRequest)
         if not isinstance(req, ChatRequest):
             return req
-        return await answer(req, prepare_chat, chat_stream, collect_chat)
+        return await answer(request, req, prepare_chat, chat_stream, collect_chat)
 
     @app.post("/v1/completions")
     async def completion(request: Request):
         req = await read_request(request, CompletionRequest)
         if not isinstance(req, CompletionRequest):
             return req
-        return await answer(req, prepare_completion, text_stream, collect_text)
+        return await answer(request, req, prepare_completion, text_stream, collect_text)
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
@@ -594,7 +597,7 @@ def register(app: FastAPI, session: ModelSession, pump, model_id: str, started: 
         return {
             "default_generation_settings": {"n_ctx": n_ctx, "model": model_id},
             "n_ctx": n_ctx,
-            "total_slots": 1,
+            "total_slots": session.plan.parallel,
             "model_alias": model_id,
             "model_path": session.plan.model_path,
             "chat_template": session.chat_template(),

@@ -1,0 +1,464 @@
+"""Several answers decoded together: continuous batching over llama.cpp's batch API.
+
+One thread owns the llama context. Each step it takes every running answer's next token
+(and chunks of the prompts that are still being read) into one `llama_decode`, then samples
+each answer from its own row of logits with its own sampler chain. A new request joins at
+the next step; a cancelled one leaves at the next step and frees its slot.
+
+The context holds `parallel` sequences, one per slot, each in its own KV stream of n_ctx
+cells (llama.cpp's n_seq_max with kv_unified off, 0c1e570: n_ctx_seq = n_ctx / n_seq_max,
+padded to 256). Separate streams keep each answer's attention exactly what it would be
+alone (a unified cache makes every token's softmax run over the other answers' masked cells,
+in another order), so a greedy answer is the same text alone or in a batch. The price:
+llama.cpp splits a batch into one micro-batch per run of consecutive sequence ids
+(split_equal, sequential), so slots are handed out lowest first.
+
+Each slot remembers the tokens its sequence holds: a follow-up turn of the same conversation
+lands in the slot that already holds its prefix and decodes only what is new.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from layerlab.core.engine.model_session import ModelSession, Sampling
+
+Lane = Literal["window", "api"]
+LANES: tuple[Lane, ...] = ("window", "api")  # the order free slots are offered in
+_DONE = object()  # the last item of an answer's stream
+POLL_S = 0.002  # how often a request's thread picks up its answer's new pieces
+
+
+@dataclass
+class Slot:
+    """One of the context's sequences, and what its KV cache holds."""
+
+    seq: int
+    cached: list[int] = field(default_factory=list)  # tokens at positions 0.. of this sequence
+    last_used: float = 0.0
+    answer: Answer | None = None
+
+
+class Answer:
+    """One answer being written: what the request asked, and where its pieces go.
+
+    The decoder thread appends Pieces, then one Ending (or an exception), then _DONE, to
+    `items`; the request's thread reads them (a deque needs no lock for one writer and
+    one reader).
+    """
+
+    def __init__(
+        self, prompt: list[int], sampling: Sampling, stop: threading.Event, lane: Lane
+    ) -> None:
+        self.prompt = prompt
+        self.sampling = sampling
+        self.stop = stop
+        self.lane = lane
+        self.items: collections.deque = collections.deque()
+        self.queued_at = time.monotonic()
+        # decoding state (the decoder thread's alone)
+        self.slot: Slot | None = None
+        self.todo: list[int] = []  # prompt tokens not yet decoded
+        self.n_past = 0
+        self.next_token: int | None = None  # sampled, decoded next step
+        self.out: list[int] = []
+        self.sent = 0
+        self.pending: list = []
+        self.finish = "length"
+        self.budget = 0
+        self.sampler = None
+        self.seen: dict[str, object] = {}
+        self.stops: list[bytes] = [s.encode("utf-8") for s in sampling.stop]
+        self.prompt_n = 0
+        self.prompt_s = 0.0
+        self.predicted_n = 0
+        self.predicted_s = 0.0
+
+    def pieces(self) -> Iterator:
+        """Everything the decoder hands this answer, as it comes (blocks between pieces)."""
+        while True:
+            while self.items:
+                item = self.items.popleft()
+                if item is _DONE:
+                    return
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+            time.sleep(POLL_S)
+
+
+class BatchDecoder:
+    """Runs every answer of one loaded model; `parallel` of them at a time."""
+
+    def __init__(self, session: ModelSession, parallel: int) -> None:
+        import llama_cpp.llama_cpp as low
+
+        self.session = session
+        self.parallel = parallel
+        self.low = low
+        llm = session.llm
+        assert llm is not None
+        self.llm = llm
+        self.ctx = llm.ctx
+        self.memory = low.llama_get_memory(self.ctx)
+        self.n_batch = max(1, low.llama_n_batch(self.ctx))
+        self.vocab = llm._model.vocab
+        self.slots = [Slot(i) for i in range(parallel)]
+        self.queues: dict[Lane, collections.deque[Answer]] = {
+            lane: collections.deque() for lane in LANES
+        }
+        self._wake = threading.Condition()
+        self._closed = False
+        self._exclusive = 0  # a measurement wants the model to itself: admit nobody
+        self._idle = threading.Event()
+        self._idle.set()
+        # one token per slot, plus a whole batch of prompt tokens
+        self.batch = low.llama_batch_init(self.n_batch + parallel, 0, 1)
+        self._thread = threading.Thread(target=self._run, name="batch-decoder", daemon=True)
+        self._thread.start()
+
+    # -- what the API sees ----------------------------------------------------------------
+    @property
+    def running(self) -> int:
+        return sum(1 for s in self.slots if s.answer is not None)
+
+    def waiting(self, lane: Lane | None = None) -> int:
+        if lane is not None:
+            return len(self.queues[lane])
+        return sum(len(q) for q in self.queues.values())
+
+    def submit(
+        self, prompt: list[int], sampling: Sampling, stop: threading.Event, lane: Lane = "api"
+    ) -> Answer:
+        answer = Answer(prompt, sampling, stop, lane)
+        with self._wake:
+            self.queues[lane].append(answer)
+            self._idle.clear()
+            self._wake.notify()
+        return answer
+
+    @contextlib.contextmanager
+    def exclusive(self, stop: threading.Event | None = None) -> Iterator[None]:
+        """The model to one caller alone (the bench): running answers finish, none start;
+        every slot's cache is forgotten afterwards (the caller may use the whole context)."""
+        with self._wake:
+            self._exclusive += 1
+        try:
+            while not self._quiet():
+                if stop is not None and stop.is_set():
+                    raise InterruptedError("stopped while waiting for the model")
+                time.sleep(0.01)
+            yield
+        finally:
+            for s in self.slots:
+                s.cached = []
+            with self._wake:
+                self._exclusive -= 1
+                self._wake.notify()
+
+    def _quiet(self) -> bool:
+        return self.running == 0
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(timeout=5)
+
+    # -- the loop -------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and not self._has_work():
+                    self._idle.set()
+                    self.session.generating = False
+                    self._wake.wait(0.5)
+                if self._closed:
+                    return
+                self._drop_given_up()
+                self._admit()
+            self._drop_cancelled()
+            if not any(s.answer for s in self.slots):
+                continue
+            self.session.generating = True
+            try:
+                self._step()
+            except Exception as e:  # a failed decode fails the answers in that batch
+                self._fail_all(e)
+            self.session.last_progress = time.monotonic()
+
+    def _has_work(self) -> bool:
+        if any(s.answer for s in self.slots):
+            return True
+        if any(a.stop.is_set() for q in self.queues.values() for a in q):
+            return True
+        return not self._exclusive and any(self.queues.values())
+
+    def _drop_given_up(self) -> None:
+        """Requests whose client left while they waited give their place back now, not when
+        a slot frees (a long answer would hold them in the count)."""
+        for q in self.queues.values():
+            if any(a.stop.is_set() for a in q):
+                keep = [a for a in q if not a.stop.is_set()]
+                for a in q:
+                    if a.stop.is_set():
+                        self._end(a, stopped=True)
+                q.clear()
+                q.extend(keep)
+
+    def _admit(self) -> None:
+        """Waiting answers into free slots: the window's lane first, each lane in order."""
+        if self._exclusive:
+            return
+        for lane in LANES:
+            q = self.queues[lane]
+            while q and any(s.answer is None for s in self.slots):
+                answer = q.popleft()
+                if answer.stop.is_set():
+                    self._end(answer, stopped=True)
+                    continue
+                try:
+                    self._start(answer, self._pick_slot(answer.prompt))
+                except Exception as e:
+                    answer.items.append(e)
+                    answer.items.append(_DONE)
+
+    def _pick_slot(self, prompt: list[int]) -> Slot:
+        """The free slot that already holds the longest part of this prompt; among equals
+        the lowest (llama.cpp decodes consecutive sequence ids in one micro-batch)."""
+        free = [s for s in self.slots if s.answer is None]
+        return max(free, key=lambda s: (_common(s.cached, prompt), -s.seq))
+
+    def _start(self, answer: Answer, slot: Slot) -> None:
+        from layerlab.core.engine.model_session import ContextTooLong
+
+        low = self.low
+        n_ctx = low.llama_n_ctx_seq(self.ctx)
+        prompt = answer.prompt
+        if len(prompt) >= n_ctx:
+            raise ContextTooLong(n_ctx, len(prompt))
+        keep = _common(slot.cached, prompt)
+        if keep == len(prompt):
+            keep -= 1  # the last prompt token is decoded again: its logits start the answer
+        if keep < len(slot.cached) and not low.llama_memory_seq_rm(self.memory, slot.seq, keep, -1):
+            low.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
+            keep = 0
+        slot.cached = prompt[:keep]
+        slot.answer, answer.slot = answer, slot
+        slot.last_used = time.monotonic()
+        answer.todo = list(prompt[keep:])
+        answer.n_past = keep
+        s = answer.sampling
+        answer.budget = n_ctx - len(prompt)
+        if s.max_tokens:
+            answer.budget = min(answer.budget, s.max_tokens)
+        answer.sampler = self._sampler(answer)
+
+    def _sampler(self, answer: Answer):
+        """The same chain llama-cpp-python's Llama.generate builds (so an answer samples as
+        it did before batching), with its own seed and penalty window."""
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        llm, s = self.llm, answer.sampling
+        grammar = LlamaGrammar.from_string(s.grammar, verbose=False) if s.grammar else None
+        want_lp = s.top_logprobs is not None
+        bias = s.logit_bias or {}
+        processors = None
+        if want_lp or bias:
+            import numpy as np
+
+            seen = answer.seen
+
+            def look(_input_ids, logits):
+                # llama.cpp's raw logits for the next token, before penalties and grammar:
+                # the model's own distribution, as OpenAI reports it.
+                for token, b in bias.items():
+                    if 0 <= token < logits.shape[0]:
+                        logits[token] += b
+                if want_lp:
+                    m = float(np.max(logits))
+                    seen["lp"] = logits - (m + float(np.log(np.sum(np.exp(logits - m)))))
+                return logits
+
+            processors = [look]
+        n_ctx = self.low.llama_n_ctx_seq(self.ctx)
+        llm.set_seed(s.seed if s.seed is not None else random.getrandbits(32))
+        llm.last_n_tokens_size = n_ctx if s.repeat_last_n == -1 else s.repeat_last_n
+        return llm._init_sampler(
+            top_k=s.top_k,
+            top_p=s.top_p,
+            min_p=s.min_p,
+            typical_p=s.typical_p,
+            temp=s.temperature,
+            repeat_penalty=s.repeat_penalty,
+            frequency_penalty=s.frequency_penalty,
+            presence_penalty=s.presence_penalty,
+            mirostat_mode=s.mirostat_mode,
+            mirostat_tau=s.mirostat_tau,
+            mirostat_eta=s.mirostat_eta,
+            logits_processor=processors,
+            grammar=grammar,
+        )
+
+    def _drop_cancelled(self) -> None:
+        for slot in self.slots:
+            a = slot.answer
+            if a is not None and a.stop.is_set():
+                a.finish = "stop"
+                self._flush(a)
+                self._end(a, stopped=True)
+
+    def _step(self) -> None:
+        """One llama_decode over every running answer, then one sampled token each."""
+        low, b = self.low, self.batch
+        n = 0
+        rows: list[tuple[Answer, int]] = []  # (answer, batch index of its logits)
+        prompt_rows: list[tuple[Answer, int]] = []  # answers whose prompt chunk is in
+        active = sorted((s for s in self.slots if s.answer), key=lambda s: s.seq)
+
+        def add(token: int, pos: int, seq: int, logits: bool) -> None:
+            nonlocal n
+            b.token[n] = token
+            b.pos[n] = pos
+            b.n_seq_id[n] = 1
+            b.seq_id[n][0] = seq
+            b.logits[n] = logits
+            n += 1
+
+        for slot in active:
+            a = slot.answer
+            assert a is not None
+            if not a.todo and a.next_token is not None:
+                add(a.next_token, a.n_past, slot.seq, True)
+                rows.append((a, n - 1))
+        room = self.n_batch - len(rows)
+        for slot in active:
+            a = slot.answer
+            assert a is not None
+            if a.todo and room > 0:
+                chunk, a.todo = a.todo[:room], a.todo[room:]
+                for i, t in enumerate(chunk):
+                    add(t, a.n_past + i, slot.seq, not a.todo and i == len(chunk) - 1)
+                room -= len(chunk)
+                prompt_rows.append((a, len(chunk)))
+                if not a.todo:
+                    rows.append((a, n - 1))
+        if n == 0:
+            return
+        b.n_tokens = n
+        t0 = time.perf_counter()
+        rc = low.llama_decode(self.ctx, b)
+        if rc != 0:
+            raise RuntimeError(
+                "llama.cpp could not fit this batch in the context's cache"
+                if rc == 1
+                else f"llama_decode returned {rc}"
+            )
+        took = time.perf_counter() - t0
+        for a, k in prompt_rows:
+            a.prompt_n += k
+            a.prompt_s += took
+            slot = a.slot
+            assert slot is not None
+            slot.cached.extend(a.prompt[a.n_past : a.n_past + k])
+            a.n_past += k
+        for a, idx in rows:
+            slot = a.slot
+            assert slot is not None
+            if a.next_token is not None:  # the answer's last token went in with this step
+                slot.cached.append(a.next_token)
+                a.n_past += 1
+                a.predicted_n += 1
+                a.predicted_s += took
+            token = a.sampler.sample(self.llm._ctx, idx)
+            self._take(a, token)
+        self.session.last_progress = time.monotonic()
+
+    def _take(self, a: Answer, token: int) -> None:
+        """One sampled token: the answer ends, or hands out what text it can."""
+        from layerlab.core.engine.model_session import Piece, _safe_end
+
+        llm = self.llm
+        if self.low.llama_vocab_is_eog(self.vocab, token):
+            a.finish = "stop"
+            self._flush(a)
+            self._end(a)
+            return
+        a.out.append(token)
+        a.next_token = token
+        if a.sampling.top_logprobs is not None:
+            a.pending.append(self.session._logprob(token, a.seen["lp"], a.sampling.top_logprobs))
+        text = llm.detokenize(a.out, prev_tokens=a.prompt)
+        hit = min((i for s in a.stops if (i := text.find(s, a.sent)) >= 0), default=-1)
+        if hit >= 0:
+            a.items.append(Piece(text[a.sent : hit].decode("utf-8", "replace"), a.pending))
+            a.sent, a.pending, a.finish = hit, [], "stop"
+            self._end(a)
+            return
+        end = _safe_end(text, a.stops)
+        if end > a.sent:
+            a.items.append(Piece(text[a.sent : end].decode("utf-8", "replace"), a.pending))
+            a.sent, a.pending = end, []
+        if len(a.out) >= a.budget:
+            a.finish = "length"
+            self._flush(a)
+            self._end(a)
+
+    def _flush(self, a: Answer) -> None:
+        """What was held back (a possible stop string's start, a partial character)."""
+        from layerlab.core.engine.model_session import Piece
+
+        rest = self.llm.detokenize(a.out, prev_tokens=a.prompt)[a.sent :] if a.out else b""
+        if rest or a.pending:
+            a.items.append(Piece(rest.decode("utf-8", "replace"), a.pending))
+            a.sent, a.pending = a.sent + len(rest), []
+
+    def _end(self, a: Answer, stopped: bool = False) -> None:
+        from layerlab.core.engine.model_session import Ending, Timings
+
+        slot = a.slot
+        if slot is not None:
+            slot.answer = None
+            slot.last_used = time.monotonic()
+            a.slot = None
+        if a.sampler is not None:
+            a.sampler.close()
+            a.sampler = None
+        a.items.append(
+            Ending(
+                finish_reason=a.finish if not stopped else "stop",
+                prompt_tokens=len(a.prompt),
+                completion_tokens=len(a.out),
+                timings=Timings(a.prompt_n, a.prompt_s * 1000, a.predicted_n, a.predicted_s * 1000),
+                stopped_by_client=stopped,
+            )
+        )
+        a.items.append(_DONE)
+
+    def _fail_all(self, error: Exception) -> None:
+        for slot in self.slots:
+            a = slot.answer
+            if a is None:
+                continue
+            self.low.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
+            slot.cached = []
+            slot.answer = None
+            a.slot = None
+            a.items.append(RuntimeError(f"The engine failed while answering: {error}"))
+            a.items.append(_DONE)
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
