@@ -1,5 +1,6 @@
 """Screenshots of the Models screen against a local stand-in of the hub (no internet):
-search results, a repo's quants with fit badges, a download in progress, the library.
+search results, a 70B repo's quants with fit badges on a recorded rig (two RTX 3060s), a
+download in progress, the library, the hub access tab (token, mirror).
 
     xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python docs/screenshots/make_models_screens.py
 """
@@ -19,6 +20,7 @@ OUT = Path(__file__).parent
 def main() -> None:
     from PySide6.QtWidgets import QApplication
 
+    from layerlab.core.demo_model import DEMO_FILE, demo_model_path
     from layerlab.core.devices.rig import load_rig
     from layerlab.core.head import Head
     from layerlab.core.hub.config import HubConfig
@@ -26,20 +28,29 @@ def main() -> None:
     from layerlab.core.planner.devices import devices_from_machine
     from layerlab.ui.models import ModelsScreen
     from tests.support.hub_standin import HubStandIn
-    from tests.support.synthetic_gguf import LLAMA_70B, ModelSpec, Q, write_model, write_split
+    from tests.support.synthetic_gguf import LLAMA_70B, ModelSpec, Q, write_model
 
     app = QApplication.instance() or QApplication(sys.argv)
     tmp = Path(tempfile.mkdtemp(prefix="models-shots-"))
-    tiny = tmp / "tiny"
-    tiny.mkdir()
-    spec = ModelSpec(n_layer=4, n_embd=256, n_ff=512, n_vocab=512)
-    for tag, t in [("F16", Q.F16), ("Q8_0", Q.Q8_0), ("Q4_0", Q.Q4_0)]:
-        write_model(tiny / f"SmolChat-{tag}.gguf", ModelSpec(**{**spec.__dict__, "weight_type": t}))
-    write_split(tiny, ModelSpec(**{**spec.__dict__, "weight_type": Q.Q4_K}), 2, "SmolChat-Q4_K_M")
+    # the download: the bundled demo model (SmolLM2-135M, 94 MiB), a real model end to end
+    smol = tmp / "smol"
+    smol.mkdir()
+    (smol / DEMO_FILE).symlink_to(demo_model_path())
     big = tmp / "big"
     big.mkdir()
-    for tag in ["Q2_K", "Q4_K_M", "Q8_0"]:
-        write_model(big / f"Llama-3.3-70B-Instruct-{tag}.gguf", LLAMA_70B, sparse=True)
+    # header-only 70Bs (sparse files) with each quant's real tensor types, so each size and
+    # fit is what that quant of a 70B has
+    for tag, t in [
+        ("IQ2_XS", Q.IQ2_XS),
+        ("Q2_K", Q.Q2_K),
+        ("Q3_K_M", Q.Q3_K),
+        ("Q4_K_M", Q.Q4_K),
+        ("Q5_K_M", Q.Q5_K),
+        ("Q6_K", Q.Q6_K),
+        ("Q8_0", Q.Q8_0),
+    ]:
+        spec70 = ModelSpec(**{**LLAMA_70B.__dict__, "weight_type": t})
+        write_model(big / f"Llama-3.3-70B-Instruct-{tag}.gguf", spec70, sparse=True)
     rig = devices_from_machine(load_rig(ROOT / "tests/fixtures/rigs/2x3060.json"))
 
     def wait(cond, s=15.0):
@@ -56,7 +67,13 @@ def main() -> None:
             likes=310,
             parameters=70_550_000_000,
         )
-        hub.add_repo("tester/SmolChat-GGUF", tiny, downloads=8_400, likes=41, parameters=5_100_000)
+        hub.add_repo(
+            "demo/SmolLM2-135M-Instruct-GGUF",
+            smol,
+            downloads=8_400,
+            likes=41,
+            parameters=134_520_000,
+        )
         hub.add_repo(
             "meta-llama/Llama-3.3-70B-Instruct-GGUF",
             big,
@@ -83,27 +100,41 @@ def main() -> None:
         screen.search()
         wait(lambda: screen.results.rowCount() >= 2)
         screen.grab().save(str(OUT / "models-search.png"))
-        screen.query.setText("smolchat")
-        screen.search()
-        wait(lambda: screen.results.rowCount() == 1)
+        # a 70B on two RTX 3060s (a recorded rig) at 8k context: IQ2_XS fits on the GPUs,
+        # the middle quants spill onto the CPU, Q6_K and Q8_0 are too large
+        split = screen.results.parentWidget()  # room for all seven quants
+        sizes = split.sizes()
+        split.setSizes([110, 330, max(60, sum(sizes) - 440)])
         screen.results.selectRow(0)
         wait(lambda: screen._recommended != "")
+        app.processEvents()
         screen.grab().save(str(OUT / "models-quants.png"))
-        hub.repos["tester/SmolChat-GGUF"].rate = 1_200_000
+        split.setSizes(sizes)
+        screen.query.setText("smollm2")
+        screen.search()
+        wait(lambda: screen.results.rowCount() == 1)
+        screen.results.clearSelection()  # row 0 again: a new selection opens it
+        screen.results.selectRow(0)
+        wait(lambda: any(q.tag == "Q4_1" for q in screen.quants) and screen._recommended != "")
+        hub.repos["demo/SmolLM2-135M-Instruct-GGUF"].rate = 9_000_000
         screen.quants_table.selectRow(
-            next(i for i, q in enumerate(screen.quants) if q.tag == "F16")
+            next(i for i, q in enumerate(screen.quants) if q.tag == "Q4_1")
         )
         screen.download_selected()
         wait(lambda: any("/s" in r.text.text() for r in screen.downloads.rows.values()))
         wait(lambda: any(r.bar.value() > 400 for r in screen.downloads.rows.values()), 8)
         screen.grab().save(str(OUT / "models-downloading.png"))
-        hub.repos["tester/SmolChat-GGUF"].rate = 0
-        wait(lambda: all(r.bar.value() == 1000 for r in screen.downloads.rows.values()), 30)
+        hub.repos["demo/SmolLM2-135M-Instruct-GGUF"].rate = 0
+        wait(lambda: "in the Library" in screen.status.text(), 30)
         screen.tabs.setCurrentIndex(1)
         wait(lambda: screen.library_table.rowCount() >= 1)
         screen.library_table.selectRow(0)
         app.processEvents()
         screen.grab().save(str(OUT / "models-library.png"))
+        screen.tabs.setCurrentIndex(2)  # the token, the hub's address (a mirror)
+        wait(lambda: "token" in screen.token_state.text().lower())
+        app.processEvents()
+        screen.grab().save(str(OUT / "models-hub-access.png"))
         screen.close()
         head.close()
     print("wrote", *(p.name for p in sorted(OUT.glob("models-*.png"))))

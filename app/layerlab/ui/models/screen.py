@@ -180,8 +180,8 @@ class ModelsScreen(QWidget):
         help_text = QLabel(
             "A token lets LayerLab download gated and private repos you have access to "
             "(huggingface.co/settings/tokens). It is kept in the system keyring, or in a file "
-            "only you can read, never in settings or logs. HF_TOKEN and HF_ENDPOINT in the "
-            "environment win over what is set here."
+            "only you can read, never in settings or logs. HF_TOKEN in the environment wins "
+            "over a saved token, and HF_ENDPOINT over a saved address when LayerLab starts."
         )
         help_text.setWordWrap(True)
         form.addRow("", help_text)
@@ -306,7 +306,8 @@ class ModelsScreen(QWidget):
             t.setItem(i, 2, _cell("reading its header…"))
             t.setItem(i, 3, _cell(""))
             t.setItem(i, 4, _cell(""))
-        self.quant_title.setText(f"{repo_id}: {len(quants)} quants")
+        n = len(quants)
+        self.quant_title.setText(f"{repo_id}: {n} quant{'' if n == 1 else 's'}")
 
     def _show_badge(self, repo_id: str, tag: str, badge) -> None:
         if repo_id != self.repo_id:
