@@ -195,7 +195,10 @@ def _child() -> int:  # pragma: no cover - runs in the child process
         print(json.dumps({"error": "the model did not load", "log_tail": "".join(lines)[-3000:]}))
         return 0
     cp = L.llama_context_default_params()
-    cp.n_ctx = plan.n_ctx
+    # as the engine loads it (model_session.py): one KV stream of n_ctx cells per answer
+    cp.n_ctx = plan.n_ctx * plan.parallel
+    cp.n_seq_max = plan.parallel
+    cp.kv_unified = False
     cp.n_batch = plan.n_batch
     cp.n_ubatch = plan.n_ubatch
     cp.type_k = ggml_type(plan.type_k)

@@ -50,7 +50,7 @@ def measure(
     n_gen = max(0, min(int(n_gen), MAX_TOKENS))
     reps = max(1, min(int(reps), MAX_REPS))
     ctx = llm.ctx
-    n_ctx = low.llama_n_ctx(ctx)
+    n_ctx = low.llama_n_ctx_seq(ctx)  # one sequence's share: the decoder keeps one per slot
     if n_prompt + 1 > n_ctx or n_gen + 1 > n_ctx:
         raise ValueError(f"the test needs more than the loaded context of {n_ctx} tokens")
     n_batch = max(1, low.llama_n_batch(ctx))

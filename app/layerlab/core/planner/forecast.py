@@ -30,6 +30,7 @@ def context_of(plan: LoadPlan, n_layer: int) -> ContextSettings:
         flash_attn=plan.flash_attn,
         n_copies=4 if pipelined(plan, n_layer) else 1,
         use_mmap=plan.use_mmap,
+        n_seq=plan.parallel,
     )
 
 

@@ -16,6 +16,7 @@ The compute-buffer terms below were fitted to llama.cpp's graph allocator on thi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import get_args
@@ -27,6 +28,7 @@ from layerlab.core.load_plan import KVType
 KV_TYPES: tuple[str, ...] = get_args(KVType)  # the cache types a LoadPlan may name
 KV_PAD = 256
 F32 = 4
+DEFAULT_PARALLEL = 4  # answers decoded together when they fit (llama-server's own default)
 
 
 def row_bytes(type_name: str, n: int) -> int:
@@ -47,6 +49,8 @@ class ContextSettings:
     type_k: str = "f16"
     type_v: str = "f16"
     flash_attn: bool = True
+    # answers decoded together (LoadPlan.parallel): each has its own n_ctx cells of KV, in its
+    # own stream (kv_unified off), and the host keeps one row of logits per answer
     n_seq: int = 1
     # llama.cpp pipelines ubatches over several devices (GGML_SCHED_MAX_COPIES = 4) when
     # more than one device holds every layer and the output; inputs are then kept per copy.
@@ -233,3 +237,19 @@ class MemoryModel:
     @property
     def kv_total(self) -> int:
         return self._kv_sum[-1]
+
+
+def parallel_that_fits(
+    forecast_for: Callable[[int], Mapping[str, DeviceMemory]],
+    free: Mapping[str, int],
+    most: int = DEFAULT_PARALLEL,
+) -> int:
+    """The most answers (<= `most`, at least 1) whose KV for that many full contexts fits
+    every device's free memory: `forecast_for(n)` is the plan's bytes per device label with
+    n answers, `free` the bytes free per label (a label missing there is not checked).
+    Each device carries the KV of its own layers, so a split model is checked per device."""
+    for n in range(max(most, 1), 1, -1):
+        need = forecast_for(n)
+        if all(m.total <= free[label] for label, m in need.items() if label in free):
+            return n
+    return 1

@@ -16,14 +16,19 @@ GPUs last, so the output unit lands on a local GPU whenever there is one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from layerlab.core.gguf.facts import ModelFacts
 from layerlab.core.load_plan import LoadPlan, split_units
 from layerlab.core.planner.calibration import Calibration
 from layerlab.core.planner.devices import PlanDevice
-from layerlab.core.planner.memory import ContextSettings, DeviceMemory, MemoryModel
+from layerlab.core.planner.memory import (
+    DEFAULT_PARALLEL,
+    ContextSettings,
+    DeviceMemory,
+    MemoryModel,
+)
 from layerlab.core.planner.speed import Speed, SpeedModel
 from layerlab.core.units import format_bytes
 
@@ -48,6 +53,9 @@ class PlanOptions:
     use_mmap: bool = True
     cpu_layers: int | None = None  # manual: blocks kept on the CPU (a dragged map)
     n_threads: int | None = None  # CPU compute threads; None: what was measured best here
+    # answers decoded together, each with a full context of KV on every device that holds
+    # layers; None: the most (up to memory.DEFAULT_PARALLEL) that fit as planned
+    parallel: int | None = None
 
 
 @dataclass
@@ -144,6 +152,20 @@ class Planner:
         _compare_workers: bool = True,
     ) -> PlanResult:
         opts = options or PlanOptions()
+        if opts.parallel is None:
+            # The most answers whose KV fits without moving layers or shortening the context
+            # that one answer would get; else one, planned as before.
+            alone = self.plan(devices, replace(opts, parallel=1), _compare_workers)
+            for n in range(DEFAULT_PARALLEL, 1, -1):
+                tried = self.plan(devices, replace(opts, parallel=n), _compare_workers)
+                if (
+                    tried.verdict == alone.verdict != "does not fit"
+                    and tried.changes == alone.changes
+                    and tried.plan.tensor_split == alone.plan.tensor_split
+                    and tried.plan.n_gpu_layers == alone.plan.n_gpu_layers
+                ):
+                    return tried
+            return alone
         host, gpus = self._arrange(devices, opts)
         n_ctx = opts.n_ctx or min(self.facts.n_ctx_train or 4096, 4096)
         changes: list[str] = []
@@ -208,6 +230,7 @@ class Planner:
             flash_attn=opts.flash_attn,
             n_copies=4 if pipelined else 1,
             use_mmap=opts.use_mmap,
+            n_seq=opts.parallel or 1,
         )
 
     def _spans(self, counts: list[int]) -> list[tuple[int, int, bool]]:
@@ -410,6 +433,7 @@ class Planner:
             flash_attn=opts.flash_attn,
             use_mmap=opts.use_mmap,
             n_threads=opts.n_threads,
+            parallel=opts.parallel or 1,
         )
         return PlanResult(
             plan,
