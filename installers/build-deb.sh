@@ -69,6 +69,9 @@ install -m755 installers/debian/postinst installers/debian/prerm installers/debi
 
 # Files root-owned, no group/other write, whatever the build tree's umask was.
 find "$STAGE" -type d -exec chmod 755 {} +
-dpkg-deb --root-owner-group -Zxz -z6 --build "$STAGE" "$DEB" >/dev/null
+# zstd: dpkg reads it since 1.21.18 (Debian 12, Ubuntu 21.10), the releases whose glibc the
+# bundle needs anyway; it packs ~10x faster than xz for about the same size here (the demo
+# model and the libraries compress little).
+dpkg-deb --root-owner-group -Zzstd -z9 --build "$STAGE" "$DEB" >/dev/null
 echo "Depends: $depends"
 echo "built $DEB ($(du -h "$DEB" | cut -f1))"
