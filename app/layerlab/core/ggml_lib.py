@@ -93,12 +93,6 @@ def backends() -> list[str]:
     ]
 
 
-def has_backend_modules(directory: Path | None = None) -> bool:
-    """Whether this llama.cpp carries its backends as loadable modules (the installers')."""
-    names = [p.name for p in (directory or library_dir()).iterdir()]
-    return any(n.startswith(("libggml-cpu-", "ggml-cpu-")) for n in names)
-
-
 _RpcAddServer = ctypes.CFUNCTYPE(reg_t, ctypes.c_char_p)
 _RpcStartServer = ctypes.CFUNCTYPE(
     None,
