@@ -362,3 +362,24 @@ def test_two_processes_write_one_database_at_once(store_path):
     assert [m.content for m in here.current_path(theirs)] == [f"child {i}" for i in range(300)]
     here.close()
     assert _integrity(store_path) == "ok"
+
+
+def test_the_newest_messages_of_a_branch_are_read_with_their_positions(store):
+    c = store.create_conversation()
+    q = store.add_message(c.id, None, "user", "q")
+    a1 = store.add_message(c.id, q.id, "assistant", "a1")
+    a2 = store.add_message(c.id, q.id, "assistant", "a2")  # regenerated: "< 2/2 >"
+    parent = a2.id
+    for i in range(10):
+        parent = store.add_message(c.id, parent, "user" if i % 2 == 0 else "assistant", str(i)).id
+    full = store.current_path(c.id)
+    rows, complete = store.path_tail(c.id, 100)
+    assert complete and [m.id for m, _ in rows] == [m.id for m in full]
+    assert [pos for _, pos in rows] == [store.branch_position(m.id) for m in full]
+    assert dict((m.id, pos) for m, pos in rows)[a2.id] == (2, 2)
+    rows, complete = store.path_tail(c.id, 4)
+    assert not complete and [m.id for m, _ in rows] == [m.id for m in full[-4:]]
+    store.switch_branch(a2.id, -1)
+    rows, complete = store.path_tail(c.id, 100)
+    assert complete and [m.id for m, _ in rows] == [q.id, a1.id]
+    assert rows[1][1] == (1, 2)

@@ -79,11 +79,13 @@ def as_text(text: str | bytes) -> str:
     return text.replace("\x00", "")
 
 
-def to_html(text: str | bytes) -> str:
-    """Markdown to an HTML fragment for Qt's rich text. Never raises on what a model writes."""
+def to_html(text: str | bytes, first_code: int = 0) -> str:
+    """Markdown to an HTML fragment for Qt's rich text. Never raises on what a model writes.
+    `first_code`: the number of the first code block (a part of a message rendered on its
+    own numbers its copy links as in the whole)."""
     text = as_text(text)
     try:
-        body = _renderer().render(text, {})
+        body = _renderer().render(text, {"code_n": first_code})
     except Exception:  # a parser bug must not lose the message: show it as plain text
         body = f"<pre>{html.escape(text)}</pre>"
     return _qt_friendly(body)

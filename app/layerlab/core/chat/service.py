@@ -160,6 +160,13 @@ class ChatService:
         """The conversation as shown: root to the current leaf."""
         return self.store.current_path(cid)
 
+    def newest_messages(
+        self, cid: str, n: int
+    ) -> tuple[list[tuple[Message, tuple[int, int]]], bool]:
+        """The newest `n` messages as shown, each with its "< 2/3 >" place, read without the
+        rest; and whether they reach back to the first message."""
+        return self.store.path_tail(cid, n)
+
     def settings(self, cid: str) -> ConversationSettings:
         return self.store.settings(cid)
 

@@ -497,7 +497,58 @@ class Store:
 
     def current_path(self, cid: str, leaf: str | None = None) -> list[Message]:
         """The messages from the root to `leaf` (default: the current leaf), oldest first."""
-        every = self._all(cid)
+        return self._path_in(self._all(cid), cid, leaf)
+
+    def path_tail(
+        self, cid: str, n: int, leaf: str | None = None
+    ) -> tuple[list[tuple[Message, tuple[int, int]]], bool]:
+        """The newest `n` messages of `current_path` with their branch positions, read from
+        the leaf upwards without reading the rest: a window opens a 5,000-message
+        conversation in milliseconds. Returns (rows, whether they reach the first message)."""
+        if leaf is None:
+            leaf = self.conversation(cid).current_leaf
+        if leaf is None:
+            return [], True
+        ids = self._rows(
+            "WITH RECURSIVE up(id, parent_id, depth) AS ("
+            " SELECT id, parent_id, 0 FROM messages WHERE id = ? AND deleted_at IS NULL"
+            " UNION ALL SELECT m.id, m.parent_id, up.depth + 1 FROM messages m"
+            " JOIN up ON m.id = up.parent_id WHERE m.deleted_at IS NULL AND up.depth < ?)"
+            " SELECT id, parent_id FROM up ORDER BY depth",
+            (leaf, n),
+        )
+        complete = bool(ids) and ids[-1]["parent_id"] is None
+        if len(ids) > n:
+            ids, complete = ids[:n], False
+        elif not complete:  # a deleted message on the way: what is below it is hidden too
+            return [], True
+        wanted = [r["id"] for r in ids]
+        marks = ",".join("?" * len(wanted))
+        rows = self._rows(
+            "SELECT m.*, s.ttft_s, s.prompt_tps, s.gen_tps, s.prompt_tokens, s.tokens, s.ended, "
+            "s.ran_on, s.model, s.message_id AS has_stats FROM messages m "
+            f"LEFT JOIN answer_stats s ON s.message_id = m.id WHERE m.id IN ({marks})",
+            wanted,
+        )
+        by_id = {r["id"]: _message(r) for r in rows}
+        parents = {r["parent_id"] for r in ids}
+        kids: dict[str | None, list[str]] = {}
+        named = [p for p in parents if p is not None]
+        sql = (
+            "SELECT id, parent_id FROM messages WHERE conversation_id = ? AND deleted_at IS NULL"
+            f" AND (parent_id IN ({','.join('?' * len(named))})"
+            f"{' OR parent_id IS NULL' if None in parents else ''}) ORDER BY created, rowid"
+        )
+        for r in self._rows(sql, [cid, *named]):
+            kids.setdefault(r["parent_id"], []).append(r["id"])
+        out = []
+        for mid in reversed(wanted):
+            m = by_id[mid]
+            sibs = kids.get(m.parent_id, [mid])
+            out.append((m, (sibs.index(mid) + 1, len(sibs))))
+        return out, complete
+
+    def _path_in(self, every: dict[str, Message], cid: str, leaf: str | None) -> list[Message]:
         if leaf is None:
             leaf = self.conversation(cid).current_leaf
         out: list[Message] = []

@@ -36,7 +36,7 @@ from layerlab.core.chat.templates import TEMPLATES
 from layerlab.core.chat.throughput import AnswerClock, Rates
 from layerlab.core.engine.client import EngineClient
 from layerlab.ui.chat.message_input import MessageInput
-from layerlab.ui.chat.transcript import TranscriptView
+from layerlab.ui.chat.transcript import SHOW_MORE, SHOWN_AT_FIRST, TranscriptView
 from layerlab.ui.chat.turn import ServiceTurn
 
 PAINT_INTERVAL_MS = 33  # ~30 repaints a second, however fast tokens arrive
@@ -218,6 +218,8 @@ class ChatPane(QWidget):
         self._pending: list[str] = []
         self._editing: str | None = None
         self._retry = None  # the turn to run again once a choice is made
+        self._shown_n = SHOWN_AT_FIRST  # the newest messages shown; "Show earlier" adds
+        self._more_above = False
         self.params: dict = {}  # overrides for the conversation's sampling (tests, scripts)
 
         self.transcript = TranscriptView()
@@ -271,6 +273,7 @@ class ChatPane(QWidget):
         self.input.sendRequested.connect(self.send)
         self.stop_button.clicked.connect(self.stop)
         self.transcript.actionRequested.connect(self._act)
+        self.transcript.earlierRequested.connect(self.show_earlier)
         self.sampling.changed.connect(self._settings_changed)
         self._meter_ready.connect(self._show_meter)
         self.problem.linkActivated.connect(self._problem_link)
@@ -316,6 +319,7 @@ class ChatPane(QWidget):
         if self._turn is not None:
             return  # the answer being written keeps its conversation on screen
         self.conversation_id = cid
+        self._shown_n = SHOWN_AT_FIRST
         self._editing = None
         self.editing_label.hide()
         self.choice.hide()
@@ -325,16 +329,26 @@ class ChatPane(QWidget):
         self.refresh_meter()
 
     def _show_stored(self) -> None:
+        self.transcript.show_messages(self._show_stored_rows(), self._more_above)
+
+    def _show_stored_rows(self) -> list[tuple[Message, tuple[int, int]]]:
+        """The conversation's newest messages as stored, with their branch places (read
+        without the rest, however long it is); the pane's copy follows them."""
         cid = self.conversation_id
-        if cid is None:
-            self.transcript.show_messages([])
-            self.conversation.messages = []
+        rows, complete = self.service.newest_messages(cid, self._shown_n) if cid else ([], True)
+        self._more_above = not complete
+        self.conversation.messages = [
+            ShownMessage(m.id, m.role, m.content, m.finish) for m, _ in rows
+        ]
+        return rows
+
+    def show_earlier(self) -> None:
+        """ "Show earlier messages": the view grows upwards."""
+        if self._turn is not None:
             return
-        path = self.service.messages(cid)
-        store = self.service.store
-        rows = [(m, store.branch_position(m.id)) for m in path]
-        self.conversation.messages = [ShownMessage(m.id, m.role, m.content, m.finish) for m in path]
-        self.transcript.show_messages(rows)
+        self._shown_n += SHOW_MORE
+        self._show_stored()
+        self.transcript.verticalScrollBar().setValue(0)
 
     def _settings_changed(self, settings: ConversationSettings) -> None:
         if self.conversation_id is not None:
@@ -440,13 +454,16 @@ class ChatPane(QWidget):
         """At close: stop the answer in progress and let its thread end."""
         self._closed = True
         self._meter_pool.shutdown(wait=True, cancel_futures=True)
+        self.transcript.shutdown()
         turn = self._turn
         if turn is not None:
             turn.cancel()
             turn.wait(timeout)
 
     def _on_started(self, m: Message) -> None:
-        self._show_stored()  # the question (and a new branch) are in the store now
+        # what is on screen stays (and is not laid out again): the window grows by the turn
+        self._shown_n = max(self._shown_n, len(self.conversation.messages))
+        rows = self._show_stored_rows()  # the question (and a new branch) are in the store now
         self._live_message = m
         self._live = next((x for x in self.conversation.messages if x.id == m.id), None)
         if self._live is None:
@@ -457,20 +474,13 @@ class ChatPane(QWidget):
                 : self.conversation.messages.index(self._live) + 1
             ]
             self._live.finish = ""
-        self._rerender_without_live()
+        ids = [r[0].id for r in rows]
+        self.transcript.show_messages(
+            rows[: ids.index(m.id)] if m.id in ids else rows, self._more_above
+        )
         self.transcript.start_live(m)
         self._paint.start()
         self.conversationsChanged.emit()
-
-    def _rerender_without_live(self) -> None:
-        store = self.service.store
-        rows = []
-        for x in self.conversation.messages:
-            if x is self._live:
-                break
-            m = store.message_by_id(x.id)
-            rows.append((m, store.branch_position(m.id)))
-        self.transcript.show_messages(rows)
 
     def _on_piece(self, text: str) -> None:
         self._pending.append(text)

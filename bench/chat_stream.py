@@ -1,0 +1,253 @@
+"""The chat pane under a fast stream and a long conversation.
+
+  QT_QPA_PLATFORM=offscreen .venv/bin/python bench/chat_stream.py [--tokens 10000]
+
+A stand-in engine (a child process speaking the engine's SSE shape on loopback: the
+/layerlab/tokenize route and /v1/chat/completions streamed at 1,000 tokens a second) answers
+the real ChatService and ChatPane, on a store holding a 5,000-message conversation.
+
+Measured:
+- opening that conversation: time to first paint (open_conversation until the transcript's
+  first paint event), target <= 300 ms;
+- while 1,000 tokens/s stream into it: the GUI's longest stall (a 5 ms QTimer heartbeat; the
+  largest gap between beats minus the interval), target <= 50 ms;
+- memory: RSS after opening, after each answer (bounded: the second answer adds ~nothing).
+Prints figures and the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication
+
+from layerlab.core.chat.service import ChatService
+from layerlab.core.chat.store import ConversationSettings, Sampling, Store
+from layerlab.core.engine.client import EngineClient
+from layerlab.ui.chat.chat_pane import ChatPane
+
+STAND_IN = r"""
+import json, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+RATE, TOKENS = float(sys.argv[2]), int(sys.argv[3])
+WORDS = ["The ", "quick ", "brown ", "fox ", "jumps ", "over ", "`the` ", "lazy ", "dog. "]
+
+def chunk(text):
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/layerlab/tokenize":
+            out = json.dumps({"tokens": 100, "prompt": "", "n_ctx": 1_000_000,
+                              "chat_template": "yes"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        t0 = time.perf_counter()
+        for i in range(TOKENS):
+            # paragraphs, a code block now and then: what a model writes
+            word = WORDS[i % len(WORDS)]
+            if i % 60 == 59:
+                word += "\n\n"
+            if i % 600 == 300:
+                word = "\n\n```python\nfor i in range(3):\n    print(i)\n```\n\n"
+            self.wfile.write(b"data: " + json.dumps(chunk(word)).encode() + b"\n\n")
+            if i % 10 == 9:
+                self.wfile.flush()
+                delay = t0 + (i + 1) / RATE - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+        last = {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": TOKENS},
+                "timings": {"prompt_n": 100, "prompt_ms": 10.0,
+                            "predicted_n": TOKENS, "predicted_ms": 1000.0 * TOKENS / RATE}}
+        self.wfile.write(b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n")
+        self.wfile.flush()
+        self.close_connection = True
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def big_conversation(store: Store, n: int) -> str:
+    """A conversation as people write them: questions, answers with Markdown and code."""
+    c = store.create_conversation("big", ConversationSettings(sampling=Sampling(max_tokens=10**6)))
+    parent = None
+    answer = (
+        "Here is how:\n\n1. first\n2. second\n\n```python\nprint('hello')\n```\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n\n" + "Some words to read. " * 20
+    )
+    for i in range(n):
+        role = "user" if i % 2 == 0 else "assistant"
+        text = f"Question {i}: how do I do this?" if role == "user" else f"Answer {i}. " + answer
+        parent = store.add_message(c.id, parent, role, text, finish="stop").id
+    return c.id
+
+
+class Paints(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def eventFilter(self, _obj, event) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.count += 1
+        return False
+
+
+class Heartbeat:
+    """A 5 ms timer on the GUI thread: a long gap between beats is a stall a person feels."""
+
+    INTERVAL_MS = 5
+
+    def __init__(self) -> None:
+        self.timer = QTimer()
+        self.timer.setInterval(self.INTERVAL_MS)
+        self.timer.timeout.connect(self._beat)
+        self.last = 0.0
+        self.worst = 0.0
+
+    def start(self) -> None:
+        self.last = time.perf_counter()
+        self.worst = 0.0
+        self.timer.start()
+
+    def _beat(self) -> None:
+        now = time.perf_counter()
+        self.worst = max(self.worst, now - self.last - self.INTERVAL_MS / 1000)
+        self.last = now
+
+    def stop(self) -> float:
+        self.timer.stop()
+        return self.worst
+
+
+def wait(app: QApplication, until, timeout_s: float) -> bool:
+    end = time.perf_counter() + timeout_s
+    while not until():
+        if time.perf_counter() > end:
+            return False
+        app.processEvents()
+        time.sleep(0.001)
+    return True
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--tokens", type=int, default=10_000, help="tokens per answer")
+    ap.add_argument("--rate", type=float, default=1000.0, help="tokens a second")
+    ap.add_argument("--answers", type=int, default=2)
+    args = ap.parse_args()
+    app = QApplication.instance() or QApplication(sys.argv)
+    proc = psutil.Process()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN, str(port), str(args.rate), str(args.tokens)]
+    )
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            path = Path(d) / "chats.sqlite3"
+            seed = Store(path)
+            t = time.perf_counter()
+            cid = big_conversation(seed, args.messages)
+            print(f"wrote {args.messages:,} messages in {time.perf_counter() - t:.1f} s")
+            seed.close()
+            client = EngineClient(f"http://127.0.0.1:{port}", "x")
+            service = ChatService(lambda: client, path)
+            pane = ChatPane()
+            pane.service.close()
+            pane.service = service
+            pane.resize(1000, 800)
+            pane.show()
+            paints = Paints()
+            pane.transcript.viewport().installEventFilter(paints)
+            wait(app, lambda: False, 0.3)  # the window settles (first show painted)
+            for _ in range(50):  # the stand-in is up
+                try:
+                    client.tokenize(text="")
+                    break
+                except Exception:
+                    time.sleep(0.1)
+            pane.set_client(client)
+            rss0 = proc.memory_info().rss
+            before = paints.count
+            t = time.perf_counter()
+            pane.open_conversation(cid)
+            wait(app, lambda: paints.count > before, 10)
+            first_paint = time.perf_counter() - t
+            wait(app, lambda: pane.transcript.pending_renders == 0, 10)
+            settled = time.perf_counter() - t
+            rss_open = proc.memory_info().rss
+            print(f"CPU: {cpu()} ({os.cpu_count()} logical cores)")
+            print(
+                f"open a {args.messages:,}-message conversation: first paint "
+                f"{first_paint * 1000:.0f} ms (target <= 300), every shown message "
+                f"formatted {settled * 1000:.0f} ms"
+            )
+            print(
+                f"RSS after opening: {rss_open / 2**20:.0f} MiB (+{(rss_open - rss0) / 2**20:.0f})"
+            )
+            beat = Heartbeat()
+            rss_prev = rss_open
+            for n in range(args.answers):
+                pane.input.setPlainText(f"Tell me more ({n}).")
+                beat.start()
+                t = time.perf_counter()
+                pane.send()
+                ok = wait(app, lambda: not pane.busy, args.tokens / args.rate * 4 + 30)
+                took = time.perf_counter() - t
+                worst = beat.stop()
+                answer = pane.conversation.messages[-1]
+                rss = proc.memory_info().rss
+                print(
+                    f"answer {n + 1}: {args.tokens:,} tokens at {args.rate:,.0f}/s in {took:.1f} s"
+                    f"{'' if ok else ' (DID NOT END)'}, {len(answer.content):,} chars, "
+                    f"GUI max stall {worst * 1000:.0f} ms (target <= 50), "
+                    f"RSS {rss / 2**20:.0f} MiB ({(rss - rss_prev) / 2**20:+.0f})"
+                )
+                rss_prev = rss
+            pane.shutdown()
+            service.close()
+        finally:
+            server.kill()
+            server.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
