@@ -115,7 +115,9 @@ def main() -> None:
         if warm:
             # what opening the repo on the Models screen (or `models pull` listing its
             # files) does: the transfer's Python starts while the person looks
-            mh.downloads.prepare()
+            prepare = getattr(mh.downloads, "prepare", None)  # absent before it existed
+            if prepare is not None:
+                prepare()
             time.sleep(1.5)
         c, t = cpu_s(), time.perf_counter()
         item = mh.downloads.add("bench/Big-GGUF", "Q4_K_M", [e])
