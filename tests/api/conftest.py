@@ -1,4 +1,6 @@
-"""One engine and one `serve` per module, spoken to with the real `openai` client."""
+"""One engine and one `serve` for the whole of tests/api (every test that takes `api` runs on
+both; pytest runs all of one before starting the other), spoken to with the real `openai`
+client."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class Api:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-@pytest.fixture(scope="module", params=["engine", "serve"])
+@pytest.fixture(scope="session", params=["engine", "serve"])
 def api(request, demo_model):
     if request.param == "engine":
         sup, ready = load(LoadPlan(str(demo_model), n_ctx=N_CTX, n_threads=2))

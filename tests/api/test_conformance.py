@@ -55,7 +55,8 @@ def test_usage_counts_the_whole_prompt_and_exactly_the_answer(api):
 def test_parts_list_content_is_read_and_other_parts_are_refused_by_name(api):
     parts = [{"role": "user", "content": [{"type": "text", "text": "Name a colour."}]}]
     assert (
-        chat(api, messages=parts).choices[0].message.content == chat(api).choices[0].message.content
+        chat(api, messages=parts, max_tokens=4).choices[0].message.content
+        == chat(api, max_tokens=4).choices[0].message.content
     )
     image = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
     with pytest.raises(openai.BadRequestError) as e:
@@ -64,12 +65,12 @@ def test_parts_list_content_is_read_and_other_parts_are_refused_by_name(api):
 
 
 def test_streaming_with_include_usage_ends_with_a_usage_only_chunk(api):
-    chunks = list(chat(api, max_tokens=6, stream=True, stream_options={"include_usage": True}))
+    chunks = list(chat(api, max_tokens=4, stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 6
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 4
     assert chunks[-2].choices[0].finish_reason == "length"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == chat(api, max_tokens=6).choices[0].message.content
+    assert text == chat(api, max_tokens=4).choices[0].message.content
 
 
 def test_forced_tool_call_has_the_openai_shape_and_valid_arguments(api):
@@ -88,27 +89,9 @@ def test_forced_tool_call_has_the_openai_shape_and_valid_arguments(api):
     assert isinstance(args["city"], str) and isinstance(args["days"], int)
 
 
-def test_required_tool_call_streams_as_tool_call_deltas(api):
-    chunks = list(
-        chat(
-            api,
-            messages=[{"role": "user", "content": "Weather in Oslo, 2 days?"}],
-            tools=[WEATHER],
-            tool_choice="required",
-            max_tokens=60,
-            stream=True,
-        )
-    )
-    deltas = [
-        c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls
-    ]
-    assert deltas and deltas[0][0].function.name == "get_weather"
-    args = "".join(d[0].function.arguments or "" for d in deltas)
-    assert set(json.loads(args)) == {"city", "days"}
-    assert chunks[-1].choices[0].finish_reason == "tool_calls"
-
-
-def test_tool_call_arguments_stream_piece_by_piece_as_the_openai_client_joins_them(api):
+def test_required_tool_call_streams_its_arguments_piece_by_piece(api):
+    """As OpenAI streams a call: its id and name first, then the arguments as written, which
+    the real client's stream helper joins and parses."""
     strict = {**WEATHER, "function": {**WEATHER["function"], "strict": True}}
     with api.client().chat.completions.stream(
         model=api.model,
@@ -120,13 +103,22 @@ def test_tool_call_arguments_stream_piece_by_piece_as_the_openai_client_joins_th
     ) as stream:
         events = list(stream)
         final = stream.get_final_completion()
+    chunks = [e.chunk for e in events if e.type == "chunk"]
+    deltas = [
+        c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls
+    ]
+    assert deltas and deltas[0][0].function.name == "get_weather" and deltas[0][0].id
+    args = "".join(d[0].function.arguments or "" for d in deltas)
+    assert set(json.loads(args)) == {"city", "days"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
     pieces = [e for e in events if e.type == "tool_calls.function.arguments.delta"]
     done = [e for e in events if e.type == "tool_calls.function.arguments.done"]
     call = final.choices[0].message.tool_calls[0]
     assert len(pieces) > 3  # as they are written, not one delta once the call is complete
-    assert "".join(p.arguments_delta for p in pieces) == call.function.arguments
+    assert "".join(p.arguments_delta for p in pieces) == call.function.arguments == args
     assert done[0].name == "get_weather" and set(done[0].parsed_arguments) == {"city", "days"}
-    assert final.choices[0].finish_reason == "tool_calls" and call.id
+    assert final.choices[0].finish_reason == "tool_calls" and call.id == deltas[0][0].id
 
 
 def test_a_tool_answer_goes_back_to_the_model(api):
@@ -144,7 +136,7 @@ def test_a_tool_answer_goes_back_to_the_model(api):
         ],
         tools=[WEATHER],
         tool_choice="none",
-        max_tokens=20,
+        max_tokens=6,
     )
     assert r.choices[0].message.content and r.choices[0].message.tool_calls is None
 
@@ -191,9 +183,9 @@ def test_logprobs_and_top_logprobs(api):
 
 
 def test_n_answers_stop_seed_and_user(api):
-    r = chat(api, n=2, max_tokens=5, user="someone", seed=7)
+    r = chat(api, n=2, max_tokens=3, user="someone", seed=7)
     assert [c.index for c in r.choices] == [0, 1]
-    assert r.usage.completion_tokens == 10
+    assert r.usage.completion_tokens == 6
     full = chat(api, max_tokens=12).choices[0].message.content
     cut = full.split()[1]
     stopped = chat(api, max_tokens=12, stop=[cut])
@@ -234,16 +226,16 @@ def test_completions_refuse_what_they_would_ignore_by_name(api, extra, param):
 
 def test_completions_plain_streamed_and_echoed(api):
     c = api.client()
-    r = c.completions.create(model=api.model, prompt="The sea is", max_tokens=6, temperature=0)
-    assert r.object == "text_completion" and r.usage.completion_tokens == 6
+    r = c.completions.create(model=api.model, prompt="The sea is", max_tokens=4, temperature=0)
+    assert r.object == "text_completion" and r.usage.completion_tokens == 4
     echoed = c.completions.create(
-        model=api.model, prompt="The sea is", max_tokens=6, temperature=0, echo=True, logprobs=2
+        model=api.model, prompt="The sea is", max_tokens=4, temperature=0, echo=True, logprobs=2
     )
     assert echoed.choices[0].text == "The sea is" + r.choices[0].text
-    assert len(echoed.choices[0].logprobs.tokens) == 6
+    assert len(echoed.choices[0].logprobs.tokens) == 4
     streamed = list(
         c.completions.create(
-            model=api.model, prompt="The sea is", max_tokens=6, temperature=0, stream=True
+            model=api.model, prompt="The sea is", max_tokens=4, temperature=0, stream=True
         )
     )
     assert "".join(s.choices[0].text for s in streamed) == r.choices[0].text

@@ -57,9 +57,13 @@ class ApiPanel(QWidget):
 
     def __init__(self, head_or_front, parent: QWidget | None = None):
         super().__init__(parent)
-        self.front: ApiFront = (
-            head_or_front if isinstance(head_or_front, ApiFront) else head_or_front.api
-        )
+        # a Head (its .api), the window's HeadBridge (its head's), or an ApiFront itself
+        if isinstance(head_or_front, ApiFront):
+            self.front: ApiFront = head_or_front
+        elif hasattr(head_or_front, "api"):
+            self.front = head_or_front.api
+        else:
+            self.front = head_or_front.head.api
         self._lane = BackgroundLane("api-panel", self)
 
         self.switch = QCheckBox("Let other apps use this model")
