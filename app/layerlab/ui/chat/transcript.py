@@ -180,6 +180,8 @@ class TranscriptView(QTextBrowser):
         super().__init__(parent)
         self.setOpenLinks(False)  # every link goes through _clicked
         self.setOpenExternalLinks(False)
+        # Each paint replaces the growing paragraph: an undo history would keep every one.
+        self.setUndoRedoEnabled(False)
         self.setPlaceholderText("Ask something. Ctrl+Enter sends.")
         self.anchorClicked.connect(self._clicked)
         self._texts: dict[str, str] = {}  # message id -> its text, for Copy
