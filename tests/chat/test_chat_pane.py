@@ -8,6 +8,8 @@ import pytest
 from PySide6.QtCore import Qt, QUrl
 
 from layerlab.core.chat.store import Sampling
+from layerlab.core.planner.devices import host_device
+from layerlab.core.units import MiB
 from layerlab.ui.chat.chat_pane import ChatPane
 from layerlab.ui.chat.sidebar import ConversationSidebar
 from tests.chat.conftest import SETTINGS
@@ -115,13 +117,65 @@ def test_the_overflow_choice_then_drop_oldest(qtbot, pane, head):
     ask(qtbot, pane, "Summarize.")
     assert pane.choice.isVisible() and "2,048" in pane.choice.text.text()
     assert pane.overflow_new.text() == "Start a new chat"
+    # the longer context is offered once the planner said it fits this machine
+    qtbot.waitUntil(lambda: pane.longer is not None, timeout=30_000)
+    assert pane.longer.fits and not pane.overflow_reload.isHidden()
     assert pane.overflow_reload.text() == "Reload with 4,096 tokens of context"
+    assert (
+        pane.longer.plan.n_ctx == 4096 and pane.longer.plan.model_path == head.state.plan.model_path
+    )
     assert pane.input.toPlainText() == "Summarize."  # nothing typed is lost
     qtbot.mouseClick(pane.overflow_drop, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not pane.busy, timeout=60_000)
     assert not pane.choice.isVisible()
     assert len(pane.conversation.messages) == 8
     assert head.chat.settings(cid).drop_oldest
+
+
+def long_conversation(store, cid: str) -> None:
+    """Turns that take more than the demo engine's 2,048 tokens of context."""
+    parent = None
+    for i in range(6):
+        role = "user" if i % 2 == 0 else "assistant"
+        parent = store.add_message(
+            cid, parent, role, f"turn {i}: " + "word " * (2100 if i == 0 else 20)
+        ).id
+
+
+def test_a_longer_context_that_does_not_fit_the_cluster_is_not_offered(qtbot, pane, head):
+    cid = pane.conversation_id
+    long_conversation(head.chat.store, cid)
+    pane.open_conversation(cid)
+    pane.plan_devices = lambda: [host_device(1 * MiB, 64 * MiB)]  # a cluster with no room
+    ask(qtbot, pane, "Summarize.")
+    assert pane.choice.isVisible()
+    qtbot.waitUntil(lambda: pane.longer is not None, timeout=30_000)
+    assert not pane.longer.fits and pane.overflow_reload.isHidden()
+    words = pane.choice.detail.text()
+    assert "4,096 tokens" in words and "does not fit this cluster" in words
+    assert not pane.overflow_new.isHidden() and not pane.overflow_drop.isHidden()
+
+
+def test_the_meter_counts_the_draft_and_the_choice_comes_before_send(qtbot, pane, head):
+    qtbot.waitUntil(lambda: pane.meter_value is not None, timeout=10_000)
+    empty = pane.meter_value.used
+    pane.input.setPlainText("Hello there, how are you today?")
+    qtbot.waitUntil(lambda: pane.meter_value.used > empty, timeout=10_000)
+    short = pane.meter_value.used
+    pane.input.setPlainText("Hello there, how are you today? " + "Tell me more. " * 40)
+    qtbot.waitUntil(lambda: pane.meter_value.used > short + 40, timeout=10_000)
+    assert not pane.choice.isVisible()
+
+    cid = pane.conversation_id
+    long_conversation(head.chat.store, cid)
+    pane.open_conversation(cid)
+    pane.input.setPlainText("Summarize.")  # typed, not sent
+    qtbot.waitUntil(lambda: pane.choice.isVisible(), timeout=10_000)
+    assert "2,048" in pane.choice.text.text() and not pane.overflow_drop.isHidden()
+    assert not pane.busy and len(head.chat.messages(cid)) == 6  # nothing was sent
+    assert pane.meter_value.used > 2048 - 256
+    pane.input.clear()  # nothing to send: nothing to choose
+    qtbot.waitUntil(lambda: not pane.choice.isVisible(), timeout=10_000)
 
 
 def test_model_text_is_shown_as_text_and_links_open_only_when_clicked(qtbot, pane, head):

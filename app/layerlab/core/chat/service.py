@@ -204,6 +204,15 @@ class ChatService:
         answer = self._count(client, cid, messages)
         return ContextMeter(answer["tokens"], int(answer.get("n_ctx") or 0))
 
+    def overflow(self, cid: str, meter: ContextMeter) -> ContextFull | None:
+        """What sending would meet, judged from a meter reading taken with the draft: the
+        overflow choice (ContextFull), or None when it fits or the conversation already
+        drops its oldest turns."""
+        needed = meter.used + self._room(cid)
+        if not meter.n_ctx or needed <= meter.n_ctx or self.settings(cid).drop_oldest:
+            return None
+        return ContextFull(needed, meter.n_ctx)
+
     def _count(self, client: EngineClient, cid: str, messages: list[dict]) -> dict:
         template = self._template(cid)
         if template is None:

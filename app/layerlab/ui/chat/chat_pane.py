@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from layerlab.core.chat.longer_context import LongerContext, longer_context
 from layerlab.core.chat.service import (
     ChatService,
     ContextFull,
@@ -35,11 +36,13 @@ from layerlab.core.chat.store import PRESETS, ConversationSettings, Message, Sam
 from layerlab.core.chat.templates import TEMPLATES
 from layerlab.core.chat.throughput import AnswerClock, Rates
 from layerlab.core.engine.client import EngineClient
+from layerlab.core.planner.session import enabled_worker_devices, this_machine_devices
 from layerlab.ui.chat.message_input import MessageInput
 from layerlab.ui.chat.transcript import SHOW_MORE, SHOWN_AT_FIRST, TranscriptView
 from layerlab.ui.chat.turn import ServiceTurn
 
 PAINT_INTERVAL_MS = 33  # ~30 repaints a second, however fast tokens arrive
+TYPING_PAUSE_MS = 400  # the meter counts the draft once typing pauses this long
 
 
 @dataclass
@@ -187,9 +190,13 @@ class ChoiceBar(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self.text = QLabel()
         self.text.setWordWrap(True)
+        self.detail = QLabel()  # a second line: what the planner said, ...
+        self.detail.setWordWrap(True)
+        self.detail.hide()
         self.row = QHBoxLayout()
         layout = QVBoxLayout(self)
         layout.addWidget(self.text)
+        layout.addWidget(self.detail)
         layout.addLayout(self.row)
         self.hide()
 
@@ -200,6 +207,7 @@ class ChatPane(QWidget):
     answerStarted = Signal(object)  # the ServiceTurn, for views that follow an answer
     conversationsChanged = Signal()  # a title or the order may have changed (the sidebar)
     _meter_ready = Signal(object)  # ContextMeter, from the thread that asked the engine
+    _longer_ready = Signal(object)  # LongerContext, from the thread that asked the planner
 
     def __init__(self, head=None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -276,6 +284,17 @@ class ChatPane(QWidget):
         self.transcript.earlierRequested.connect(self.show_earlier)
         self.sampling.changed.connect(self._settings_changed)
         self._meter_ready.connect(self._show_meter)
+        self._meter_asked = 0  # readings are numbered: only the newest is shown
+        self._overflow_shown = False  # the overflow choice is up because of the draft
+        self._typing = QTimer(self)
+        self._typing.setSingleShot(True)
+        self._typing.setInterval(TYPING_PAUSE_MS)
+        self._typing.timeout.connect(self._count_draft)
+        self.input.textChanged.connect(self._typed)
+        self._longer_ready.connect(self._show_longer)
+        # where a longer context is planned (tests and the window may hand in their own)
+        self.plan_devices = self._cluster_devices
+        self.longer: LongerContext | None = None
         self.problem.linkActivated.connect(self._problem_link)
         self._closed = False
         # one engine question at a time, joined at shutdown (never a thread outliving the pane)
@@ -323,6 +342,7 @@ class ChatPane(QWidget):
         self._editing = None
         self.editing_label.hide()
         self.choice.hide()
+        self._overflow_shown = False
         self.problem.hide()
         self.sampling.show_settings(self.service.settings(cid))
         self._show_stored()
@@ -433,6 +453,8 @@ class ChatPane(QWidget):
     def _start(self, call, question: str | None = None) -> None:
         if self._client is None or self._turn is not None:
             return
+        self._typing.stop()
+        self._overflow_shown = False
         self.choice.hide()
         self.problem.hide()
         self._retry = (call, question)
@@ -517,6 +539,7 @@ class ChatPane(QWidget):
             self.input.setPlainText(question)  # nothing typed is lost
         if isinstance(e, ContextFull):
             self._offer_overflow(e)
+            self._overflow_shown = True  # the restored question must not ask again
         elif isinstance(e, NoChatTemplate):
             self._offer_templates(str(e))
         else:
@@ -546,18 +569,63 @@ class ChatPane(QWidget):
                 w.deleteLater()
 
     def _offer_overflow(self, e: ContextFull) -> None:
+        from layerlab.core.engine.supervisor import Ready
+
         self._clear_choice()
-        self.choice.text.setText(str(e))
+        self.choice.text.setText(
+            f"This message would need about {e.needed:,} tokens, more than the {e.n_ctx:,} "
+            "the model is loaded with."
+        )
         self.overflow_new = QPushButton("Start a new chat")
         self.overflow_drop = QPushButton("Drop the oldest turns")
-        self.overflow_reload = QPushButton(f"Reload with {e.n_ctx * 2:,} tokens of context")
+        # offered only once the planner says the longer context fits this cluster
+        self.overflow_reload = QPushButton("Reload with a longer context")
+        self.overflow_reload.hide()
         for b in (self.overflow_new, self.overflow_drop, self.overflow_reload):
             self.choice.row.addWidget(b)
-        self.overflow_reload.setEnabled(self.head is not None)
+        self.choice.row.addStretch(1)
         self.overflow_new.clicked.connect(self._overflow_new_chat)
         self.overflow_drop.clicked.connect(self._overflow_drop)
-        self.overflow_reload.clicked.connect(lambda: self._overflow_reload(e.n_ctx * 2))
+        self.overflow_reload.clicked.connect(self._overflow_reload)
+        self.longer = None
+        state = self.head.state if self.head is not None else None
+        if isinstance(state, Ready):
+            self.choice.detail.setText("Asking the layer map whether a longer context fits…")
+            self.choice.detail.show()
+            plan = state.plan
+
+            def ask() -> None:
+                try:
+                    answer = longer_context(plan, self.plan_devices())
+                except Exception as ex:  # a probe or header problem: say it, offer nothing
+                    answer = LongerContext(
+                        2 * plan.n_ctx, None, f"A longer context could not be planned: {ex}"
+                    )
+                if not self._closed:
+                    self._longer_ready.emit(answer)
+
+            self._meter_pool.submit(ask)
+        else:
+            self.choice.detail.hide()
         self.choice.show()
+
+    def _cluster_devices(self) -> list:
+        """The devices the layer map plans on: this machine and the enabled workers."""
+        head = self.head
+        return this_machine_devices() + enabled_worker_devices(
+            head.enabled_addresses(), head.results
+        )
+
+    def _show_longer(self, answer: LongerContext) -> None:
+        self.longer = answer
+        if answer.fits:
+            self.choice.detail.hide()
+            self.overflow_reload.setText(f"Reload with {answer.n_ctx:,} tokens of context")
+            self.overflow_reload.show()
+        else:
+            self.choice.detail.setText(answer.words)
+            self.choice.detail.show()
+            self.overflow_reload.hide()
 
     def _overflow_new_chat(self) -> None:
         self.choice.hide()
@@ -571,15 +639,13 @@ class ChatPane(QWidget):
             self.sampling.show_settings(self.service.settings(self.conversation_id))
         self.send()
 
-    def _overflow_reload(self, n_ctx: int) -> None:
-        from layerlab.core.engine.supervisor import Ready
-
+    def _overflow_reload(self) -> None:
         self.choice.hide()
-        state = self.head.state if self.head else None
-        if isinstance(state, Ready):
-            self.head.load(state.plan.model_copy(update={"n_ctx": n_ctx}))
+        answer = self.longer
+        if self.head is not None and answer is not None and answer.plan is not None:
+            self.head.load(answer.plan)  # the plan the planner made for that context
             self._say(
-                f"Loading the model again with {n_ctx:,} tokens of context; "
+                f"Loading the model again with {answer.n_ctx:,} tokens of context; "
                 "send again when it is ready."
             )
 
@@ -612,26 +678,52 @@ class ChatPane(QWidget):
             self.undo_delete()
 
     # -- the context meter ------
-    def refresh_meter(self) -> None:
-        """Ask the engine (off the GUI thread) how much of the context the conversation uses."""
+    def refresh_meter(self, draft: str = "") -> None:
+        """Ask the engine (off the GUI thread) how much of the context the conversation uses,
+        with `draft` (the message being typed) as its next message."""
         cid = self.conversation_id
         if cid is None or self._client is None:
             self.meter.setFormat("context: –")
             return
+        self._meter_asked += 1
+        asked = self._meter_asked
 
         def ask() -> None:
+            if asked != self._meter_asked:
+                return  # typing went on: a newer reading is asked for
             try:
-                meter = self.service.context(cid)
+                meter = self.service.context(cid, draft)
+                over = self.service.overflow(cid, meter) if draft else None
             except Exception:
                 return  # the meter keeps its last reading; the next turn asks again
             if not self._closed:
-                self._meter_ready.emit(meter)
+                self._meter_ready.emit((asked, cid, meter, over))
 
         if not self._closed:
             self._meter_pool.submit(ask)
 
-    def _show_meter(self, meter: ContextMeter) -> None:
+    def _typed(self) -> None:
+        if self._turn is None and self._editing is None:
+            self._typing.start()  # counted once typing pauses, not at every key
+
+    def _count_draft(self) -> None:
+        self.refresh_meter(self.input.toPlainText().strip())
+
+    def _show_meter(self, reading) -> None:
+        if not isinstance(reading, tuple):
+            reading = (self._meter_asked, self.conversation_id, reading, None)
+        asked, cid, meter, over = reading
+        if asked != self._meter_asked or cid != self.conversation_id:
+            return  # an older reading, or another conversation's
         self.meter.setMaximum(max(meter.n_ctx, 1))
         self.meter.setValue(min(meter.used, meter.n_ctx))
         self.meter.setFormat(f"context {meter.text()}")
         self.meter_value = meter
+        if self._turn is not None:
+            return
+        if over is not None and not self._overflow_shown:
+            self._offer_overflow(over)  # before Send: the choice is there already
+            self._overflow_shown = True
+        elif over is None and self._overflow_shown:
+            self.choice.hide()  # the draft got shorter: it fits again
+            self._overflow_shown = False
