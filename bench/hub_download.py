@@ -6,9 +6,10 @@ same stand-in, one run; and how fast each way of stopping really stops the trans
 LayerLab's time runs from Download to a verified file in the cache; hf_hub_download's from
 its call to its return. The stand-in serves from a process of its own (a real hub is another
 machine; in this process it would share the GIL with hf_hub_download but not with LayerLab's
-transfer process). The ways are interleaved round by round and each ratio is the median of the
-rounds' ratios, so a load spike from elsewhere on the machine hits both sides of a ratio. The
-CPU seconds per GiB (client side: this process plus its children) do not depend on the load.
+transfer process). The ways are interleaved round by round, in an order that rotates, and
+each ratio is the median of the rounds' ratios, so a load spike from elsewhere on the machine
+hits both sides of a ratio. The CPU seconds per GiB (client side: this process plus its
+children) depend far less on the load than the speeds do.
 """
 
 from __future__ import annotations
@@ -143,8 +144,11 @@ def main() -> None:
         return time.perf_counter() - t, cpu_s() - c
 
     try:
-        for _ in range(args.rounds):
-            for k in WAYS:
+        ways = list(WAYS)
+        for r in range(args.rounds):
+            # each round starts one way later: the disk's write-back (a few GB per round)
+            # and the page cache must not favour whichever way comes first
+            for k in ways[r % len(ways) :] + ways[: r % len(ways)]:
                 if k.startswith("hf"):
                     s, c = theirs(k == "hf_sha")
                 else:
