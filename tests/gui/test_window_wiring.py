@@ -19,7 +19,7 @@ from layerlab.ui.wiring.engine_views import same_load
 from tests.support.synthetic_gguf import LLAMA_70B, write_model
 
 pytestmark = pytest.mark.gui
-TABS = ["Workers", "Devices", "Layer map", "Share"]
+TABS = ["Workers", "Devices", "Layer map", "Share", "API"]
 
 
 @pytest.fixture

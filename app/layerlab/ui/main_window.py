@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 from layerlab.core.engine.supervisor import EngineState, Failed, Ready, Stopped
 from layerlab.core.head import Head, WorkerBack
 from layerlab.core.load_plan import LoadPlan, default_plan
+from layerlab.ui.api.api_panel import ApiPanel
 from layerlab.ui.bench.screen import BenchScreen
 from layerlab.ui.chat.chat_pane import ChatPane
 from layerlab.ui.chat.sidebar import ConversationSidebar
@@ -63,7 +64,8 @@ class MainWindow(QMainWindow):
         self.devices = DevicesPanel(feed=DeviceFeed(worker_feed=head.feed), auto_start=False)
         self.layer_map = LayerMapPanel()
         self.share = ShareSwitch(ShareProcess(parent=self))
-        self.tabs = SideTabs(self.workers, self.devices, self.layer_map, self.share)
+        self.api = ApiPanel(self.bridge)  # other apps on this model: off until switched on
+        self.tabs = SideTabs(self.workers, self.devices, self.layer_map, self.share, self.api)
         self.toolbar = ModelToolbar(self)
         self.placement = self.toolbar.placement
         self.throughput = self.toolbar.throughput

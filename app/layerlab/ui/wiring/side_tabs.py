@@ -1,4 +1,4 @@
-"""The right-hand column's tabs: Workers, Devices, Layer map, Share.
+"""The right-hand column's tabs: Workers, Devices, Layer map, Share, API.
 
 The Devices panel samples only while its tab is shown (Spyder's BaseTimerStatus idea);
 leaving the tab stops its lane without waiting on a probe.
@@ -18,6 +18,7 @@ class SideTabs(QTabWidget):
         devices: DevicesPanel,
         layer_map: QWidget,
         share: QWidget,
+        api: QWidget,
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
@@ -27,6 +28,7 @@ class SideTabs(QTabWidget):
         self.addTab(devices, "Devices")
         self.addTab(layer_map, "Layer map")
         self.addTab(share, "Share")
+        self.addTab(api, "API")
         self.currentChanged.connect(lambda _i: self._sample_if_shown())
 
     def _sample_if_shown(self) -> None:
