@@ -93,7 +93,13 @@ ok "the window shows ($(echo "$(date +%s.%N) - $t0" | bc) s after start)"
 sleep 2
 DISPLAY=:$DISPLAY_NUM import -window root "$OUT/welcome-installed.png"
 DISPLAY=:$DISPLAY_NUM xdotool search --name 'Welcome to LayerLab' >/dev/null || die "no first-start welcome"
-DISPLAY=:$DISPLAY_NUM xdotool key --window "$(DISPLAY=:$DISPLAY_NUM xdotool search --name 'Welcome to LayerLab' | head -1)" Return
+WELCOME=$(DISPLAY=:$DISPLAY_NUM xdotool search --name 'Welcome to LayerLab' | head -1)
+for _ in $(seq 20); do
+  DISPLAY=:$DISPLAY_NUM xdotool windowfocus --sync "$WELCOME" key Return 2>/dev/null || true
+  sleep 0.5
+  DISPLAY=:$DISPLAY_NUM xdotool search --onlyvisible --name 'Welcome to LayerLab' >/dev/null || break
+done
+DISPLAY=:$DISPLAY_NUM xdotool search --onlyvisible --name 'Welcome to LayerLab' >/dev/null && die "the welcome did not close on Enter"
 "$PY" - "$APP" <<'PYEOF' || die "the demo model did not load in the installed app"
 import sys, time, httpx, psutil
 app = psutil.Process(int(sys.argv[1]))
@@ -118,8 +124,10 @@ sleep 1
 DISPLAY=:$DISPLAY_NUM xdotool windowactivate --sync "$WIN" 2>/dev/null || DISPLAY=:$DISPLAY_NUM xdotool windowfocus "$WIN" || true
 # The message box is the bottom of the chat column (the window fills the 1280x800 screen).
 DISPLAY=:$DISPLAY_NUM xdotool mousemove --window "$WIN" 300 705 click 1
+DISPLAY=:$DISPLAY_NUM xdotool key ctrl+a
 DISPLAY=:$DISPLAY_NUM xdotool type --delay 20 "What is the capital of France?"
-DISPLAY=:$DISPLAY_NUM xdotool key ctrl+Return
+# Send (the button under the message box).
+DISPLAY=:$DISPLAY_NUM xdotool mousemove --window "$WIN" 561 788 click 1
 # The window's engine says "generating" while it answers and "idle" when the answer is done
 # (its /health needs no key); the screenshot shows the answer itself.
 answered=$("$PY" - "$APP" <<'PYEOF' || true
