@@ -26,7 +26,9 @@ vk_header_minor() { sed -n 's/^#define VK_HEADER_VERSION_COMPLETE VK_MAKE_API_VE
 VK_INC="" VK_LIB="" SPIRV_DIR=""
 if [ -n "${VULKAN_SDK:-}" ]; then
   VK_INC=$VULKAN_SDK/include
-  VK_LIB=$(ls "$VULKAN_SDK"/lib/libvulkan.so* 2>/dev/null | head -1 || true)
+  VK_LIB=$(ls "$VULKAN_SDK"/lib/libvulkan.so.1 2>/dev/null | head -1 || true)
+  SPIRV_DIR=$(dirname "$(find "$VULKAN_SDK" -name SPIRV-HeadersConfig.cmake | head -1)" 2>/dev/null || true)
+  [ -x "$VULKAN_SDK/bin/glslc" ] && export PATH="$VULKAN_SDK/bin:$PATH"
 elif [ "$(vk_header_minor /usr/include || echo 0)" -ge 14 ] 2>/dev/null; then
   VK_INC=/usr/include
 else
