@@ -1,5 +1,6 @@
 """The transcript keeps the GUI thread free: long conversations open by their newest
-messages, a long message is formatted by a worker while a placeholder shows (no engine)."""
+messages, a long message is formatted by a worker while a placeholder shows; a choice under
+the conversation is shown whole (no engine)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import threading
 
 import pytest
 
+from layerlab.core.chat.longer_context import LongerContext
+from layerlab.core.chat.service import ContextFull, NoChatTemplate
 from layerlab.core.chat.store import Store
 from layerlab.ui.chat.chat_pane import ChatPane
 from layerlab.ui.chat.transcript import SHOWN_AT_FIRST
@@ -61,3 +64,19 @@ def test_a_long_conversation_shows_its_newest_messages_and_more_on_request(qtbot
     text = pane.transcript.toPlainText()
     assert "message number 0\n" in text and "Show earlier messages" not in text
     assert len(pane.conversation.messages) == 200
+
+
+def test_a_choice_is_never_cut_off_and_leaves_no_words_behind(qtbot, pane):
+    pane.resize(1000, 700)
+    pane._offer_overflow(ContextFull(2391, 2048))
+    words = "A longer context (4,096 tokens) does not fit this cluster. " * 4
+    pane._show_longer(LongerContext(4096, None, words))
+    detail, text = pane.choice.detail, pane.choice.text
+
+    def whole(label) -> bool:
+        return label.height() >= label.heightForWidth(label.width())
+
+    qtbot.waitUntil(lambda: whole(detail) and whole(text), timeout=5_000)
+    assert pane.overflow_reload.isHidden()
+    pane._offer_templates(str(NoChatTemplate()))  # the next choice: only its own words
+    assert detail.isHidden() and detail.text() == ""

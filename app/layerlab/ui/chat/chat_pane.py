@@ -42,6 +42,7 @@ from layerlab.ui.chat.transcript import SHOW_MORE, SHOWN_AT_FIRST, TranscriptVie
 from layerlab.ui.chat.turn import ServiceTurn
 
 PAINT_INTERVAL_MS = 33  # ~30 repaints a second, however fast tokens arrive
+INPUT_LINES_PX = 72  # the input keeps about three lines when a choice needs the room
 TYPING_PAUSE_MS = 400  # the meter counts the draft once typing pauses this long
 
 
@@ -241,6 +242,8 @@ class ChatPane(QWidget):
         self.editing_label.hide()
         self.meter = QProgressBar()
         self.meter.setTextVisible(True)
+        self.meter.setRange(0, 1)  # a bar with no value hides its text: "context: –" shows
+        self.meter.setValue(0)
         self.meter.setFormat("context: –")
         self.meter.setMaximumWidth(260)
         self.sampling = SamplingBox()
@@ -268,6 +271,8 @@ class ChatPane(QWidget):
         split.addWidget(bottom)
         split.setStretchFactor(0, 4)
         split.setStretchFactor(1, 1)
+        split.setCollapsible(1, False)
+        self._split, self._bottom = split, bottom
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.sampling)
@@ -292,6 +297,7 @@ class ChatPane(QWidget):
         self._typing.timeout.connect(self._count_draft)
         self.input.textChanged.connect(self._typed)
         self._longer_ready.connect(self._show_longer)
+        self._asking_planner = 0  # numbers the overflow choices: an answer finds its own
         # where a longer context is planned (tests and the window may hand in their own)
         self.plan_devices = self._cluster_devices
         self.longer: LongerContext | None = None
@@ -567,6 +573,30 @@ class ChatPane(QWidget):
             w = self.choice.row.takeAt(0).widget()
             if w is not None:
                 w.deleteLater()
+        self.choice.detail.clear()
+        self.choice.detail.hide()
+        self.longer = None
+        self._asking_planner += 1  # an answer still on its way is for the old choice
+
+    def _show_choice(self) -> None:
+        self.choice.show()
+        QTimer.singleShot(0, self._make_room_below)
+
+    def _make_room_below(self) -> None:
+        """The splitter keeps the heights it had: a choice's words and buttons would be cut
+        off under the input. Give the lower part the height its content needs."""
+        width = self._bottom.width()
+        layout = self._bottom.layout()
+        need = (
+            layout.heightForWidth(width)
+            if layout.hasHeightForWidth()
+            else self._bottom.sizeHint().height()
+        )
+        # ... with the input at a few lines, not at its own (tall) liking
+        need -= max(0, self.input.sizeHint().height() - INPUT_LINES_PX)
+        top, below = self._split.sizes()
+        if below < need and top + below > need:
+            self._split.setSizes([top + below - need, need])
 
     def _offer_overflow(self, e: ContextFull) -> None:
         from layerlab.core.engine.supervisor import Ready
@@ -587,8 +617,8 @@ class ChatPane(QWidget):
         self.overflow_new.clicked.connect(self._overflow_new_chat)
         self.overflow_drop.clicked.connect(self._overflow_drop)
         self.overflow_reload.clicked.connect(self._overflow_reload)
-        self.longer = None
         state = self.head.state if self.head is not None else None
+        asking = self._asking_planner
         if isinstance(state, Ready):
             self.choice.detail.setText("Asking the layer map whether a longer context fits…")
             self.choice.detail.show()
@@ -602,12 +632,12 @@ class ChatPane(QWidget):
                         2 * plan.n_ctx, None, f"A longer context could not be planned: {ex}"
                     )
                 if not self._closed:
-                    self._longer_ready.emit(answer)
+                    self._longer_ready.emit((asking, answer))
 
             self._meter_pool.submit(ask)
         else:
             self.choice.detail.hide()
-        self.choice.show()
+        self._show_choice()
 
     def _cluster_devices(self) -> list:
         """The devices the layer map plans on: this machine and the enabled workers."""
@@ -616,7 +646,10 @@ class ChatPane(QWidget):
             head.enabled_addresses(), head.results
         )
 
-    def _show_longer(self, answer: LongerContext) -> None:
+    def _show_longer(self, reading) -> None:
+        asking, answer = reading if isinstance(reading, tuple) else (self._asking_planner, reading)
+        if asking != self._asking_planner:
+            return  # the choice it was for is gone
         self.longer = answer
         if answer.fits:
             self.choice.detail.hide()
@@ -626,6 +659,7 @@ class ChatPane(QWidget):
             self.choice.detail.setText(answer.words)
             self.choice.detail.show()
             self.overflow_reload.hide()
+        QTimer.singleShot(0, self._make_room_below)
 
     def _overflow_new_chat(self) -> None:
         self.choice.hide()
@@ -656,10 +690,11 @@ class ChatPane(QWidget):
         for key, t in TEMPLATES.items():
             self.template_list.addItem(t.name, key)
         self.template_use = QPushButton("Use it")
-        self.choice.row.addWidget(self.template_list, 1)
+        self.choice.row.addWidget(self.template_list)
         self.choice.row.addWidget(self.template_use)
+        self.choice.row.addStretch(1)
         self.template_use.clicked.connect(self._template_chosen)
-        self.choice.show()
+        self._show_choice()
 
     def _template_chosen(self) -> None:
         self.choice.hide()
@@ -683,6 +718,8 @@ class ChatPane(QWidget):
         with `draft` (the message being typed) as its next message."""
         cid = self.conversation_id
         if cid is None or self._client is None:
+            self.meter.setRange(0, 1)
+            self.meter.setValue(0)
             self.meter.setFormat("context: –")
             return
         self._meter_asked += 1

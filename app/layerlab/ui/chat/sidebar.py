@@ -32,6 +32,7 @@ class ConversationSidebar(QWidget):
         self.search.setClearButtonEnabled(True)
         self.new_button = QPushButton("New chat")
         self.list = QListWidget()
+        self.list.setStyleSheet("QListWidget::item { padding: 5px 4px; }")  # rows to aim at
         # long titles are cut, not scrolled sideways
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)

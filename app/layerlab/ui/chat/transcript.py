@@ -38,6 +38,7 @@ SHOWN_AT_FIRST = 30  # messages laid out when a conversation opens
 SHOW_MORE = 50  # messages each "Show earlier messages" adds
 RENDER_HERE_CHARS = 4_000  # a message this short may be rendered on the GUI thread
 RENDER_HERE_S = 0.02  # GUI-thread time per layout for rendering, newest message first
+READING_WIDTH = 860  # pixels of text at most: lines a person can follow, centred beyond
 RELAYOUT_MS = 60  # the worker's renders are laid out together, at most this often
 KEPT_RENDERS = 2_000  # rendered messages kept (the rest are rendered again when shown)
 LIVE_TAIL_CHARS = 6_000  # a growing paragraph longer than this is shown as plain text
@@ -47,9 +48,13 @@ SLOW_TAIL_S = 0.25  # ... and repainted at most four times a second
 def _actions(m: Message, position: tuple[int, int]) -> str:
     links = []
     i, n = position
-    if n > 1:
-        links.append(
-            f'<a href="act:prev:{m.id}">&lt;</a> {i}/{n} <a href="act:next:{m.id}">&gt;</a>'
+    switcher = ""
+    if n > 1:  # the branch switcher, at the text's own size: it is clicked often
+        switcher = (
+            f'<a href="act:prev:{m.id}" style="text-decoration:none;">&nbsp;&lt;&nbsp;</a>'
+            f"<b>{i}/{n}</b>"
+            f'<a href="act:next:{m.id}" style="text-decoration:none;">&nbsp;&gt;&nbsp;</a>'
+            "&nbsp;&nbsp;"
         )
     links.append(f'<a href="act:copy:{m.id}">Copy</a>')
     if m.role == "user":
@@ -59,7 +64,7 @@ def _actions(m: Message, position: tuple[int, int]) -> str:
         if m.finish in ("length", "stopped", "error"):
             links.append(f'<a href="act:continue:{m.id}">Continue</a>')
     links.append(f'<a href="act:delete:{m.id}">Delete</a>')
-    return f'<p style="{STATS_STYLE}">' + " · ".join(links) + "</p>"
+    return f'<p>{switcher}<span style="{STATS_STYLE}">' + " · ".join(links) + "</span></p>"
 
 
 def _who(m: Message) -> str:
@@ -201,6 +206,20 @@ class TranscriptView(QTextBrowser):
         # How a clicked web link is opened: the system's browser (tests hand in their own)
         self.open_link = QDesktopServices.openUrl
 
+    def resizeEvent(self, event) -> None:
+        # a comfortable reading width: on a wide window the text keeps to the middle
+        super().resizeEvent(event)
+        self._keep_reading_width()
+
+    def _keep_reading_width(self) -> None:
+        side = max(0, (self.viewport().width() - READING_WIDTH) // 2)
+        root = self.document().rootFrame()
+        f = root.frameFormat()
+        if f.leftMargin() != side or f.rightMargin() != side:
+            f.setLeftMargin(side)
+            f.setRightMargin(side)
+            root.setFrameFormat(f)
+
     @property
     def pending_renders(self) -> int:
         """Messages on screen still waiting for the worker (a placeholder shows)."""
@@ -249,6 +268,7 @@ class TranscriptView(QTextBrowser):
         for m, pos in reversed(self._rows):  # the newest first: it is what the person sees
             self._html(m, pos, _key(m, pos), until)
         self.clear()
+        self._keep_reading_width()
         cursor = QTextCursor(self.document())
         if self._more_above:
             cursor.insertHtml('<p align="center"><a href="more:">Show earlier messages</a></p>')
