@@ -713,9 +713,10 @@ class ChatPane(QWidget):
             self.undo_delete()
 
     # -- the context meter ------
-    def refresh_meter(self, draft: str = "") -> None:
+    def refresh_meter(self, draft: str = "", typed: bool = False) -> None:
         """Ask the engine (off the GUI thread) how much of the context the conversation uses,
-        with `draft` (the message being typed) as its next message."""
+        with `draft` (the message being typed) as its next message. Only a reading of what
+        was `typed` shows or takes away the overflow choice."""
         cid = self.conversation_id
         if cid is None or self._client is None:
             self.meter.setRange(0, 1)
@@ -734,7 +735,7 @@ class ChatPane(QWidget):
             except Exception:
                 return  # the meter keeps its last reading; the next turn asks again
             if not self._closed:
-                self._meter_ready.emit((asked, cid, meter, over))
+                self._meter_ready.emit((asked, cid, meter, over, typed))
 
         if not self._closed:
             self._meter_pool.submit(ask)
@@ -744,20 +745,20 @@ class ChatPane(QWidget):
             self._typing.start()  # counted once typing pauses, not at every key
 
     def _count_draft(self) -> None:
-        self.refresh_meter(self.input.toPlainText().strip())
+        self.refresh_meter(self.input.toPlainText().strip(), typed=True)
 
     def _show_meter(self, reading) -> None:
         if not isinstance(reading, tuple):
-            reading = (self._meter_asked, self.conversation_id, reading, None)
-        asked, cid, meter, over = reading
+            reading = (self._meter_asked, self.conversation_id, reading, None, False)
+        asked, cid, meter, over, typed = reading
         if asked != self._meter_asked or cid != self.conversation_id:
             return  # an older reading, or another conversation's
         self.meter.setMaximum(max(meter.n_ctx, 1))
         self.meter.setValue(min(meter.used, meter.n_ctx))
         self.meter.setFormat(f"context {meter.text()}")
         self.meter_value = meter
-        if self._turn is not None:
-            return
+        if self._turn is not None or not typed:
+            return  # a turn's own reading: the turn says what it met
         if over is not None and not self._overflow_shown:
             self._offer_overflow(over)  # before Send: the choice is there already
             self._overflow_shown = True
