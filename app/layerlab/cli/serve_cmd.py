@@ -48,6 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
     p.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        metavar="N",
+        help="answers decoded together, each with the whole --ctx "
+        "(default: as many, up to 4, as fit in memory)",
+    )
+    p.add_argument(
         "--host",
         default="127.0.0.1",
         help="address to serve on (default loopback; a LAN address needs an API key)",
@@ -122,10 +130,29 @@ def run(args: argparse.Namespace) -> int:
         head.close()
 
 
+def _parallel_that_fits(plan, free: dict[str, int]) -> int:
+    """As many answers (up to 4) as the KV cache for that many full contexts fits: on this
+    machine's free memory and each worker device's."""
+    import psutil
+
+    from layerlab.core.gguf.facts import read_facts
+    from layerlab.core.planner.forecast import HOST, forecast_plan
+    from layerlab.core.planner.memory import parallel_that_fits
+
+    try:
+        facts = read_facts(plan.model_path)
+    except Exception:  # an unreadable file is said in words by the load itself
+        return 1
+    free = {**free, HOST: psutil.virtual_memory().available}
+    return parallel_that_fits(
+        lambda n: forecast_plan(facts, plan.model_copy(update={"parallel": n})), free
+    )
+
+
 def _serve(args: argparse.Namespace, head: Head) -> int:
     links = head.links
     from layerlab.core.demo_model import DEMO_NAME, DemoModelMissing, demo_model_path
-    from layerlab.core.load_plan import default_plan
+    from layerlab.core.load_plan import DeviceRef, default_plan
 
     try:
         if args.model and not os.path.exists(args.model) and _on_hub(args.model):
@@ -152,11 +179,14 @@ def _serve(args: argparse.Namespace, head: Head) -> int:
             f"--tensor-split must be numbers separated by commas, not '{args.tensor_split}'"
         )
     counts = {}
+    free: dict[str, int] = {}
     for w in workers:
         result = links.probe(w)
         if not result.ok:
             return _fail(result.problem)
         counts[w] = len(result.devices)
+        for i, d in enumerate(result.devices):
+            free[DeviceRef.rpc(w, i).label] = d.free
     plan = default_plan(model, counts, args.ctx, name)
     if split:
         if len(split) != len(plan.devices):
@@ -168,6 +198,9 @@ def _serve(args: argparse.Namespace, head: Head) -> int:
         if args.threads < 1:
             return _fail(f"--threads must be 1 or more, not {args.threads}")
         plan = plan.model_copy(update={"n_threads": args.threads})
+    if args.parallel is not None and args.parallel < 1:
+        return _fail(f"--parallel must be 1 or more, not {args.parallel}")
+    plan = plan.model_copy(update={"parallel": args.parallel or _parallel_that_fits(plan, free)})
 
     key = args.api_key or os.environ.get(KEY_ENV)
     try:

@@ -1,4 +1,5 @@
-"""The plan's knobs: strategy, context size, KV cache type; and the one-line summary."""
+"""The plan's knobs: strategy, context size, answers at once, KV cache type; and the one-line
+summary."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class PlanControls(QWidget):
     strategyChanged = Signal(str)
     contextChanged = Signal(int)
     cacheTypeChanged = Signal(str)
+    parallelChanged = Signal(int)  # answers decoded together (LoadPlan.parallel)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -31,6 +33,14 @@ class PlanControls(QWidget):
         self.ctx.setValue(4096)
         self.ctx.setSuffix(" tokens")
         self.ctx.setKeyboardTracking(False)  # re-plan on Enter / arrows, not per keystroke
+        self.parallel = QSpinBox()
+        self.parallel.setRange(1, 16)
+        self.parallel.setValue(1)
+        self.parallel.setKeyboardTracking(False)
+        self.parallel.setToolTip(
+            "How many requests the model answers together. Each one gets the whole context, "
+            "so the KV cache grows with every answer added."
+        )
         self.cache = QComboBox()
         for t in ("f16", "q8_0", "q4_0"):
             self.cache.addItem(t, t)
@@ -38,6 +48,8 @@ class PlanControls(QWidget):
         row.addWidget(self.strategy)
         row.addWidget(QLabel("Context"))
         row.addWidget(self.ctx)
+        row.addWidget(QLabel("Answers at once"))
+        row.addWidget(self.parallel)
         row.addWidget(QLabel("KV cache"))
         row.addWidget(self.cache)
         self._add_threads(row)
@@ -46,17 +58,22 @@ class PlanControls(QWidget):
             lambda _: self.strategyChanged.emit(self.strategy.currentData())
         )
         self.ctx.valueChanged.connect(self.contextChanged.emit)
+        self.parallel.valueChanged.connect(self.parallelChanged.emit)
         self.cache.currentIndexChanged.connect(
             lambda _: self.cacheTypeChanged.emit(self.cache.currentData())
         )
 
-    def show_values(self, strategy: str, n_ctx: int, cache: str) -> None:
-        for w in (self.strategy, self.ctx, self.cache):
+    def show_values(
+        self, strategy: str, n_ctx: int, cache: str, parallel: int | None = None
+    ) -> None:
+        for w in (self.strategy, self.ctx, self.cache, self.parallel):
             w.blockSignals(True)
         self.strategy.setCurrentIndex(max(0, self.strategy.findData(strategy)))
         self.ctx.setValue(n_ctx)
         self.cache.setCurrentIndex(max(0, self.cache.findData(cache)))
-        for w in (self.strategy, self.ctx, self.cache):
+        if parallel is not None:
+            self.parallel.setValue(parallel)
+        for w in (self.strategy, self.ctx, self.cache, self.parallel):
             w.blockSignals(False)
 
     def _add_threads(self, row: QHBoxLayout) -> None:

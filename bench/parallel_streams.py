@@ -1,0 +1,317 @@
+"""Many at once: ten streaming requests sent together, LayerLab vs llama.cpp's llama-server
+with the same slots, model and threads, side by side in one run; and single-stream
+generation speed with batching on vs the engine before batching.
+
+    bench/setup_llama_server.sh            # once: builds build/llama-server/bin/llama-server
+    .venv/bin/python bench/parallel_streams.py [--streams 10] [--slots 4] [--threads 2]
+    .venv/bin/python bench/parallel_streams.py --single [--baseline REF] [--runs 5]
+
+Targets: total time <= llama-server's; single-stream ratio >= 0.97. `--baseline REF` takes
+the engine from git REF (default: the commit before batching) with `git archive` into
+build/bench-baseline/ (no worktree, nothing in .git changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from _spine_common import machine_note
+from layerlab.core.demo_model import demo_model_path
+from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready
+from layerlab.core.load_plan import LoadPlan
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = ROOT / "build" / "llama-server" / "bin" / "llama-server"
+BASELINE_REF = "5ad7fc5^"  # the engine before batching (one answer at a time)
+TOPICS = [
+    "a lighthouse keeper",
+    "a dragon who bakes bread",
+    "the first city on Mars",
+    "a clock that runs backwards",
+    "two rival chess players",
+    "a lost dog finding home",
+    "an underwater library",
+    "a robot learning to paint",
+    "a storm over the mountains",
+    "a market in old Venice",
+    "a train that never stops",
+    "the last tree on earth",
+]
+
+
+@dataclass
+class Result:
+    ttft: float | None = None
+    total: float = 0.0
+    pieces: int = 0
+    error: str = ""
+
+
+def stream(base: str, key: str, topic: str, max_tokens: int, t0: float, out: Result) -> None:
+    body = {
+        "messages": [{"role": "user", "content": f"Write a detailed story about {topic}."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "seed": 1,
+        "stream": True,
+    }
+    try:
+        with (
+            httpx.Client(timeout=600, trust_env=False) as http,
+            http.stream(
+                "POST",
+                base + "/v1/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {key}"},
+            ) as r,
+        ):
+            if r.status_code != 200:
+                out.error = f"HTTP {r.status_code}"
+                return
+            for line in r.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                for c in chunk.get("choices") or []:
+                    if (c.get("delta") or {}).get("content"):
+                        if out.ttft is None:
+                            out.ttft = time.monotonic() - t0
+                        out.pieces += 1
+    except httpx.HTTPError as e:
+        out.error = str(e)
+    out.total = time.monotonic() - t0
+
+
+def run_streams(base: str, key: str, n: int, max_tokens: int) -> tuple[float, list[Result]]:
+    results = [Result() for _ in range(n)]
+    t0 = time.monotonic()
+    threads = [
+        threading.Thread(
+            target=stream, args=(base, key, TOPICS[i % len(TOPICS)], max_tokens, t0, results[i])
+        )
+        for i in range(n)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - t0, results
+
+
+def start_layerlab(plan: LoadPlan, env: dict | None = None) -> tuple[EngineSupervisor, Ready]:
+    python = sys.executable
+    sup = EngineSupervisor(python=python)
+    old = dict(os.environ)
+    if env:
+        os.environ.update(env)
+    try:
+        sup.start(plan)
+        state = sup.wait_for((Ready, Failed), 120)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    assert isinstance(state, Ready), state
+    return sup, state
+
+
+def start_llama_server(model: str, slots: int, ctx: int, threads: int, port: int):
+    if not SERVER.exists():
+        sys.exit(f"no llama-server at {SERVER}: run bench/setup_llama_server.sh first")
+    cmd = [
+        str(SERVER), "-m", model, "--port", str(port), "--host", "127.0.0.1",
+        "-np", str(slots), "-c", str(ctx * slots), "-t", str(threads), "-tb", str(threads),
+        "--no-webui", "-lv", "0",
+    ]  # fmt: skip
+    if "amx" in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.lower():
+        cmd.append("--no-repack")  # FACTS.md: GCC 12 miscompiles the AMX repack path
+    env = dict(os.environ, LD_LIBRARY_PATH=str(SERVER.parent))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/health", timeout=1, trust_env=False).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            sys.exit(f"llama-server exited with {proc.returncode}: {' '.join(cmd)}")
+        time.sleep(0.2)
+    proc.kill()
+    sys.exit("llama-server did not become ready")
+
+
+def describe(name: str, total: float, results: list[Result]) -> str:
+    ttfts = sorted(r.ttft for r in results if r.ttft is not None)
+    pieces = sum(r.pieces for r in results)
+    errors = [r.error for r in results if r.error]
+    return (
+        f"| {name} | {total:.2f} s | {ttfts[0]:.2f} | {statistics.median(ttfts):.2f} | "
+        f"{ttfts[-1]:.2f} | {pieces} | {pieces / total:.1f} | {len(errors)} |"
+        if ttfts
+        else f"| {name} | {total:.2f} s | - | - | - | {pieces} | - | {len(errors)} |"
+    )
+
+
+def many(args: argparse.Namespace) -> None:
+    model = str(demo_model_path())
+    plan = LoadPlan(model, n_ctx=args.ctx, n_threads=args.threads, parallel=args.slots)
+    rows = []
+    per_request = {}
+    for rep in range(args.reps):
+        sup, ready = start_layerlab(plan)
+        try:
+            run_streams(ready.url, sup.token, 2, 8)  # warm-up
+            total, res = run_streams(ready.url, sup.token, args.streams, args.max_tokens)
+            rows.append(("LayerLab", rep, total, res))
+        finally:
+            sup.stop()
+        proc, base = start_llama_server(model, args.slots, args.ctx, args.threads, args.port)
+        try:
+            run_streams(base, "none", 2, 8)
+            total, res = run_streams(base, "none", args.streams, args.max_tokens)
+            rows.append(("llama-server", rep, total, res))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    print(machine_note())
+    print(
+        f"\n{args.streams} streams at once, {args.slots} slots, {args.threads} threads, "
+        f"max_tokens {args.max_tokens}, context {args.ctx} per slot, greedy\n"
+    )
+    print("| server | total | first token min | median | max (s) | pieces | pieces/s | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, rep, total, res in rows:
+        print(describe(f"{name} #{rep + 1}", total, res))
+        per_request.setdefault(name, []).append([round(r.ttft or -1, 2) for r in res])
+    for name in ("LayerLab", "llama-server"):
+        totals = [t for n, _, t, _ in rows if n == name]
+        print(f"{name}: median total {statistics.median(totals):.2f} s")
+    lt = statistics.median([t for n, _, t, _ in rows if n == "LayerLab"])
+    st = statistics.median([t for n, _, t, _ in rows if n == "llama-server"])
+    print(f"total time LayerLab / llama-server: {lt / st:.2f} (target <= 1.00)")
+    print("first token per request (s):", json.dumps(per_request))
+
+
+def baseline_tree(ref: str) -> Path:
+    out = ROOT / "build" / "bench-baseline" / ref.replace("^", "-parent")
+    if not (out / "app" / "layerlab").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", ref, "app"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out / "app"
+
+
+BASELINE_HOST = """
+import sys
+from layerlab.core.engine.supervisor import EngineSupervisor, Ready, Failed
+from layerlab.core.load_plan import LoadPlan
+sup = EngineSupervisor()
+sup.start(LoadPlan(sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=int(sys.argv[3])))
+s = sup.wait_for((Ready, Failed), 120)
+print(s.url, sup.token, flush=True)
+sys.stdin.read()
+sup.stop()
+"""
+
+
+class _Remote:
+    """The baseline engine's supervisor lives in its helper process."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def stop(self) -> None:
+        pass
+
+
+def single(args: argparse.Namespace) -> None:
+    model = str(demo_model_path())
+    old_app = baseline_tree(args.baseline)
+    configs = [
+        ("before batching", LoadPlan(model, n_ctx=args.ctx, n_threads=args.threads), old_app),
+        (
+            f"batching on ({args.slots} slots)",
+            LoadPlan(model, n_ctx=args.ctx, n_threads=args.threads, parallel=args.slots),
+            None,
+        ),
+    ]
+    engines = []
+    helpers = []
+    for name, plan, app in configs:
+        if app is None:
+            engines.append((name, *start_layerlab(plan)))
+            continue
+        # the old engine with its own supervisor, in a process that imports the old tree
+        helper = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                BASELINE_HOST,
+                plan.model_path,
+                str(args.ctx),
+                str(args.threads),
+            ],
+            env=dict(os.environ, PYTHONPATH=str(app)),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        helpers.append(helper)
+        assert helper.stdout is not None
+        url, token = helper.stdout.readline().split()
+        engines.append((name, _Remote(token), Ready(plan, url, "", None, token=token)))  # type: ignore[arg-type]
+    rates: dict[str, list[float]] = {name: [] for name, _, _ in engines}
+    try:
+        for _ in range(args.runs):  # interleaved: both see the same machine load
+            for name, sup, ready in engines:
+                _, res = run_streams(ready.url, sup.token, 1, args.max_tokens)
+                r = res[0]
+                if r.ttft is not None and r.pieces > 1:
+                    rates[name].append((r.pieces - 1) / (r.total - r.ttft))
+    finally:
+        for _, sup, _ in engines:
+            sup.stop()
+        for h in helpers:
+            h.communicate("", timeout=30)
+    print(machine_note())
+    print(f"\nsingle stream, {args.max_tokens} greedy tokens, {args.threads} threads, medians:")
+    for name, xs in rates.items():
+        print(
+            f"  {name}: {statistics.median(xs):.1f} pieces/s  ({', '.join(f'{x:.1f}' for x in xs)})"
+        )
+    before, after = (statistics.median(xs) for xs in rates.values())
+    print(f"ratio batching on / before: {after / before:.3f} (target >= 0.97)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streams", type=int, default=10)
+    ap.add_argument("--slots", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ctx", type=int, default=1024, help="context per slot")
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--port", type=int, default=8791)
+    ap.add_argument("--single", action="store_true")
+    ap.add_argument("--baseline", default=BASELINE_REF)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    single(args) if args.single else many(args)
+
+
+if __name__ == "__main__":
+    main()
