@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=${PY:-$ROOT/.venv/bin/python}
 RUNS=${RUNS:-5}
-DEB=$(ls -t dist/layerlab_*.deb | head -1)
+DEB=${DEB:-$(ls -t dist/layerlab_*.deb | head -1)}
 source installers/clean-root.sh
 trap 'cr_down' EXIT
 cr_up
@@ -33,6 +33,8 @@ for i in $(seq "$RUNS"); do
   DISPLAY=:$DISPLAY_NUM timeout 60 xdotool search --sync --onlyvisible --name '^LayerLab' >/dev/null
   window_s+=("$(echo "$(date +%s.%N) - $t0" | bc)")
   kill -TERM "$APP"; wait "$APP" 2>/dev/null || true
+  # The next start must not find this window still on the screen.
+  for _ in $(seq 100); do DISPLAY=:$DISPLAY_NUM xdotool search --name '^LayerLab' >/dev/null 2>&1 || break; sleep 0.1; done
   drop_caches || true
   token_s+=("$("$PY" - "$CR" <<'PYEOF'
 import subprocess, sys, time
