@@ -1,4 +1,5 @@
-"""Chat tests: a real engine on the demo model (one per module), a fresh store per test."""
+"""Chat tests: a real engine on the demo model (one for all the chat tests: loading it is
+the slow part on 2 cores), a fresh store per test."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ GREEDY = Sampling("Precise", temperature=0.0, max_tokens=24, seed=42)
 SETTINGS = ConversationSettings(sampling=GREEDY)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def head(demo_model, tmp_path_factory) -> Iterator[Head]:
     state = tmp_path_factory.mktemp("head")
     h = Head(persist=False, state_dir=state)

@@ -87,6 +87,8 @@ def test_stop_keeps_the_text_written_so_far(chat):
     assert answer.finish == "stopped" == answer.stats.ended
     assert 10 <= len(pieces) < 500
     assert answer.content == "".join(pieces)
+    short = replace(SETTINGS, sampling=replace(SETTINGS.sampling, max_tokens=8))
+    chat.set_settings(c.id, short)  # a short second answer: all it has to show is that it comes
     again = chat.send(c.id, "Thanks.")  # the engine answers again after a stop
     assert again.finish in ("stop", "length")
 
@@ -203,6 +205,8 @@ def test_an_answer_cut_off_by_a_dying_engine_keeps_its_text_and_continues_after_
         assert "stopped unexpectedly" in cut.note or "engine stopped" in cut.note
         head.load(plan)
         assert isinstance(head.supervisor.wait_for((Ready,), 90), Ready)
+        short = replace(SETTINGS, sampling=replace(SETTINGS.sampling, max_tokens=16))
+        chat.set_settings(c.id, short)  # going on is what counts, not how far
         more = chat.continue_answer(cut.id)
         assert more.content.startswith(cut.content) and len(more.content) > len(cut.content)
         assert more.note == "" and more.finish in ("stop", "length")
