@@ -11,6 +11,8 @@ ROOT=$PWD
 PY=${PY:-$ROOT/.venv/bin/python}
 RUNS=${RUNS:-5}
 DEB=${DEB:-$(ls -t dist/layerlab_*.deb | head -1)}
+source installers/system-packages.sh
+need_packages debootstrap xvfb xdotool bc
 source installers/clean-root.sh
 trap 'cr_down' EXIT
 cr_up

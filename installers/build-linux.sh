@@ -5,6 +5,8 @@
 #   nice -n 19 installers/build-linux.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source installers/system-packages.sh
+need_packages "${BUILD_PACKAGES[@]}"
 installers/build-bundle.sh
 installers/build-deb.sh
 installers/build-tarball.sh

@@ -3,7 +3,8 @@
 # distributions without dpkg. Needs dist/layerlab (installers/build-bundle.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DIST=dist/layerlab
+DIST=${BUNDLE:-dist/layerlab}
+OUTDIR=${OUTDIR:-dist}
 [ -x "$DIST/layerlab" ] || { echo "no bundle: run installers/build-bundle.sh first" >&2; exit 1; }
 VERSION=$(python3 -c "import json;print(json.load(open('$DIST/layerlab-build.json'))['app'])")
 NAME=layerlab-$VERSION-linux-$(uname -m)
@@ -13,5 +14,5 @@ cp -a "$DIST" "$STAGE/layerlab"
 cp installers/tarball/install.sh "$STAGE/"
 cp resources/io.github.layerlab.LayerLab.desktop "$STAGE/share/"
 cp resources/icons/layerlab-*.png "$STAGE/share/icons/"
-tar -C build/tarball --owner=0 --group=0 -czf "dist/$NAME.tar.gz" "$NAME"
-echo "built dist/$NAME.tar.gz ($(du -h "dist/$NAME.tar.gz" | cut -f1))"
+tar -C build/tarball --owner=0 --group=0 -czf "$OUTDIR/$NAME.tar.gz" "$NAME"
+echo "built $OUTDIR/$NAME.tar.gz ($(du -h "$OUTDIR/$NAME.tar.gz" | cut -f1))"

@@ -18,6 +18,8 @@ pass=0
 ok() { pass=$((pass + 1)); printf '\033[1;32m[ok]\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31m[FAILED]\033[0m %s\n' "$*" >&2; exit 1; }
 
+source installers/system-packages.sh
+need_packages "${TEST_PACKAGES[@]}"
 ONLY=${ONLY:-bundle nsis deb tarball}
 want() { case " $ONLY " in *" $1 "*) return 0;; *) return 1;; esac; }
 if [ -z "${DEB:-}" ] && { [ -n "${REBUILD:-}" ] || [ ! -x "$DIST/layerlab" ] || ! ls dist/layerlab_*.deb >/dev/null 2>&1; }; then
@@ -52,9 +54,9 @@ mkdir -p "$OUT/nsis/dist/_internal" "$OUT/nsis/cuda"
 for f in LayerLab.exe layerlab-cli.exe _internal/python311.dll; do echo stub >"$OUT/nsis/dist/$f"; done
 echo stub >"$OUT/nsis/cuda/ggml-cuda.dll"
 makensis -V2 -DVERSION=0.1.0 -DDIST="$OUT/nsis/dist" -DCUDA="$OUT/nsis/cuda" \
-  -DICON="$ROOT/resources/icons/layerlab.ico" -DOUTFILE="$OUT/nsis/setup.exe" installers/windows/layerlab.nsi
-[ -s "$OUT/nsis/setup.exe" ] || die "makensis made no installer"
-ok "NSIS script compiles ($(du -h "$OUT/nsis/setup.exe" | cut -f1) with stub files)"
+  -DICON="$ROOT/resources/icons/layerlab.ico" -DOUTFILE="$OUT/nsis/layerlab-check.exe" installers/windows/layerlab.nsi
+[ -s "$OUT/nsis/layerlab-check.exe" ] || die "makensis made no installer"
+ok "NSIS script compiles ($(du -h "$OUT/nsis/layerlab-check.exe" | cut -f1) with stub files)"
 "$PY" - <<'PYEOF' || die "the release workflow is not what it should be"
 import yaml
 wf = yaml.safe_load(open(".github/workflows/release.yml"))
