@@ -30,6 +30,7 @@ from layerlab.ui.head_bridge import HeadBridge
 from layerlab.ui.layer_map.panel import LayerMapPanel
 from layerlab.ui.load_bar import LoadBar
 from layerlab.ui.models import ModelsScreen
+from layerlab.ui.status.answers_readout import AnswersReadout
 from layerlab.ui.status.model_toolbar import ModelToolbar
 from layerlab.ui.wiring.engine_views import LoadedModelView
 from layerlab.ui.wiring.plan_feed import PlanFeeder
@@ -67,6 +68,8 @@ class MainWindow(QMainWindow):
         self.api = ApiPanel(self.bridge)  # other apps on this model: off until switched on
         self.tabs = SideTabs(self.workers, self.devices, self.layer_map, self.share, self.api)
         self.toolbar = ModelToolbar(self)
+        self.answers = AnswersReadout(head)  # "2 answering · 3 waiting", while any are
+        self.toolbar.insertWidget(self.toolbar.cluster, self.answers)
         self.placement = self.toolbar.placement
         self.throughput = self.toolbar.throughput
         self.plan_feed = PlanFeeder(self.layer_map, self.bridge, self)
