@@ -8,9 +8,11 @@ the real ChatService and ChatPane, on a store holding a 5,000-message conversati
 
 Measured:
 - opening that conversation: time to first paint (open_conversation until the transcript's
-  first paint event), target <= 300 ms;
+  first paint event; median of --opens, a fresh pane each), target <= 300 ms;
 - while 1,000 tokens/s stream into it: the GUI's longest stall (a 5 ms QTimer heartbeat; the
-  largest gap between beats minus the interval), target <= 50 ms;
+  largest gap between beats minus the interval), target <= 50 ms; and the GUI thread's own
+  work in the longest gap (thread CPU time: on a loaded machine, the wall gap also holds the
+  time spent waiting for a core, which the idle floor shows);
 - memory: RSS after opening, after each answer (bounded: the second answer adds ~nothing).
 Prints figures and the CPU.
 """
@@ -21,6 +23,7 @@ import argparse
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,6 +182,7 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=10_000, help="tokens per answer")
     ap.add_argument("--rate", type=float, default=1000.0, help="tokens a second")
     ap.add_argument("--answers", type=int, default=2)
+    ap.add_argument("--opens", type=int, default=5, help="times the conversation is opened")
     args = ap.parse_args()
     app = QApplication.instance() or QApplication(sys.argv)
     proc = psutil.Process()
@@ -196,35 +200,44 @@ def main() -> int:
             seed.close()
             client = EngineClient(f"http://127.0.0.1:{port}", "x")
             service = ChatService(lambda: client, path)
-            pane = ChatPane()
-            pane.service.close()
-            pane.service = service
-            pane.resize(1000, 800)
-            pane.show()
-            paints = Paints()
-            pane.transcript.viewport().installEventFilter(paints)
-            wait(app, lambda: False, 0.3)  # the window settles (first show painted)
             for _ in range(50):  # the stand-in is up
                 try:
                     client.tokenize(text="")
                     break
                 except Exception:
                     time.sleep(0.1)
-            pane.set_client(client)
             rss0 = proc.memory_info().rss
-            before = paints.count
-            t = time.perf_counter()
-            pane.open_conversation(cid)
-            wait(app, lambda: paints.count > before, 10)
-            first_paint = time.perf_counter() - t
-            wait(app, lambda: pane.transcript.pending_renders == 0, 10)
-            settled = time.perf_counter() - t
+            opens = []
+            for _ in range(args.opens):  # a fresh pane each time: nothing rendered yet
+                pane = ChatPane()
+                pane.service.close()
+                pane.service = service
+                pane.resize(1000, 800)
+                pane.show()
+                paints = Paints()
+                pane.transcript.viewport().installEventFilter(paints)
+                wait(app, lambda: False, 0.3)  # the window settles (first show painted)
+                pane.set_client(client)
+                before = paints.count
+                t = time.perf_counter()
+                pane.open_conversation(cid)
+                wait(app, lambda p=paints, b=before: p.count > b, 10)
+                first_paint = time.perf_counter() - t
+                wait(app, lambda p=pane: p.transcript.pending_renders == 0, 10)
+                opens.append((first_paint, time.perf_counter() - t))
+                if len(opens) < args.opens:
+                    pane.shutdown()
+                    pane.deleteLater()
+            first_paint = statistics.median(o[0] for o in opens)
+            settled = statistics.median(o[1] for o in opens)
             rss_open = proc.memory_info().rss
             print(f"CPU: {cpu()} ({os.cpu_count()} logical cores)")
             print(
-                f"open a {args.messages:,}-message conversation: first paint "
-                f"{first_paint * 1000:.0f} ms (target <= 300), every shown message "
-                f"formatted {settled * 1000:.0f} ms"
+                f"open a {args.messages:,}-message conversation (median of {len(opens)}, a "
+                f"fresh pane each): first paint {first_paint * 1000:.0f} ms (target <= 300), "
+                f"every shown message formatted {settled * 1000:.0f} ms; each first paint: "
+                + ", ".join(f"{o[0] * 1000:.0f}" for o in opens)
+                + " ms"
             )
             print(
                 f"RSS after opening: {rss_open / 2**20:.0f} MiB (+{(rss_open - rss0) / 2**20:.0f})"
