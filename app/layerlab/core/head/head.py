@@ -64,6 +64,8 @@ from layerlab.core.head.reload_policy import (
 from layerlab.core.hub.hub import ModelHub
 from layerlab.core.load_plan import LoadPlan
 from layerlab.core.planner.calibration import with_measured_threads
+from layerlab.core.planner.devices import PlanDevice
+from layerlab.core.planner.session import enabled_worker_devices
 from layerlab.core.settings import SavedWorker, Settings
 from layerlab.core.subscribers import Subscribers
 
@@ -114,6 +116,9 @@ class Head:
         self._lock = threading.RLock()
         self._subscribers: Subscribers[HeadEvent] = Subscribers()
         self.results: dict[str, ProbeResult] = {}  # the person's address -> latest probe answer
+        # ... and the last answer that was good: a worker serving this head's model answers
+        # "busy", and its devices are still the ones to plan on
+        self.last_good: dict[str, ProbeResult] = {}
         self.found: dict[str, DiscoveredWorker] = {}
         self.incidents: list[Incident] = []
         self._closed = False
@@ -251,6 +256,8 @@ class Head:
                 return
             with self._lock:
                 self.results[address] = result
+                if result.ok:
+                    self.last_good[address] = result
             self._emit(WorkerUpdated(address))
 
         with self._lock:
@@ -261,6 +268,12 @@ class Head:
     def check_all(self) -> None:
         for w in self.workers():
             self.check(w.address)
+
+    def worker_devices(self) -> list[PlanDevice]:
+        """The enabled workers' devices to plan on, in the person's order."""
+        with self._lock:
+            results, last_good = dict(self.results), dict(self.last_good)
+        return enabled_worker_devices(self.enabled_addresses(), results, last_good)
 
     def is_paired(self, address: str) -> bool:
         return self.links.is_paired(address)

@@ -36,7 +36,7 @@ from layerlab.core.chat.store import PRESETS, ConversationSettings, Message, Sam
 from layerlab.core.chat.templates import TEMPLATES
 from layerlab.core.chat.throughput import AnswerClock, Rates
 from layerlab.core.engine.client import EngineClient
-from layerlab.core.planner.session import enabled_worker_devices, this_machine_devices
+from layerlab.core.planner.session import this_machine_devices
 from layerlab.ui.chat.message_input import MessageInput
 from layerlab.ui.chat.transcript import SHOW_MORE, SHOWN_AT_FIRST, TranscriptView
 from layerlab.ui.chat.turn import ServiceTurn
@@ -641,10 +641,7 @@ class ChatPane(QWidget):
 
     def _cluster_devices(self) -> list:
         """The devices the layer map plans on: this machine and the enabled workers."""
-        head = self.head
-        return this_machine_devices() + enabled_worker_devices(
-            head.enabled_addresses(), head.results
-        )
+        return this_machine_devices() + self.head.worker_devices()
 
     def _show_longer(self, reading) -> None:
         asking, answer = reading if isinstance(reading, tuple) else (self._asking_planner, reading)

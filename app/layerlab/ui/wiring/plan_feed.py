@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from layerlab.core.gguf import ModelFacts
 from layerlab.core.load_plan import LoadPlan
 from layerlab.core.planner.devices import PlanDevice
-from layerlab.core.planner.session import enabled_worker_devices, open_facts, this_machine_devices
+from layerlab.core.planner.session import open_facts, this_machine_devices
 from layerlab.ui.head_bridge import HeadBridge
 from layerlab.ui.layer_map.panel import LayerMapPanel
 from layerlab.ui.wiring.background import BackgroundLane
@@ -38,7 +38,6 @@ class PlanFeeder(QObject):
         self._facts_for = ""  # the path the facts (or the problem) belong to
         self.local: list[PlanDevice] | None = None
         self._worker_devices: list[PlanDevice] = []
-        self._last_good: dict = {}  # address -> the last ProbeResult that was ok
         self._seen: dict[str, int] = {}
         self._waiting: Callable[[LoadPlan | None], None] | None = None
         self._wait_timer = QTimer(self)
@@ -146,10 +145,7 @@ class PlanFeeder(QObject):
         if seen == self._seen and not force:
             return
         self._seen = seen
-        for a, r in results.items():
-            if r.ok:
-                self._last_good[a] = r
-        devices = enabled_worker_devices(self.head.enabled_addresses(), results, self._last_good)
+        devices = self.head.worker_devices()
         if devices != self._worker_devices or force:
             self._worker_devices = devices
             self._push_devices()
