@@ -8,12 +8,25 @@ interleaved so both see the same machine load. Target: ratio >= 0.97.
 from __future__ import annotations
 
 import argparse
+import sys
+
+import psutil
 
 from _spine_common import N_TOKENS, PROMPT, machine_note, median, time_stream
 from layerlab.core.demo_model import demo_model_path
-from layerlab.core.engine.client import Delta
-from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready
+from layerlab.core.engine.client import Delta, EngineUnavailable
+from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready, WatchSettings
 from layerlab.core.load_plan import LoadPlan
+
+
+def engine_pid() -> int:
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "layerlab.core.engine.host" in " ".join(child.cmdline()):
+                return child.pid
+        except psutil.Error:
+            continue
+    raise RuntimeError("no engine process")
 
 
 def main() -> None:
@@ -33,24 +46,42 @@ def main() -> None:
     local = ModelSession(plan, log)
     local.load(lambda f: None)
 
-    sup = EngineSupervisor()
+    # A loaded 2-core machine answers the watchdog's status calls late: a bench must not
+    # have its engine declared frozen and killed mid-run (it was, twice, at load 13).
+    sup = EngineSupervisor(watch=WatchSettings(engine_silence_s=120, engine_timeout_s=30))
     sup.start(plan)
     state = sup.wait_for((Ready, Failed), 90)
     assert isinstance(state, Ready), state
     client = sup.client()
 
+    engine = psutil.Process(engine_pid())
+    me = psutil.Process()
+    cpu: dict[str, list[float]] = {"api": [], "api_client": [], "in_process": []}
+
+    def cpu_s(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return t.user + t.system
+
     def via_api() -> float:
-        tps, _ = time_stream(
+        e0, c0 = cpu_s(engine), cpu_s(me)
+        tps, n = time_stream(
             e for e in client.stream_chat(PROMPT, **sampling) if isinstance(e, Delta)
         )
+        # CPU seconds per token: the engine's (compute threads, decoder, HTTP loop) and
+        # this client's (reading the stream); on 2 cores with 2 compute threads every
+        # extra CPU second is taken from the compute
+        cpu["api"].append((cpu_s(engine) - e0) / max(n, 1))
+        cpu["api_client"].append((cpu_s(me) - c0) / max(n, 1))
         return tps
 
     def in_process() -> float:
         # llama-cpp-python itself on the same loaded model: the baseline the engine serves
+        c0 = cpu_s(me)
         chunks = local.llm.create_chat_completion(messages=PROMPT, stream=True, **sampling)
-        tps, _ = time_stream(
+        tps, n = time_stream(
             c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")
         )
+        cpu["in_process"].append((cpu_s(me) - c0) / max(n, 1))
         return tps
 
     api, inproc = [], []
@@ -59,6 +90,10 @@ def main() -> None:
         for _ in range(args.runs):
             api.append(via_api())
             inproc.append(in_process())
+    except EngineUnavailable:
+        # say why the engine went, in its own words, instead of a traceback
+        print(f"engine overhead: the engine stopped mid-run: {sup.state}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         sup.stop()
         # llama.cpp logs while it frees a model; freed at interpreter exit, after the log
@@ -85,6 +120,15 @@ def main() -> None:
     print(
         f"  ratio API / in-process      : median of pairs {paired:.3f}, of medians {a / b:.3f}, "
         f"of bests {max(api) / max(inproc):.3f}   (target >= 0.97)"
+    )
+    api_cpu = median(cpu["api"][1:]) + median(cpu["api_client"][1:])  # warm-up left out
+    own_cpu = median(cpu["in_process"][1:])
+    print(
+        f"  CPU ms per token: in-process {own_cpu * 1e3:.2f}; engine path "
+        f"{api_cpu * 1e3:.2f} (engine {median(cpu['api'][1:]) * 1e3:.2f} + client "
+        f"{median(cpu['api_client'][1:]) * 1e3:.2f}); extra {(api_cpu / own_cpu - 1):+.1%}"
+        if own_cpu
+        else "  CPU per token: not measured"
     )
     print(f"  {machine_note()}")
 
