@@ -169,14 +169,18 @@ def many(args: argparse.Namespace) -> None:
     plan = LoadPlan(model, n_ctx=args.ctx, n_threads=args.threads, parallel=args.slots)
     rows = []
     per_request = {}
+    one = plan.model_copy(update={"parallel": 1})
     for rep in range(args.reps):
-        sup, ready = start_layerlab(plan)
-        try:
-            run_streams(ready.url, sup.token, 2, 8)  # warm-up
-            total, res = run_streams(ready.url, sup.token, args.streams, args.max_tokens)
-            rows.append(("LayerLab", rep, total, res))
-        finally:
-            sup.stop()
+        for name, p in [("LayerLab", plan)] + ([("LayerLab 1 slot", one)] if args.one_slot else []):
+            sup, ready = start_layerlab(p)
+            try:
+                run_streams(ready.url, sup.token, 2, 8)  # warm-up
+                total, res = run_streams(ready.url, sup.token, args.streams, args.max_tokens)
+                rows.append((name, rep, total, res))
+            finally:
+                sup.stop()
+        if args.no_llama_server:
+            continue
         proc, base = start_llama_server(model, args.slots, args.ctx, args.threads, args.port)
         try:
             run_streams(base, "none", 2, 8)
@@ -195,12 +199,14 @@ def many(args: argparse.Namespace) -> None:
     for name, rep, total, res in rows:
         print(describe(f"{name} #{rep + 1}", total, res))
         per_request.setdefault(name, []).append([round(r.ttft or -1, 2) for r in res])
-    for name in ("LayerLab", "llama-server"):
+    names = list(dict.fromkeys(n for n, _, _, _ in rows))
+    for name in names:
         totals = [t for n, _, t, _ in rows if n == name]
         print(f"{name}: median total {statistics.median(totals):.2f} s")
-    lt = statistics.median([t for n, _, t, _ in rows if n == "LayerLab"])
-    st = statistics.median([t for n, _, t, _ in rows if n == "llama-server"])
-    print(f"total time LayerLab / llama-server: {lt / st:.2f} (target <= 1.00)")
+    if "llama-server" in names:
+        lt = statistics.median([t for n, _, t, _ in rows if n == "LayerLab"])
+        st = statistics.median([t for n, _, t, _ in rows if n == "llama-server"])
+        print(f"total time LayerLab / llama-server: {lt / st:.2f} (target <= 1.00)")
     print("first token per request (s):", json.dumps(per_request))
 
 
@@ -282,6 +288,8 @@ def single(args: argparse.Namespace) -> None:
                 r = res[0]
                 if r.ttft is not None and r.pieces > 1:
                     rates[name].append((r.pieces - 1) / (r.total - r.ttft))
+                else:
+                    print(f"{name}: no answer ({r.error or 'no pieces'})", file=sys.stderr)
     finally:
         for _, sup, _ in engines:
             sup.stop()
@@ -307,6 +315,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--port", type=int, default=8791)
     ap.add_argument("--single", action="store_true")
+    ap.add_argument("--one-slot", action="store_true", help="also LayerLab with one slot")
+    ap.add_argument("--no-llama-server", action="store_true", help="LayerLab only")
     ap.add_argument("--baseline", default=BASELINE_REF)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()

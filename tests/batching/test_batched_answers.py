@@ -115,14 +115,17 @@ def test_an_api_flood_does_not_keep_the_window_waiting_beyond_one_turn(engine):
             assert time.monotonic() < deadline, f"{why}: {client.status()}"
             time.sleep(0.01)
 
-    # Four longer API answers fill the slots; sixteen short ones pile up behind them.
+    # Four longer API answers fill the slots; a flood of short ones piles up behind them,
+    # beyond the lane's limit.
+    n = 2 * PARALLEL * (1 + MAX_WAITING)
+    queued = PARALLEL * MAX_WAITING
     threads = flood(range(PARALLEL), 48)
     until(lambda: len(first) == PARALLEL, "the first answers never began")
-    threads += flood(range(PARALLEL, 20), 16)
-    until(lambda: client.status()["waiting"] == MAX_WAITING, "the API lane never filled")
-    until(lambda: len(codes) == 20, "not every request was answered or refused")
-    waiting = [i for i in range(PARALLEL, 20) if codes[i] == 200 and i not in first]
-    assert len(waiting) == MAX_WAITING and list(codes.values()).count(429) == 20 - 8
+    threads += flood(range(PARALLEL, n), 8)
+    until(lambda: client.status()["waiting"] == queued, "the API lane never filled")
+    until(lambda: len(codes) == n, "not every request was answered or refused")
+    waiting = [i for i in range(PARALLEL, n) if codes[i] == 200 and i not in first]
+    assert len(waiting) == queued and list(codes.values()).count(429) == n - PARALLEL - queued
     window = Stream(
         EngineClient(ready.url, sup.token), chat("Hi!"), {**GREEDY, "max_tokens": 4}
     ).start()

@@ -31,7 +31,7 @@ from layerlab.core.engine.model_session import ModelSession
 from layerlab.core.engine.openai_protocol import ChatMessage
 from layerlab.core.engine.openai_routes import read_request, register
 
-MAX_WAITING = 4  # requests allowed to queue in each lane behind those being answered
+MAX_WAITING = 4  # turns a request may wait: per lane, MAX_WAITING x parallel requests queue
 COLLECT_INTERVAL_S = 0.003  # how often a streaming answer's new pieces are picked up
 
 
@@ -59,7 +59,8 @@ LANE_HEADER = "x-layerlab-lane"  # "window": LayerLab's own chat window (engine 
 
 class Line:
     """Who may wait for the model: `parallel` answers run together, and each lane holds at
-    most MAX_WAITING more waiting their turn; beyond that a request is told so (429).
+    most MAX_WAITING turns of requests more (MAX_WAITING x parallel); beyond that a request
+    is told so (429).
 
     Two lanes: the chat window's own requests and everyone else's (the API). The decoder
     offers a free slot to the window's lane first, so a flood of API requests never makes the
@@ -77,9 +78,15 @@ class Line:
         self.parallel = parallel
         self.in_line: dict[str, int] = {"window": 0, "api": 0}  # admitted, not yet ended
 
+    @property
+    def limit(self) -> int:
+        """Requests one lane may hold: those answered and MAX_WAITING turns of them waiting
+        (ten requests at once to four slots all wait, as llama-server's would)."""
+        return self.parallel * (1 + MAX_WAITING)
+
     def admit(self, lane: Lane = "api") -> Place | None:
         """A place in line, or None when the lane is full."""
-        if self.in_line[lane] >= self.parallel + MAX_WAITING:
+        if self.in_line[lane] >= self.limit:
             return None
         self.in_line[lane] += 1
         return Place(self, lane)
@@ -123,9 +130,7 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
     assert decoder is not None
     line = Line(decoder.parallel)
     # One thread per request in line (each only waits on its answer's pieces) + the bench.
-    executor = ThreadPoolExecutor(
-        max_workers=2 * (decoder.parallel + MAX_WAITING) + 1, thread_name_prefix="generate"
-    )
+    executor = ThreadPoolExecutor(max_workers=2 * line.limit + 1, thread_name_prefix="generate")
     started = time.time()
 
     require_bearer_key(app, token)
