@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # The Workers list browses the LAN for workers when shown; tests keep mDNS off the real LAN
 # (discovery tests name their own interfaces: loopback or their namespaces).
 os.environ.setdefault("LAYERLAB_DISCOVERY", "off")
+# The suite never reads or writes the person's own settings, chats, keys, calibration or logs:
+# every platform directory (platformdirs reads these on each call, child processes inherit
+# them) points into one folder made for this run.
+_HOMES = Path(tempfile.mkdtemp(prefix="layerlab-tests-"))
+for _var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+    os.environ[_var] = str(_HOMES / _var.lower())
 
 
 @pytest.fixture(scope="session")

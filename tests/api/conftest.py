@@ -33,7 +33,8 @@ class Api:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-@pytest.fixture(scope="session", params=["engine", "serve"])
+# package scope: shared by tests/api alone, and gone before other folders count engines
+@pytest.fixture(scope="package", params=["engine", "serve"])
 def api(request, demo_model):
     if request.param == "engine":
         sup, ready = load(LoadPlan(str(demo_model), n_ctx=N_CTX, n_threads=2))
