@@ -109,11 +109,11 @@ def api_vs_in_process(model: str, devices: list[DeviceRef], runs: int, dry: bool
 def accel_vs_worker(model: str, devices: list[DeviceRef], reps: int, dry: bool) -> list[str]:
     from layerlab.core.bench import BenchRun, BenchRunner, BenchSettings
     from layerlab.core.bench.configs import BenchConfig, bench_context
-    from layerlab.core.cluster.probe import probe
+    from layerlab.core.cluster.worker_check import probe
     from layerlab.core.planner.calibration import Calibration
     from layerlab.core.planner.devices import devices_from_probe
+    from layerlab.core.planner.inputs import this_machine_devices
     from layerlab.core.planner.planner import Planner, PlanOptions
-    from layerlab.core.planner.session import this_machine_devices
     from tests.conftest import WorkerProcess, free_port_pair
 
     facts = read_facts(model)

@@ -23,13 +23,13 @@ sys.path.insert(0, str(ROOT))
 from _spine_common import machine_note  # noqa: E402
 from layerlab.core.bench import BenchProgress, BenchRun, BenchRunner, BenchSettings  # noqa: E402
 from layerlab.core.bench.configs import BenchConfig, bench_context  # noqa: E402
-from layerlab.core.cluster.probe import probe  # noqa: E402
+from layerlab.core.cluster.worker_check import probe  # noqa: E402
 from layerlab.core.demo_model import demo_model_path  # noqa: E402
 from layerlab.core.gguf import check_model_file  # noqa: E402
 from layerlab.core.planner.calibration import Calibration  # noqa: E402
 from layerlab.core.planner.devices import devices_from_probe  # noqa: E402
+from layerlab.core.planner.inputs import this_machine_devices  # noqa: E402
 from layerlab.core.planner.planner import Planner, PlanOptions  # noqa: E402
-from layerlab.core.planner.session import this_machine_devices  # noqa: E402
 from tests.conftest import WorkerProcess, free_port_pair  # noqa: E402
 
 N_PROMPT, N_GEN = 64, 128

@@ -157,7 +157,7 @@ WORKER=$!
 "$PY" - <<'PYEOF' || die "layerlab worker did not start in the clean root ($(tail -3 "$OUT/worker.log"))"
 import sys, time
 sys.path.insert(0, "app")
-from layerlab.core.cluster.probe import probe
+from layerlab.core.cluster.worker_check import probe
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:
     r = probe("127.0.0.1:50152")

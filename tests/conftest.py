@@ -18,7 +18,7 @@ from weakref import WeakKeyDictionary
 
 import pytest
 
-from layerlab.core.cluster.probe import probe
+from layerlab.core.cluster.worker_check import probe
 from layerlab.core.demo_model import demo_model_path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

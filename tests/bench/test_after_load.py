@@ -15,7 +15,7 @@ from layerlab.core.engine.supervisor import Failed, Ready, WatchSettings
 from layerlab.core.head import Head
 from layerlab.core.load_plan import LoadPlan
 from layerlab.core.planner.calibration import Calibration, device_identity
-from layerlab.core.planner.session import this_machine_devices
+from layerlab.core.planner.inputs import this_machine_devices
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from layerlab.core.bench.export import (
     to_llama_bench_json,
     to_markdown,
 )
-from layerlab.core.cluster.probe import probe
+from layerlab.core.cluster.worker_check import probe
 from layerlab.core.gguf import check_model_file
 from layerlab.core.planner.calibration import Calibration, bare_name
 from layerlab.core.planner.devices import devices_from_probe, host_device

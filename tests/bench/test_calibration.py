@@ -135,7 +135,7 @@ def test_fit_badges_and_layerlab_plan_forecast_with_what_was_measured(
 
     from layerlab.core.hub.fit import plan_on
     from layerlab.core.planner.calibration import calibration_path
-    from layerlab.core.planner.session import this_machine_devices
+    from layerlab.core.planner.inputs import this_machine_devices
 
     facts = check_model_file(str(demo_model))
     host = host_device(8 << 30, 16 << 30)

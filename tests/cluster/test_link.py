@@ -14,7 +14,7 @@ from layerlab.core.cluster import link, rpc_wire
 from layerlab.core.cluster.forwarder import LinkForwarder
 from layerlab.core.cluster.identity import TrustStore, fingerprint_of_cert, load_or_create_identity
 from layerlab.core.cluster.pairing import HeadPairing
-from layerlab.core.cluster.probe import fetch_status, probe
+from layerlab.core.cluster.worker_check import fetch_status, probe
 from layerlab.core.endpoint import Endpoint
 
 

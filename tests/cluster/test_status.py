@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from layerlab.core.cluster.head_links import HeadLinks
-from layerlab.core.cluster.probe import fetch_status, probe
 from layerlab.core.cluster.status import WorkerStatus, parse_status, read_plain_status
+from layerlab.core.cluster.worker_check import fetch_status, probe
 from layerlab.core.devices.model import DeviceInfo, DeviceSample
 from layerlab.core.endpoint import Endpoint
 from tests.conftest import free_port_pair

@@ -6,7 +6,7 @@ import pynvml
 import pytest
 
 from layerlab.core.devices.nvml_probe import NvmlProbe
-from layerlab.core.devices.probe import ProbeUnavailable
+from layerlab.core.devices.probe_chain import ProbeUnavailable
 from layerlab.core.devices.rig import RIG_FORMAT, load_rig
 from tests.devices.conftest import ALL_RIGS, RIGS, rig
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from layerlab.core.cluster.probe import fetch_status
 from layerlab.core.cluster.telemetry import WorkerTelemetryProbe
+from layerlab.core.cluster.worker_check import fetch_status
 from layerlab.core.cluster.worker_feed import WorkerFeed
 from layerlab.core.devices.host_probe import HostProbe
 from layerlab.core.devices.inventory import discover

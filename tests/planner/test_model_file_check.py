@@ -24,7 +24,7 @@ from layerlab.core.gguf import (
     check_model_file,
     read_facts,
 )
-from layerlab.core.planner.session import PlanInputError, open_facts
+from layerlab.core.planner.inputs import PlanInputError, open_facts
 from tests.support import damaged_gguf as damaged
 from tests.support.hub_standin import HubStandIn
 from tests.support.synthetic_gguf import (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from layerlab.core.cluster.probe import probe
+from layerlab.core.cluster.worker_check import probe
 from layerlab.core.devices.rig import load_rig
 from layerlab.core.gguf import read_facts
 from layerlab.core.load_plan import expected_layer_devices

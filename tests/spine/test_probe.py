@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 import pytest
 
-from layerlab.core.cluster.probe import probe
+from layerlab.core.cluster.worker_check import probe
 from layerlab.core.engine.supervisor import EngineSupervisor, Failed
 from layerlab.core.load_plan import DeviceRef, LoadPlan
 from tests.conftest import free_port_pair
@@ -146,7 +146,7 @@ def test_unreachable_addresses_fail_in_bounded_time(setup, words):
         for cmd in setup:
             subprocess.run(["ip", "-n", ns, *cmd], check=True)
         code = (
-            "import time, json; from layerlab.core.cluster.probe import probe\n"
+            "import time, json; from layerlab.core.cluster.worker_check import probe\n"
             "t = time.monotonic(); r = probe('10.231.77.1:50052', timeout=2.0)\n"
             "print(json.dumps([r.ok, r.kind, r.problem, time.monotonic() - t]))"
         )

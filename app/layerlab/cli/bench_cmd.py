@@ -44,13 +44,13 @@ def run(args: argparse.Namespace) -> int:
     from layerlab.core.bench.export import FORMATS
     from layerlab.core.gguf import GGUFError
     from layerlab.core.planner.calibration import Calibration
-    from layerlab.core.planner.planner import Planner
-    from layerlab.core.planner.session import (
+    from layerlab.core.planner.inputs import (
         PlanInputError,
         open_facts,
         this_machine_devices,
         worker_devices,
     )
+    from layerlab.core.planner.planner import Planner
 
     try:
         if args.model is None:

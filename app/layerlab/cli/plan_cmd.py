@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from layerlab.core.gguf import GGUFError
     from layerlab.core.planner.calibration import Calibration
-    from layerlab.core.planner.session import PlanInputError, plan_from_args
+    from layerlab.core.planner.inputs import PlanInputError, plan_from_args
 
     try:
         result = plan_from_args(

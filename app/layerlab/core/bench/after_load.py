@@ -138,7 +138,7 @@ def record(state: Ready, tok_s: float, path: Path | None, head=None) -> list[str
     from layerlab.core.gguf import check_model_file
     from layerlab.core.load_plan import expected_layer_devices
     from layerlab.core.planner.forecast import forecast_plan
-    from layerlab.core.planner.session import this_machine_devices
+    from layerlab.core.planner.inputs import this_machine_devices
     from layerlab.core.planner.speed import SpeedModel
 
     plan = state.plan

@@ -23,7 +23,7 @@ import httpx
 
 from layerlab.core.bench.configs import BenchConfig
 from layerlab.core.bench.results import BenchRun, ConfigResult
-from layerlab.core.cluster.probe import probe
+from layerlab.core.cluster.worker_check import probe
 from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Loading, Ready
 from layerlab.core.planner.calibration import Calibration
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from layerlab.core.gguf import ModelFacts
 from layerlab.core.load_plan import LoadPlan
 from layerlab.core.planner.devices import PlanDevice
+from layerlab.core.planner.inputs import open_facts
 from layerlab.core.planner.planner import Planner, PlanOptions
-from layerlab.core.planner.session import open_facts
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,9 @@ from layerlab.core.cluster.identity import (
 )
 from layerlab.core.cluster.link_client import open_link, pair, worker_status
 from layerlab.core.cluster.link_protocol import DEFAULT_LINK_PORT, LinkError
-from layerlab.core.cluster.probe import ProbeResult, probe
 from layerlab.core.cluster.status import WorkerStatus, read_plain_status
 from layerlab.core.cluster.token_waits import AnswerWaits, TokenWait
+from layerlab.core.cluster.worker_check import ProbeResult, probe
 from layerlab.core.endpoint import BadAddress, Endpoint
 from layerlab.core.units import format_ms
 

@@ -23,7 +23,7 @@ from layerlab.core.cluster.worker_feed import WorkerFeed
 from layerlab.core.devices.ggml_view import LlamaView
 from layerlab.core.devices.inventory import Inventory, discover, local_probes
 from layerlab.core.devices.model import DeviceInfo, DeviceSample
-from layerlab.core.devices.probe import ProbeUnavailable, stale
+from layerlab.core.devices.probe_chain import ProbeUnavailable, stale
 from layerlab.core.devices.sampler import Sampler
 from layerlab.core.endpoint import Endpoint
 from layerlab.core.load_plan import rpc_label

@@ -13,7 +13,7 @@ import time
 from layerlab.core.devices import drm
 from layerlab.core.devices.model import DeviceInfo, DeviceSample
 from layerlab.core.devices.pci import VENDOR_AMD, device_name
-from layerlab.core.devices.probe import ProbeUnavailable, stale
+from layerlab.core.devices.probe_chain import ProbeUnavailable, stale
 from layerlab.core.devices.sysfs_tree import DirTree, SysfsTree
 
 _MCLK = re.compile(r"^\d+:\s*(\d+)\s*Mhz", re.IGNORECASE | re.MULTILINE)

@@ -17,7 +17,7 @@ from layerlab.core.devices.host_probe import HostProbe
 from layerlab.core.devices.model import DeviceInfo, DeviceSample, Machine
 from layerlab.core.devices.nvml_probe import NvmlProbe
 from layerlab.core.devices.other_sysfs import OtherSysfsProbe
-from layerlab.core.devices.probe import Probe, ProbeUnavailable
+from layerlab.core.devices.probe_chain import Probe, ProbeUnavailable
 from layerlab.core.devices.sysfs_tree import DirTree
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from layerlab.core.devices.model import DeviceInfo, DeviceSample
 from layerlab.core.devices.pci import normalise_bus_id
-from layerlab.core.devices.probe import ProbeUnavailable, stale
+from layerlab.core.devices.probe_chain import ProbeUnavailable, stale
 
 # NVML return codes we explain (nvml.h)
 NOT_SUPPORTED = 3

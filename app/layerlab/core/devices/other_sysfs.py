@@ -11,7 +11,7 @@ import time
 from layerlab.core.devices import drm
 from layerlab.core.devices.model import DeviceInfo, DeviceSample
 from layerlab.core.devices.pci import VENDOR_NAMES, device_name
-from layerlab.core.devices.probe import ProbeUnavailable
+from layerlab.core.devices.probe_chain import ProbeUnavailable
 from layerlab.core.devices.sysfs_tree import DirTree, SysfsTree
 
 _DISPLAY_DRIVERS = {"i915", "xe", "nvidia", "nouveau", "amdgpu", "radeon"}

@@ -35,7 +35,7 @@ from layerlab.core.devices.host_probe import HostProbe, read_live, read_static
 from layerlab.core.devices.inventory import Inventory, discover
 from layerlab.core.devices.model import DeviceInfo, DeviceSample, Machine
 from layerlab.core.devices.other_sysfs import OtherSysfsProbe
-from layerlab.core.devices.probe import Probe, ProbeUnavailable
+from layerlab.core.devices.probe_chain import Probe, ProbeUnavailable
 from layerlab.core.devices.sysfs_tree import DictTree, DirTree
 
 RIG_FORMAT = 1

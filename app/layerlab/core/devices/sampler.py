@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 
 from layerlab.core.devices.model import DeviceSample
-from layerlab.core.devices.probe import Probe, stale
+from layerlab.core.devices.probe_chain import Probe, stale
 
 
 class _Job:

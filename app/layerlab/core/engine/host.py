@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from layerlab.core.cluster.probe import probe
+from layerlab.core.cluster.worker_check import probe
 from layerlab.core.engine import events
 from layerlab.core.engine.llama_log import LlamaLog, load_failure_words
 from layerlab.core.load_plan import LoadPlan

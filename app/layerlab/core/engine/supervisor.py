@@ -29,8 +29,8 @@ from typing import Literal, Protocol, get_args
 
 import platformdirs
 
-from layerlab.core.cluster.probe import probe
 from layerlab.core.cluster.status import WorkerStatus, read_plain_status
+from layerlab.core.cluster.worker_check import probe
 from layerlab.core.cluster.worker_feed import WorkerFeed, WorkerReading
 from layerlab.core.endpoint import Endpoint
 from layerlab.core.engine import events

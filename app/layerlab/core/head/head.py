@@ -32,7 +32,7 @@ from layerlab.core.cluster.discovery import DiscoveredWorker
 from layerlab.core.cluster.head_links import HeadLinks
 from layerlab.core.cluster.identity import Peer
 from layerlab.core.cluster.link import LINK_PROTOCOL
-from layerlab.core.cluster.probe import ProbeResult
+from layerlab.core.cluster.worker_check import ProbeResult
 from layerlab.core.cluster.worker_feed import WorkerFeed, WorkerReading
 from layerlab.core.endpoint import Endpoint
 from layerlab.core.engine.client import EngineClient
@@ -65,7 +65,7 @@ from layerlab.core.hub.hub import ModelHub
 from layerlab.core.load_plan import LoadPlan
 from layerlab.core.planner.calibration import with_measured_threads
 from layerlab.core.planner.devices import PlanDevice
-from layerlab.core.planner.session import enabled_worker_devices
+from layerlab.core.planner.inputs import enabled_worker_devices
 from layerlab.core.settings import SavedWorker, Settings
 from layerlab.core.subscribers import Subscribers
 

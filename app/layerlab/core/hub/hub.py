@@ -38,7 +38,7 @@ def head_cluster(head, here: list[PlanDevice] | None = None) -> Cluster:
     """This machine's devices (or `here`: a recorded rig's) plus the head's enabled workers'
     latest probe answers, at the context the person uses. `head` is a core/head Head (typed
     loosely: the hub sits below)."""
-    from layerlab.core.planner.session import enabled_worker_devices, this_machine_devices
+    from layerlab.core.planner.inputs import enabled_worker_devices, this_machine_devices
 
     addresses = head.enabled_addresses()
     local = this_machine_devices() if here is None else here
@@ -48,7 +48,7 @@ def head_cluster(head, here: list[PlanDevice] | None = None) -> Cluster:
 
 
 def local_cluster(n_ctx: int | None = None) -> Cluster:
-    from layerlab.core.planner.session import this_machine_devices
+    from layerlab.core.planner.inputs import this_machine_devices
 
     return Cluster(this_machine_devices(), n_ctx)
 

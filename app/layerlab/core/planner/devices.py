@@ -164,7 +164,7 @@ def devices_from_machine(
 
 
 def devices_from_probe(result) -> list[PlanDevice]:
-    """Plan devices of a probed worker (`layerlab.core.cluster.probe.ProbeResult`)."""
+    """Plan devices of a probed worker (`layerlab.core.cluster.worker_check.ProbeResult`)."""
     if not result.ok:
         return []
     ep = str(result.endpoint)

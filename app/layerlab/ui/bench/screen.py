@@ -144,12 +144,12 @@ class BenchScreen(QWidget):
         try:
             from layerlab.core.bench.configs import bench_context, comparisons
             from layerlab.core.planner.calibration import Calibration
-            from layerlab.core.planner.planner import Planner
-            from layerlab.core.planner.session import (
+            from layerlab.core.planner.inputs import (
                 enabled_worker_devices,
                 open_facts,
                 this_machine_devices,
             )
+            from layerlab.core.planner.planner import Planner
 
             facts = open_facts(model)
             devices = this_machine_devices() + enabled_worker_devices(

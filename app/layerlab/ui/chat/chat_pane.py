@@ -36,7 +36,7 @@ from layerlab.core.chat.store import PRESETS, ConversationSettings, Message, Sam
 from layerlab.core.chat.templates import TEMPLATES
 from layerlab.core.chat.throughput import AnswerClock, Rates
 from layerlab.core.engine.client import EngineClient
-from layerlab.core.planner.session import this_machine_devices
+from layerlab.core.planner.inputs import this_machine_devices
 from layerlab.ui.chat.message_input import MessageInput
 from layerlab.ui.chat.transcript import SHOW_MORE, SHOWN_AT_FIRST, TranscriptView
 from layerlab.ui.chat.turn import ServiceTurn

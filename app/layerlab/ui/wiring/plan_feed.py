@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from layerlab.core.gguf import ModelFacts
 from layerlab.core.load_plan import LoadPlan
 from layerlab.core.planner.devices import PlanDevice
-from layerlab.core.planner.session import open_facts, this_machine_devices
+from layerlab.core.planner.inputs import open_facts, this_machine_devices
 from layerlab.ui.head_bridge import HeadBridge
 from layerlab.ui.layer_map.panel import LayerMapPanel
 from layerlab.ui.wiring.background import BackgroundLane

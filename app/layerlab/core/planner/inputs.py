@@ -58,7 +58,7 @@ def this_machine_devices() -> list[PlanDevice]:
 
 
 def worker_devices(workers: str) -> list[PlanDevice]:
-    from layerlab.core.cluster.probe import probe
+    from layerlab.core.cluster.worker_check import probe
 
     out: list[PlanDevice] = []
     for ep in [w.strip() for w in workers.split(",") if w.strip()]:
