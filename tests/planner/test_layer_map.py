@@ -89,6 +89,20 @@ def test_context_and_cache_type_replan(panel, qtbot):
     assert sig.args[0].type_k == "q4_0" and sig.args[0].flash_attn
 
 
+def test_answers_at_once_replans_with_their_kv(panel, qtbot):
+    start = panel.controls.parallel.value()
+    one = 2 if start == 1 else 1  # a value the box does not hold yet, so it signals
+    with qtbot.waitSignal(panel.planChanged, timeout=2000) as sig:
+        panel.controls.parallel.setValue(one)
+    assert sig.args[0].parallel == one
+    # the whole KV cache (layers may move between devices when it grows)
+    kv_one = sum(d.memory.kv for d in panel.result.devices) / one
+    with qtbot.waitSignal(panel.planChanged, timeout=2000) as sig:
+        panel.controls.parallel.setValue(3)
+    assert sig.args[0].parallel == 3 and panel.controls.parallel.value() == 3
+    assert sum(d.memory.kv for d in panel.result.devices) == pytest.approx(3 * kv_one, rel=0.01)
+
+
 def test_reserve_exclude_and_ratio(panel, qtbot):
     row = panel.rows["CUDA0"]
     with qtbot.waitSignal(panel.planChanged, timeout=2000):

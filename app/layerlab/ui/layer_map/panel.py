@@ -76,6 +76,7 @@ class LayerMapPanel(QWidget):
         self.model.failed.connect(lambda msg: self.summary.setText(f"<b>Cannot plan:</b> {msg}"))
         self.controls.strategyChanged.connect(self._strategy)
         self.controls.threadsChanged.connect(lambda n: self.model.update(n_threads=n))
+        self.controls.parallelChanged.connect(lambda n: self.model.update(parallel=n))
         self.controls.contextChanged.connect(lambda n: self.model.update(n_ctx=n))
         self.controls.cacheTypeChanged.connect(
             lambda t: self.model.update(type_k=t, type_v=t, flash_attn=True)
@@ -127,7 +128,7 @@ class LayerMapPanel(QWidget):
     def _show(self, r: PlanResult) -> None:
         self._ensure_rows()
         opts = self.model.options
-        self.controls.show_values(opts.strategy, r.plan.n_ctx, opts.type_k)
+        self.controls.show_values(opts.strategy, r.plan.n_ctx, opts.type_k, r.plan.parallel)
         self.controls.show_threads(opts.n_threads)
         order = [d.label for d in self.model.devices]
         labels = [row.device.label for row in r.devices]
