@@ -19,7 +19,6 @@ read (0600) in LayerLab's config directory. It is never written to settings.json
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import secrets
 import socket
@@ -31,11 +30,10 @@ from typing import Any, Protocol
 
 import platformdirs
 
-from layerlab.core.atomic_file import write_atomic
 from layerlab.core.endpoint import BadAddress, Endpoint
+from layerlab.core.secret_store import SecretStore
 
 DEFAULT_PORT = 8080
-KEYRING_SERVICE = "layerlab"
 KEYRING_ENTRY = "api-key"
 KEY_FILE_NAME = "api-key"
 
@@ -67,29 +65,13 @@ def bind_problem(host: str, port: int, key: str | None) -> str:
 # -- the key ---------------------------------------------------------------------------------
 
 
-def _working_keyring() -> Any | None:
-    """The `keyring` module when it is installed and has a backend that can keep secrets."""
-    try:
-        import keyring
-        from keyring.backends import fail
-    except Exception:
-        return None
-    try:
-        backend = keyring.get_keyring()
-    except Exception:
-        return None
-    if isinstance(backend, fail.Keyring) or "null" in type(backend).__module__.lower():
-        return None
-    return keyring
-
-
 class ApiKeyStore:
     """The window's API key: made once, then the same on every start, kept in the system
     keyring when there is one that works, else in a 0600 file in LayerLab's config dir."""
 
     def __init__(self, directory: Path | None = None, use_keyring: bool = True):
         self.file = (directory or Path(platformdirs.user_config_dir("layerlab"))) / KEY_FILE_NAME
-        self._use_keyring = use_keyring
+        self._secret = SecretStore(self.file, KEYRING_ENTRY, use_keyring)
         self._key: str | None = None
         self.where = ""  # where the key is kept, in words, once read
         self._lock = threading.Lock()
@@ -109,34 +91,13 @@ class ApiKeyStore:
             return self._key
 
     def _read(self) -> str:
-        kr = _working_keyring() if self._use_keyring else None
-        if kr is not None:
-            with contextlib.suppress(Exception):
-                found = kr.get_password(KEYRING_SERVICE, KEYRING_ENTRY)
-                if found:
-                    self.where = "the system keyring"
-                    return found
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            found = self.file.read_text().strip()
-            if found:
-                self.where = str(self.file)
-                return found
-        return ""
+        found = self._secret.get() or ""
+        if found:
+            self.where = self._secret.where
+        return found
 
     def _keep(self, key: str) -> str:
-        kr = _working_keyring() if self._use_keyring else None
-        if kr is not None:
-            try:
-                kr.set_password(KEYRING_SERVICE, KEYRING_ENTRY, key)
-                self.where = "the system keyring"
-                with contextlib.suppress(OSError):
-                    self.file.unlink()  # one place only: an older file copy goes
-                return key
-            except Exception:
-                pass  # a locked or broken keyring: the file below
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.file, key + "\n", mode=0o600)
-        self.where = str(self.file)
+        self.where = self._secret.set(key)
         return key
 
 
