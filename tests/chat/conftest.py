@@ -19,7 +19,8 @@ GREEDY = Sampling("Precise", temperature=0.0, max_tokens=24, seed=42)
 SETTINGS = ConversationSettings(sampling=GREEDY)
 
 
-@pytest.fixture(scope="session")
+# package scope: shared by tests/chat alone, and gone before other folders count engines
+@pytest.fixture(scope="package")
 def head(demo_model, tmp_path_factory) -> Iterator[Head]:
     state = tmp_path_factory.mktemp("head")
     h = Head(persist=False, state_dir=state)

@@ -184,8 +184,9 @@ def test_stop_mid_stream_ends_quickly_and_the_engine_answers_again(engine):
 
 
 def _long_answer(sup):
-    """Start one long streaming answer that keeps the model busy; returns (client, stream)."""
-    busy = sup.client()
+    """Start one long streaming answer that keeps the model busy; returns (client, stream).
+    It goes in the API lane, where the requests it keeps waiting go too."""
+    busy = EngineClient(sup.state.url, sup.token, lane="api")
     stream = busy.stream_chat(
         [{"role": "user", "content": "Tell a long story."}], max_tokens=2000, temperature=0
     )
