@@ -362,6 +362,10 @@ class BatchDecoder:
                 if rc == 1
                 else f"llama_decode returned {rc}"
             )
+        # llama_decode returns once the graph is queued; the devices (a worker over RPC above
+        # all) finish it when the logits are first read. Wait here, so the step's time is
+        # the compute's and the answer's tok/s is what the person gets.
+        low.llama_synchronize(self.ctx)
         took = time.perf_counter() - t0
         for a, k in prompt_rows:
             a.prompt_n += k
