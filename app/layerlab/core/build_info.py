@@ -12,9 +12,8 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
-import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from layerlab import __version__
@@ -26,7 +25,6 @@ LLAMA_COMMITS = {"0.3.36": "0c1e570"}
 RPC_PROTO_PATCH = 0
 # Written by installers/build-bundle.sh beside the frozen executable.
 BUNDLE_RECORD = "layerlab-build.json"
-MARK = "LAYERLAB-RUNTIME "
 
 
 @dataclass(frozen=True)
@@ -152,33 +150,9 @@ def backend_of(device_name: str) -> str:
 
 
 def read_runtime(timeout: float = 60.0, python: str = sys.executable) -> Runtime:
-    try:
-        proc = subprocess.run(
-            [python, "-m", "layerlab.core.build_info"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return Runtime(problem=f"llama.cpp did not list its devices within {timeout:g} s")
-    except OSError as e:
-        return Runtime(problem=f"could not start {python}: {e}")
-    for line in proc.stdout.splitlines():
-        if line.startswith(MARK):
-            raw = json.loads(line[len(MARK) :])
-            return Runtime(backends=raw["backends"], devices=raw["devices"])
-    return Runtime(problem=f"llama.cpp could not list its devices (exit {proc.returncode})")
+    """The backends and devices llama.cpp registers, from the same short-lived child the
+    Devices panel asks (core/devices/ggml_view.py): the GUI never creates a GPU context."""
+    from layerlab.core.devices.ggml_view import read_llama_devices
 
-
-def main() -> int:
-    from layerlab.core import ggml_lib
-
-    devices = [
-        {k: v for k, v in asdict(d).items() if k != "handle"} for d in ggml_lib.local_devices()
-    ]
-    print(MARK + json.dumps({"backends": ggml_lib.backends(), "devices": devices}), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    view = read_llama_devices(timeout, python)
+    return Runtime(backends=view.backends, devices=view.devices, problem=view.problem)

@@ -25,6 +25,7 @@ class LlamaView:
     # each: name, description, type, free, total, device_id (as ggml_lib reports them)
     devices: list[dict] = field(default_factory=list)
     problem: str = ""
+    backends: list[str] = field(default_factory=list)  # what llama.cpp registered ("CPU", ...)
 
 
 def read_llama_devices(timeout: float = 60.0, python: str = sys.executable) -> LlamaView:
@@ -41,7 +42,8 @@ def read_llama_devices(timeout: float = 60.0, python: str = sys.executable) -> L
         return LlamaView(problem=f"could not start {python}: {e}")
     for line in proc.stdout.splitlines():
         if line.startswith(MARK):
-            return LlamaView(devices=json.loads(line[len(MARK) :]))
+            raw = json.loads(line[len(MARK) :])
+            return LlamaView(devices=raw["devices"], backends=raw["backends"])
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return LlamaView(
         problem=f"llama.cpp could not list its devices (exit {proc.returncode}: {tail})"
@@ -130,7 +132,7 @@ def main() -> int:
         }
         for d in ggml_lib.local_devices()
     ]
-    print(MARK + json.dumps(devices), flush=True)
+    print(MARK + json.dumps({"devices": devices, "backends": ggml_lib.backends()}), flush=True)
     return 0
 
 
