@@ -6,6 +6,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import httpx
+
 from layerlab.core.engine.client import Delta, EngineClient, EngineUnavailable, Finished
 
 QUESTIONS = [
@@ -74,11 +76,74 @@ class Stream:
 GREEDY = {"temperature": 0, "seed": 42}
 
 
-def alone(url: str, token: str, text: str, max_tokens: int) -> str:
-    s = Stream(EngineClient(url, token), chat(text), {**GREEDY, "max_tokens": max_tokens})
-    s.start().join()
-    assert s.error is None, s.error
-    return s.text
+# llama.cpp's CPU kernels do not round alike for one row and for several: its llamafile
+# sgemm takes a matrix product only from 2 rows up (0c1e570, sgemm.cpp "only enable sgemm
+# for prompt processing"), for Q8_0, Q4_0, Q5_0, IQ4_NL and float weights. The demo's
+# output matrix is Q8_0, so an answer's logits alone (1 row) and in a batch (4 rows) differ
+# in the last digits, and where its two best tokens are that close a greedy answer may
+# take the other one. Nothing before the logits differs (Q4_1 layers and separate KV
+# streams round alike), so two texts may part only at such a near-tie: anything else (a
+# wrong cache, another answer's tokens) parts them where the best token clearly won.
+NEAR_TIE = 0.01  # logits apart; the two kernels differ by ~1e-5 here
+
+
+@dataclass
+class Alone:
+    """An answer run by itself, and for each token how far its best logit led the next."""
+
+    text: str
+    tokens: list[tuple[bytes, float]]  # (the token's bytes, best minus second logprob)
+
+    def agrees_with(self, other: str) -> str | None:
+        """None when `other` is this text or parts from it only at a near-tie; else why not."""
+        mine, theirs = self.text.encode(), other.encode()
+        if mine == theirs:
+            return None
+        at = next((i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), None)
+        at = min(len(mine), len(theirs)) if at is None else at
+        end = 0
+        for i, (piece, margin) in enumerate(self.tokens):
+            end += len(piece)
+            if end > at or (end == at and at == len(mine)):
+                if margin < NEAR_TIE:
+                    return None
+                return (
+                    f"they part at token {i} ({piece!r}), where the best token led by "
+                    f"{margin:.4f}: not a near-tie\nalone:    {self.text!r}\ntogether: {other!r}"
+                )
+        return f"the other text runs on past this one's end\nalone: {self.text!r}\n{other!r}"
+
+
+def alone(url: str, token: str, text: str, max_tokens: int, **params) -> Alone:
+    """The answer with nothing else running, with each token's lead (top_logprobs=2)."""
+    body = {
+        **GREEDY,
+        **params,
+        "messages": chat(text),
+        "max_tokens": max_tokens,
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+    with httpx.Client(timeout=180) as http:
+        r = http.post(
+            url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert r.status_code == 200, r.text
+    choice = r.json()["choices"][0]
+    tokens = []
+    for t in choice["logprobs"]["content"]:
+        top = sorted((a["logprob"] for a in t["top_logprobs"]), reverse=True)
+        tokens.append((bytes(t["bytes"]), top[0] - top[1] if len(top) > 1 else float("inf")))
+    answer = Alone(choice["message"]["content"] or "", tokens)
+    # a stop string may cut the last token short
+    assert b"".join(p for p, _ in tokens).startswith(answer.text.encode()), (answer, tokens)
+    return answer
+
+
+def assert_agree(alone_answers: list[Alone], texts: list[str]) -> None:
+    assert len(alone_answers) == len(texts)
+    why = [a.agrees_with(t) for a, t in zip(alone_answers, texts, strict=True)]
+    assert why == [None] * len(texts), "\n".join(w for w in why if w)
 
 
 def together(url: str, token: str, texts: list[str], max_tokens: int) -> list[Stream]:

@@ -12,7 +12,7 @@ import httpx
 from layerlab.core.engine.api import MAX_WAITING
 from layerlab.core.engine.client import EngineClient
 from tests.batching.conftest import PARALLEL
-from tests.batching.helpers import GREEDY, QUESTIONS, Stream, alone, chat, together
+from tests.batching.helpers import GREEDY, QUESTIONS, Stream, alone, assert_agree, chat, together
 
 MAX_TOKENS = 40
 
@@ -24,7 +24,7 @@ def test_greedy_answers_are_the_same_alone_and_together(engine):
     assert [s.error for s in streams] == [None] * 4
     # they really overlapped: every answer began before any other ended
     assert max(s.first_token for s in streams) < min(s.ended for s in streams)
-    assert [s.text for s in streams] == one_by_one
+    assert_agree(one_by_one, [s.text for s in streams])
     for s in streams:
         assert s.finished is not None
         assert s.finished.usage["completion_tokens"] <= MAX_TOKENS
@@ -39,8 +39,16 @@ def test_usage_and_stop_strings_hold_per_answer_in_a_batch(engine):
     for s in streams:
         s.join()
     mine = streams[2]
-    assert mine.text == solo.text and "\n" not in mine.text
-    assert mine.finished.usage == solo.finished.usage
+    assert "\n" not in mine.text and "\n" not in solo.text
+    if mine.text == solo.text:
+        assert mine.finished.usage == solo.finished.usage
+    else:  # they parted at a near-tie (helpers.NEAR_TIE): the rest is another answer
+        assert_agree([alone(ready.url, sup.token, QUESTIONS[2], 30, stop=["\n"])], [mine.text])
+    for s in streams:
+        u = s.finished.usage
+        assert u["completion_tokens"] <= 30 and u["total_tokens"] == (
+            u["prompt_tokens"] + u["completion_tokens"]
+        )
 
 
 def test_cancelling_one_of_four_leaves_the_others_unchanged_and_frees_its_slot(engine):
@@ -71,7 +79,7 @@ def test_cancelling_one_of_four_leaves_the_others_unchanged_and_frees_its_slot(e
     )
     for s in streams:
         s.join()
-    assert [s.text for s in streams] == expected
+    assert_agree(expected, [s.text for s in streams])
     assert victim.finished is not None and victim.finished.stopped
     status = sup.client().status()
     assert status["running"] == 0 and status["waiting"] == 0

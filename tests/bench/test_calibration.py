@@ -96,6 +96,18 @@ def test_a_worker_cpu_borrows_the_same_part_measured_here(tmp_path):
     assert cal.same_part("127.0.0.1:50052", "Intel Xeon on 127.0.0.1:50052") is None
 
 
+def test_one_workers_own_figure_does_not_become_another_workers(tmp_path):
+    # A bench scales worker B's figure to what B's process did; worker A (same part, no
+    # figure of its own) still reads the part as measured here, whatever the names sort to.
+    cal = Calibration(tmp_path / "cal.json")
+    cal.record_device(device_identity("this machine", "Host RAM (AMD EPYC)"), 9e9)
+    cal.record_device(device_identity("127.0.0.1:50050", "AMD EPYC on 127.0.0.1:50050"), 12e9)
+    f = cal.same_part("127.0.0.1:50060", "AMD EPYC on 127.0.0.1:50060")
+    assert f is not None and f.bandwidth == 9e9
+    own = cal.same_part("127.0.0.1:50050", "AMD EPYC on 127.0.0.1:50050")
+    assert own is not None and own.bandwidth == 12e9
+
+
 def test_a_planner_given_the_calibration_forecasts_with_it(demo_model, tmp_path):
     cal = Calibration(tmp_path / "cal.json")
     cal.record_device(HOST, 5e9)

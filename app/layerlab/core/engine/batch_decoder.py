@@ -7,11 +7,17 @@ the next step; a cancelled one leaves at the next step and frees its slot.
 
 The context holds `parallel` sequences, one per slot, each in its own KV stream of n_ctx
 cells (llama.cpp's n_seq_max with kv_unified off, 0c1e570: n_ctx_seq = n_ctx / n_seq_max,
-padded to 256). Separate streams keep each answer's attention exactly what it would be
-alone (a unified cache makes every token's softmax run over the other answers' masked cells,
-in another order), so a greedy answer is the same text alone or in a batch. The price:
-llama.cpp splits a batch into one micro-batch per run of consecutive sequence ids
-(split_equal, sequential), so slots are handed out lowest first.
+padded to 256). Separate streams keep each answer's attention what it would be alone (a
+unified cache makes every token's softmax run over the other answers' masked cells, in
+another order). The price: llama.cpp splits a batch into one micro-batch per run of
+consecutive sequence ids (split_equal, sequential), so slots are handed out lowest first.
+
+A greedy answer is then the same text alone or in a batch up to llama.cpp's rounding, which
+is not the same for one row as for several: its CPU matrix product (llamafile sgemm) starts
+at 2 rows, for Q8_0, Q4_0, Q5_0, IQ4_NL and float weights, and its CPU flash attention
+splits the cache across threads only for a lone sequence with 512+ cells. So where an
+answer's two best tokens are within ~1e-5, a batch may take the other one (seen on a Xeon:
+the demo's Q8_0 output matrix). llama-server has the same limit (its README, cache_prompt).
 
 Each slot remembers the tokens its sequence holds: a follow-up turn of the same conversation
 lands in the slot that already holds its prefix and decodes only what is new.

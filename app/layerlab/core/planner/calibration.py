@@ -149,15 +149,21 @@ class Calibration:
 
     def same_part(self, machine: str, name: str) -> DeviceFigures | None:
         """The device's own figures, else those of the same part measured elsewhere (a
-        loopback worker's CPU is this machine's CPU): the part, not the place, sets them."""
+        loopback worker's CPU is this machine's CPU): the part, not the place, sets them.
+        Elsewhere means this machine first (the part measured in the head's own process,
+        the cleanest reading), then the newest: a figure one worker's run scaled for that
+        worker must not become another worker's by the order names sort in."""
         own = self.device(device_identity(machine, name))
         if own is not None:
             return own
         part = bare_name(name)
-        for identity in sorted(self.devices):
-            if bare_name(identity.partition(" · ")[2]) == part and (f := self.device(identity)):
-                return f
-        return None
+        same = [
+            (identity.partition(" · ")[0] == HERE, f.measured_at, identity, f)
+            for identity in self.devices
+            if bare_name(identity.partition(" · ")[2]) == part
+            and (f := self.device(identity)) is not None
+        ]
+        return max(same)[3] if same else None
 
     def link(self, identity: str) -> LinkFigures | None:
         f = self.links.get(identity)
