@@ -501,7 +501,7 @@ class EngineSupervisor:
         where = f" Details are in the engine log ({log_path})." if log_path else ""
         return Failed(
             plan,
-            f"The engine stopped unexpectedly ({_how_it_ended(code)}). Your conversation is "
+            f"The engine stopped unexpectedly ({how_it_ended(code)}). Your conversation is "
             f"kept; load the model again to go on.{where}",
             cause="engine_died",
         )
@@ -583,8 +583,57 @@ class EngineSupervisor:
         self._set(failure, gen)
 
 
-def _how_it_ended(code: int) -> str:
-    """An engine's exit status in words."""
+# How the engine's end reads when it was not asked to stop. POSIX: a negative code is the
+# signal that killed it. Windows has no signals: a crash ends the process with the NTSTATUS
+# of the exception (GetExitCodeProcess reports it unsigned, 3221225477; some tools print
+# it as a signed int32, -1073741819), and abort() without fail-fast exits with 3.
+_ABORTED = "llama.cpp hit an error it could not recover from and aborted"
+_CRASHED = "it crashed inside llama.cpp"
+_SIGNAL_WORDS = {  # by name: SIGKILL and SIGBUS do not exist in Python on Windows
+    "SIGKILL": "perhaps the system ran out of memory, or something ended it",
+    "SIGABRT": _ABORTED,
+    "SIGSEGV": _CRASHED,
+    "SIGBUS": f"{_CRASHED} (the model file may have changed on disk)",
+    "SIGILL": "llama.cpp used an instruction this processor does not have",
+    "SIGTERM": "something other than LayerLab asked it to stop",
+}
+_WINDOWS_ABORT = 3
+_WINDOWS_CRASHES = {  # NTSTATUS: (what Windows calls it, what it means here)
+    0xC0000005: ("an access violation", _CRASHED),
+    0xC00000FD: ("a stack overflow", _CRASHED),
+    0xC0000374: ("heap corruption", _CRASHED),
+    0xC0000409: ("a fail-fast exit", _ABORTED),  # abort() with the UCRT, and buffer overruns
+    0xC000001D: (
+        "an illegal instruction",
+        "llama.cpp used an instruction this processor does not have (a CPU variant built "
+        "for a newer processor)",
+    ),
+    0xC0000135: (
+        "a DLL not found",
+        "a library llama.cpp needs is missing: reinstall LayerLab, and the NVIDIA CUDA "
+        "component if you chose it",
+    ),
+    0xC0000142: (
+        "a DLL that failed to start",
+        "a library llama.cpp needs could not start: reinstall LayerLab or update the GPU driver",
+    ),
+    0xC0000017: ("no memory", "the system ran out of memory"),
+    0xC000013A: ("Ctrl+C", "something other than LayerLab asked it to stop"),
+}
+
+
+def how_it_ended(code: int, windows: bool = os.name == "nt") -> str:
+    """An engine's exit status in words (`windows`: read it as Windows reports it)."""
+    if windows:
+        status = code & 0xFFFFFFFF  # the same whether Windows gave it signed or unsigned
+        if status in _WINDOWS_CRASHES:
+            what, why = _WINDOWS_CRASHES[status]
+            return f"Windows error 0x{status:08X}, {what}: {why}"
+        if status == _WINDOWS_ABORT:
+            return f"exit code 3: {_ABORTED}"
+        if 0xC0000000 <= status < 0xD0000000:  # an error status Windows raised, not an exit
+            return f"it crashed with Windows error 0x{status:08X}"
+        return f"it exited with code {code}"
     if code >= 0:
         return f"it exited with code {code}"
     sig = -code
@@ -592,13 +641,7 @@ def _how_it_ended(code: int) -> str:
         name = signal.Signals(sig).name
     except ValueError:
         name = ""
-    why = {
-        signal.SIGKILL: "perhaps the system ran out of memory, or something ended it",
-        signal.SIGABRT: "llama.cpp hit an error it could not recover from and aborted",
-        signal.SIGSEGV: "it crashed inside llama.cpp",
-        signal.SIGBUS: "it crashed inside llama.cpp (the model file may have changed on disk)",
-        signal.SIGTERM: "something other than LayerLab asked it to stop",
-    }.get(sig, "")
+    why = _SIGNAL_WORDS.get(name, "")
     if why:
         return f"killed by signal {sig}: {why}"
     return f"killed by signal {sig}" + (f" ({name})" if name else "")
