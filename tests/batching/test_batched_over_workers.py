@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 from layerlab.core.engine.client import EngineClient, EngineUnavailable
-from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready
+from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready, WatchSettings
+from layerlab.core.head import Head
 from layerlab.core.load_plan import DeviceRef, LoadPlan
 from tests.batching.conftest import N_CTX, PARALLEL
 from tests.batching.helpers import GREEDY, QUESTIONS, Stream, alone, assert_agree, chat, together
@@ -82,3 +83,53 @@ def test_a_worker_lost_mid_batch_fails_all_four_answers_and_the_head_hears_it_on
         assert alone(again.url, sup.token, QUESTIONS[2], 8).text
     finally:
         sup.stop()
+
+
+def test_the_head_reloads_once_by_itself_after_a_worker_lost_mid_batch(
+    demo_model, start_worker, tmp_path
+):
+    # The same loss through the head, as the window and serve meet it: every answer hears
+    # it within 2 s, the head records one incident and loads again without the worker.
+    w1, w2 = start_worker(), start_worker()
+    head = Head(
+        persist=False,
+        state_dir=tmp_path / "head",
+        automatic=True,
+        watch=WatchSettings(interval_s=0.3),
+    )
+    try:
+        for w in (w1, w2):
+            head.add_worker(w.endpoint)
+        head.load(_split_plan(demo_model, w1, w2))
+        deadline = time.monotonic() + 90
+        while not isinstance(head.state, Ready | Failed) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = head.state
+        assert isinstance(ready, Ready), ready
+        streams = [
+            Stream(EngineClient(ready.url, ready.token), chat(q), {**GREEDY, "max_tokens": 2000})
+            for q in QUESTIONS
+        ]
+        for s in streams:
+            s.start()
+        for s in streams:
+            s.wait_tokens(3)
+        w2.kill()
+        killed = time.monotonic()
+        for s in streams:
+            s.join(30)
+        assert all(isinstance(s.error, EngineUnavailable) for s in streams), streams
+        assert max(s.ended for s in streams) - killed < 2.0
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            state = head.state
+            if isinstance(state, Ready) and state.url != ready.url:
+                break
+            time.sleep(0.1)
+        again = head.state
+        assert isinstance(again, Ready) and again.plan.workers == [w1.endpoint], again
+        assert [i.cause for i in head.incidents] == ["worker_lost"]
+        assert head.incidents[0].lost_workers == [w2.endpoint]
+        assert alone(again.url, again.token, QUESTIONS[2], 8).text
+    finally:
+        head.close()
