@@ -24,6 +24,18 @@ def _split_plan(demo_model, w1, w2) -> LoadPlan:
     )
 
 
+def four_long_answers(url: str, token: str) -> list[Stream]:
+    """Four answers far from their end, each past its third piece."""
+    streams = [
+        Stream(EngineClient(url, token), chat(q), {**GREEDY, "max_tokens": 2000}) for q in QUESTIONS
+    ]
+    for s in streams:
+        s.start()
+    for s in streams:
+        s.wait_tokens(3)
+    return streams
+
+
 def test_split_over_two_workers_greedy_answers_are_the_same_alone_and_together(
     demo_model, start_worker
 ):
@@ -52,14 +64,7 @@ def test_a_worker_lost_mid_batch_fails_all_four_answers_and_the_head_hears_it_on
     ready = sup.wait_for((Ready, Failed), 90)
     assert isinstance(ready, Ready), ready
     try:
-        streams = [
-            Stream(EngineClient(ready.url, sup.token), chat(q), {**GREEDY, "max_tokens": 2000})
-            for q in QUESTIONS
-        ]
-        for s in streams:
-            s.start()
-        for s in streams:
-            s.wait_tokens(3)
+        streams = four_long_answers(ready.url, sup.token)
         assert sup.client().status()["running"] == PARALLEL
         w2.kill()
         killed = time.monotonic()
@@ -106,14 +111,7 @@ def test_the_head_reloads_once_by_itself_after_a_worker_lost_mid_batch(
             time.sleep(0.05)
         ready = head.state
         assert isinstance(ready, Ready), ready
-        streams = [
-            Stream(EngineClient(ready.url, ready.token), chat(q), {**GREEDY, "max_tokens": 2000})
-            for q in QUESTIONS
-        ]
-        for s in streams:
-            s.start()
-        for s in streams:
-            s.wait_tokens(3)
+        streams = four_long_answers(ready.url, ready.token)
         w2.kill()
         killed = time.monotonic()
         for s in streams:
