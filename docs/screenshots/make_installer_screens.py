@@ -3,8 +3,10 @@ llama.cpp device list (and the welcome on a recorded two-vendor rig).
 
 Run under Xvfb from the repository root, with the installers' llama.cpp (backend modules,
 Vulkan on Mesa's CPU driver) from installers/build-bundle.sh's venv:
-    GGML_VK_VISIBLE_DEVICES=0 xvfb-run -a -s "-screen 0 1280x800x24" \
+    GGML_VK_VISIBLE_DEVICES=0 PYTHONPATH=app xvfb-run -a -s "-screen 0 1280x800x24" \
         build/bundle-venv/bin/python docs/screenshots/make_installer_screens.py
+PYTHONPATH=app shows the working tree's screens, not the copy installed in that venv (as old
+as the last bundle build); the device-listing child inherits it, so both sides match.
 (.venv/bin/python works too and shows the development build.)
 """
 

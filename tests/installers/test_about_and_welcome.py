@@ -128,3 +128,27 @@ def test_the_welcome_is_shown_once_and_remembered_in_the_settings(qtbot, tmp_pat
         assert Settings().welcomed is False  # a new person sees it
     finally:
         head.close()
+
+
+def no_child_process() -> Runtime:
+    raise OSError("the device listing child could not start")
+
+
+@pytest.mark.parametrize("dialog", [AboutDialog, WelcomeDialog])
+def test_both_screens_say_a_device_lookup_that_raised_in_words(qtbot, dialog):
+    shown = dialog(read=no_child_process)
+    qtbot.addWidget(shown)
+    qtbot.waitUntil(lambda: not shown.looking, timeout=10_000)
+    assert shown.runtime is not None and shown.runtime.problem.startswith("Could not ask")
+    assert (
+        "Could not ask llama.cpp for its devices: the device listing child could not start"
+        in shown.devices.text()
+    )
+
+
+@pytest.mark.parametrize("dialog", [AboutDialog, WelcomeDialog])
+def test_both_screens_say_when_llama_cpp_found_no_device(qtbot, dialog):
+    shown = dialog(read=lambda: Runtime(backends=["CPU"], devices=[]))
+    qtbot.addWidget(shown)
+    qtbot.waitUntil(lambda: not shown.looking, timeout=10_000)
+    assert "llama.cpp found no device here." in shown.devices.text()

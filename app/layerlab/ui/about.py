@@ -29,16 +29,61 @@ def app_icon() -> QIcon:
     return QIcon(str(ICON)) if ICON.is_file() else QIcon()
 
 
-def devices_html(runtime: Runtime) -> str:
-    """The devices llama.cpp found, one per line, with the backend each runs on."""
+def logo(size: int) -> QLabel:
+    """The app's icon, `size` pixels square, for a dialog's top left."""
+    label = QLabel()
+    label.setPixmap(
+        QPixmap(str(ICON)).scaled(size, size, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+    )
+    return label
+
+
+def no_device_list(runtime: Runtime) -> str:
+    """What stands where the device list would (html): why llama.cpp could not list its
+    devices, or that it found none; "" when there are devices to list."""
     if runtime.problem:
         return html.escape(runtime.problem)
     if not runtime.devices:
-        return "llama.cpp found no device."
-    return "<br>".join(html.escape(line) for line in runtime.device_lines())
+        return "llama.cpp found no device here."
+    return ""
 
 
-class AboutDialog(QDialog):
+def devices_html(runtime: Runtime) -> str:
+    """The devices llama.cpp found, one per line, with the backend each runs on."""
+    return no_device_list(runtime) or "<br>".join(
+        html.escape(line) for line in runtime.device_lines()
+    )
+
+
+class DevicesDialog(QDialog):
+    """A dialog that shows the devices llama.cpp finds here: asked in a child process, off
+    the GUI thread (the window never loads llama.cpp). The About box and the welcome."""
+
+    def ask_for_devices(self, lane_name: str, read: Callable[[], Runtime]) -> None:
+        self.runtime: Runtime | None = None
+        self._lane = BackgroundLane(lane_name, self)
+        self._lane.submit(read, self._got_runtime, self._failed)
+
+    @property
+    def looking(self) -> bool:
+        return self._lane.busy
+
+    def _got_runtime(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.show_runtime(runtime)
+
+    def show_runtime(self, runtime: Runtime) -> None:
+        raise NotImplementedError
+
+    def _failed(self, error: Exception) -> None:
+        self._got_runtime(Runtime(problem=f"Could not ask llama.cpp for its devices: {error}"))
+
+    def done(self, result: int) -> None:
+        self._lane.close()
+        super().done(result)
+
+
+class AboutDialog(DevicesDialog):
     def __init__(
         self,
         parent: QWidget | None = None,
@@ -51,17 +96,13 @@ class AboutDialog(QDialog):
         self.info = info or build_info()
         i = self.info
 
-        logo = QLabel()
-        logo.setPixmap(
-            QPixmap(str(ICON)).scaled(96, 96, Qt.KeepAspectRatio, Qt.SmoothTransformation)
-        )
         self.title = title = QLabel(
             f"<h2>LayerLab {html.escape(i.app)}</h2>"
             "Run large language models across every GPU in your home lab."
         )
         title.setWordWrap(True)
         top = QHBoxLayout()
-        top.addWidget(logo)
+        top.addWidget(logo(96))
         top.addWidget(title, 1)
 
         self.build = QLabel(
@@ -87,23 +128,9 @@ class AboutDialog(QDialog):
         layout.addWidget(buttons)
         self.setMinimumWidth(480)
 
-        self.runtime: Runtime | None = None
-        self._lane = BackgroundLane("about-devices", self)
-        self._lane.submit(read, self._show_runtime, self._failed)
+        self.ask_for_devices("about-devices", read)
 
-    @property
-    def looking(self) -> bool:
-        return self._lane.busy
-
-    def _show_runtime(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def show_runtime(self, runtime: Runtime) -> None:
         found = ", ".join(runtime.backends) if runtime.backends else ""
         registered = f"<br><b>llama.cpp registered</b> {html.escape(found)}" if found else ""
         self.devices.setText(f"<b>Devices</b><br>{devices_html(runtime)}{registered}")
-
-    def _failed(self, error: Exception) -> None:
-        self._show_runtime(Runtime(problem=f"Could not ask llama.cpp for its devices: {error}"))
-
-    def done(self, result: int) -> None:
-        self._lane.close()
-        super().done(result)

@@ -8,12 +8,10 @@ import html
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from layerlab.core.build_info import Runtime, backend_of, read_runtime
-from layerlab.ui.about import ICON, app_icon
-from layerlab.ui.wiring.background import BackgroundLane
+from layerlab.ui.about import DevicesDialog, app_icon, logo, no_device_list
 
 DEMO = "demo"
 MODELS = "models"
@@ -40,17 +38,13 @@ def device_rows(runtime: Runtime) -> list[tuple[str, str]]:
     return rows
 
 
-class WelcomeDialog(QDialog):
+class WelcomeDialog(DevicesDialog):
     chosen = Signal(str)  # DEMO or MODELS
 
     def __init__(self, parent: QWidget | None = None, read: Callable[[], Runtime] = read_runtime):
         super().__init__(parent)
         self.setWindowTitle("Welcome to LayerLab")
         self.setWindowIcon(app_icon())
-        logo = QLabel()
-        logo.setPixmap(
-            QPixmap(str(ICON)).scaled(72, 72, Qt.KeepAspectRatio, Qt.SmoothTransformation)
-        )
         intro = QLabel(
             "<h2>Welcome to LayerLab</h2>"
             "LayerLab runs a language model on this machine's GPUs, and on other machines' "
@@ -58,7 +52,7 @@ class WelcomeDialog(QDialog):
         )
         intro.setWordWrap(True)
         top = QHBoxLayout()
-        top.addWidget(logo, 0, Qt.AlignTop)
+        top.addWidget(logo(72), 0, Qt.AlignTop)
         top.addWidget(intro, 1)
 
         self.devices = QLabel("<b>Devices on this machine</b><br>Looking for devices…")
@@ -88,21 +82,11 @@ class WelcomeDialog(QDialog):
         self.setMinimumWidth(600)
 
         self.choice = ""
-        self.runtime: Runtime | None = None
-        self._lane = BackgroundLane("welcome-devices", self)
-        self._lane.submit(read, self._show_runtime, self._failed)
+        self.ask_for_devices("welcome-devices", read)
 
-    @property
-    def looking(self) -> bool:
-        return self._lane.busy
-
-    def _show_runtime(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        if runtime.problem:
-            body = html.escape(runtime.problem)
-        elif not runtime.devices:
-            body = "llama.cpp found no device here."
-        else:
+    def show_runtime(self, runtime: Runtime) -> None:
+        body = no_device_list(runtime)
+        if not body:
             body = (
                 "<table cellspacing='4'>"
                 + "".join(
@@ -119,14 +103,7 @@ class WelcomeDialog(QDialog):
                 )
         self.devices.setText(f"<b>Devices on this machine</b><br>{body}")
 
-    def _failed(self, error: Exception) -> None:
-        self._show_runtime(Runtime(problem=f"Could not ask llama.cpp for its devices: {error}"))
-
     def _choose(self, choice: str) -> None:
         self.choice = choice
         self.chosen.emit(choice)
         self.accept()
-
-    def done(self, result: int) -> None:
-        self._lane.close()
-        super().done(result)
