@@ -3,6 +3,7 @@ frees its slot for the next request; the window's requests overtake an API flood
 
 from __future__ import annotations
 
+import json
 import statistics
 import threading
 import time
@@ -150,3 +151,48 @@ def test_an_api_flood_does_not_keep_the_window_waiting_beyond_one_turn(engine):
         sorted(first[i] for i in waiting),
         turn,
     )
+
+
+def test_n_answers_of_one_request_are_decoded_together(engine):
+    # OpenAI's n: three answers to one prompt take three slots at once, their chunks
+    # interleaved by index; greedy, the three rows of one batch are the same text.
+    sup, ready = engine
+    body = {
+        **GREEDY,
+        "messages": chat(QUESTIONS[3]),
+        "max_tokens": 24,
+        "n": 3,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    order: list[int] = []
+    texts = {0: "", 1: "", 2: ""}
+    usage = None
+    running_seen = 0
+    with (
+        httpx.Client(timeout=120) as http,
+        http.stream(
+            "POST",
+            ready.url + "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {sup.token}"},
+        ) as r,
+    ):
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            for c in chunk["choices"]:
+                if c["delta"].get("content"):
+                    order.append(c["index"])
+                    texts[c["index"]] += c["delta"]["content"]
+                    if len(order) == 6:
+                        running_seen = sup.client().status()["running"]
+    assert texts[0] and texts[0] == texts[1] == texts[2]
+    first_end = min(max(i for i, k in enumerate(order) if k == j) for j in range(3))
+    assert set(order[:first_end]) == {0, 1, 2}, order  # all three ran before any ended
+    assert running_seen == 3
+    assert usage["completion_tokens"] == 3 * 24 and usage["prompt_tokens"] > 0

@@ -64,13 +64,20 @@ class Answer:
     """
 
     def __init__(
-        self, prompt: list[int], sampling: Sampling, stop: threading.Event, lane: Lane
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        stop: threading.Event,
+        lane: Lane,
+        sink: tuple[queue.SimpleQueue, int] | None = None,
     ) -> None:
         self.prompt = prompt
         self.sampling = sampling
         self.stop = stop
         self.lane = lane
-        self.items: queue.SimpleQueue = queue.SimpleQueue()
+        # its own queue, or one shared by a request's several answers, items tagged
+        self.items: queue.SimpleQueue = sink[0] if sink else queue.SimpleQueue()
+        self.tag = sink[1] if sink else None
         self.queued_at = time.monotonic()
         # decoding state (the decoder thread's alone)
         self.slot: Slot | None = None
@@ -90,6 +97,9 @@ class Answer:
         self.prompt_s = 0.0
         self.predicted_n = 0
         self.predicted_s = 0.0
+
+    def put(self, item: object) -> None:
+        self.items.put(item if self.tag is None else (self.tag, item))
 
     def pieces(self) -> Iterator:
         """Everything the decoder hands this answer, as it comes (blocks between pieces)."""
@@ -152,6 +162,29 @@ class BatchDecoder:
             self._wake.notify()
         return answer
 
+    def answer_all(
+        self, asks: list[tuple[list[int], Sampling]], stop: threading.Event, lane: Lane = "api"
+    ) -> Iterator[tuple[int, object]]:
+        """Several answers of one request (OpenAI's n, or several prompts) decoded together
+        in as many slots as are free: (index into `asks`, Piece | Ending) as each comes.
+        The first error ends them all (`stop`) and is raised."""
+        shared: queue.SimpleQueue = queue.SimpleQueue()
+        with self._wake:
+            for i, (prompt, sampling) in enumerate(asks):
+                self.queues[lane].append(Answer(prompt, sampling, stop, lane, (shared, i)))
+            self._idle.clear()
+            self._wake.notify()
+        left = len(asks)
+        while left:
+            i, item = shared.get()
+            if item is _DONE:
+                left -= 1
+            elif isinstance(item, Exception):
+                stop.set()
+                raise item
+            else:
+                yield i, item
+
     @contextlib.contextmanager
     def exclusive(self, stop: threading.Event | None = None) -> Iterator[None]:
         """The model to one caller alone (the bench): running answers finish, none start;
@@ -191,8 +224,8 @@ class BatchDecoder:
         for s in self.slots:
             s.answer = None
         for a in left:
-            a.items.put(RuntimeError("The engine is closing; this answer was cut short."))
-            a.items.put(_DONE)
+            a.put(RuntimeError("The engine is closing; this answer was cut short."))
+            a.put(_DONE)
 
     # -- the loop -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -249,8 +282,8 @@ class BatchDecoder:
                 try:
                     self._start(answer, self._pick_slot(answer.prompt))
                 except Exception as e:
-                    answer.items.put(e)
-                    answer.items.put(_DONE)
+                    answer.put(e)
+                    answer.put(_DONE)
 
     def _pick_slot(self, prompt: list[int]) -> Slot:
         """The free slot that already holds the longest part of this prompt; among equals
@@ -423,13 +456,13 @@ class BatchDecoder:
         text = a.text = a.text + self._piece(a, token)
         hit = min((i for s in a.stops if (i := text.find(s, a.sent)) >= 0), default=-1)
         if hit >= 0:
-            a.items.put(Piece(text[a.sent : hit].decode("utf-8", "replace"), a.pending))
+            a.put(Piece(text[a.sent : hit].decode("utf-8", "replace"), a.pending))
             a.sent, a.pending, a.finish = hit, [], "stop"
             self._end(a)
             return
         end = _safe_end(text, a.stops)
         if end > a.sent:
-            a.items.put(Piece(text[a.sent : end].decode("utf-8", "replace"), a.pending))
+            a.put(Piece(text[a.sent : end].decode("utf-8", "replace"), a.pending))
             a.sent, a.pending = end, []
         if len(a.out) >= a.budget:
             a.finish = "length"
@@ -452,7 +485,7 @@ class BatchDecoder:
 
         rest = a.text[a.sent :]
         if rest or a.pending:
-            a.items.put(Piece(rest.decode("utf-8", "replace"), a.pending))
+            a.put(Piece(rest.decode("utf-8", "replace"), a.pending))
             a.sent, a.pending = a.sent + len(rest), []
 
     def _end(self, a: Answer, stopped: bool = False) -> None:
@@ -466,7 +499,7 @@ class BatchDecoder:
         if a.sampler is not None:
             a.sampler.close()
             a.sampler = None
-        a.items.put(
+        a.put(
             Ending(
                 finish_reason=a.finish if not stopped else "stop",
                 prompt_tokens=len(a.prompt),
@@ -475,7 +508,7 @@ class BatchDecoder:
                 stopped_by_client=stopped,
             )
         )
-        a.items.put(_DONE)
+        a.put(_DONE)
 
     def _fail_all(self, error: Exception) -> None:
         for slot in self.slots:
@@ -486,8 +519,8 @@ class BatchDecoder:
             slot.cached = []
             slot.answer = None
             a.slot = None
-            a.items.put(RuntimeError(f"The engine failed while answering: {error}"))
-            a.items.put(_DONE)
+            a.put(RuntimeError(f"The engine failed while answering: {error}"))
+            a.put(_DONE)
 
 
 def _common(a: list[int], b: list[int]) -> int:

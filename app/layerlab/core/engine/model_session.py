@@ -359,6 +359,30 @@ class ModelSession:
             if not ended:
                 stop_event.set()  # a reader that left early (closed generator) frees the slot
 
+    def generate_many(
+        self,
+        asks: list[tuple[list[int], Sampling]],
+        stop_event: threading.Event,
+        lane: Lane = "api",
+    ) -> Iterator[tuple[int, Piece | Ending]]:
+        """Several answers of one request at once, each as `generate` gives it, tagged with
+        its index in `asks`; they take as many slots as are free, as separate requests
+        would. Setting `stop_event` (or leaving early) ends them all at the next step."""
+        assert self.decoder is not None
+        n_ctx = self.n_ctx()
+        for prompt, _ in asks:
+            if len(prompt) >= n_ctx:
+                raise ContextTooLong(n_ctx, len(prompt))
+        ended = False
+        try:
+            yield from self.decoder.answer_all(  # type: ignore[misc]
+                [(list(p), s) for p, s in asks], stop_event, lane
+            )
+            ended = True
+        finally:
+            if not ended:
+                stop_event.set()
+
     def _logprob(self, token: int, lp, top: int | None) -> TokenLogprob:
         import numpy as np
 

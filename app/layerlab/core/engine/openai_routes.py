@@ -218,22 +218,26 @@ def _fits(session: ModelSession, tokens: list[int], param: str) -> None:
 
 
 def run_job(session: ModelSession, job: Job) -> Callable[[threading.Event], Iterator[tuple]]:
-    """What the generation thread runs: (choice index, Piece | Ending) for every answer,
-    one after another (n answers per prompt)."""
+    """What the generation thread runs: (choice index, Piece | Ending) for every answer (n
+    per prompt). One answer goes the plain way; several are decoded together, in as many
+    slots as are free, their pieces interleaved as they come (each chunk names its index)."""
+
+    asks = []
+    for tokens in job.prompts:
+        for k in range(job.n):
+            sampling = job.sampling
+            if sampling.seed is not None and k:
+                # the same seed for each would give n equal answers
+                sampling = Sampling(**{**sampling.__dict__, "seed": sampling.seed + k})
+            asks.append((tokens, sampling))
 
     def start(stop: threading.Event) -> Iterator[tuple]:
-        index = 0
-        for tokens in job.prompts:
-            for k in range(job.n):
-                sampling = job.sampling
-                if sampling.seed is not None and k:
-                    # the same seed for each would give n equal answers
-                    sampling = Sampling(**{**sampling.__dict__, "seed": sampling.seed + k})
-                for item in session.generate(tokens, sampling, stop, job.lane):  # type: ignore[arg-type]
-                    yield index, item
-                if stop.is_set():
-                    return
-                index += 1
+        if len(asks) == 1:
+            tokens, sampling = asks[0]
+            for item in session.generate(tokens, sampling, stop, job.lane):  # type: ignore[arg-type]
+                yield 0, item
+            return
+        yield from session.generate_many(asks, stop, job.lane)  # type: ignore[arg-type]
 
     return start
 
