@@ -19,7 +19,7 @@ from PySide6.QtCore import QRect
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QWidget
 
 from layerlab.core.chat.longer_context import LongerContext
-from layerlab.core.chat.service import ContextFull, ContextMeter, NoChatTemplate
+from layerlab.core.chat.service import ContextFull, ContextMeter
 from layerlab.core.chat.store import AnswerStats
 from layerlab.core.head import Head
 from layerlab.core.load_plan import default_plan
@@ -136,7 +136,7 @@ def main() -> int:
         pane.new_conversation()
         pane._show_meter(ContextMeter(0, 2048))
         pane.input.setPlainText("Once upon a time, in a valley of tall pines,")
-        pane._offer_templates(str(NoChatTemplate()))
+        pane._offer_templates("Mistral-7B-v0.1.Q4_K_M.gguf")  # a base model: no template
         settle(app, pane)
         pane._show_meter(ContextMeter(0, 2048))
         window.grab().save(str(HERE / "chat-no-template.png"))

@@ -11,6 +11,7 @@ from layerlab.core.engine.client import EngineRefused
 from layerlab.core.engine.supervisor import Failed, Ready
 from layerlab.core.head import Head
 from layerlab.core.load_plan import default_plan
+from layerlab.ui.chat.chat_pane import ChatPane
 from tests.chat.conftest import SETTINGS
 from tests.support.synthetic_gguf import ModelSpec, write_model
 
@@ -76,3 +77,43 @@ def test_an_unknown_template_is_refused_in_words(base_model, tmp_path):
             chat.choose_template(c.id, "jinja")
     finally:
         chat.close()
+
+
+@pytest.mark.gui
+def test_the_pane_names_the_model_and_answers_with_the_chosen_template(qtbot, base_model):
+    _, head = base_model
+    pane = ChatPane(head)
+    qtbot.addWidget(pane)
+    pane.show()
+    try:
+        pane.set_client(head.client())
+        pane.open_conversation(head.chat.new_conversation(settings=SETTINGS).id)
+        pane.input.setPlainText("Hello")
+        pane.send()
+        qtbot.waitUntil(lambda: pane.choice.isVisible() and not pane.busy, timeout=30_000)
+        # the model as it was loaded ("base"), never "this model"
+        assert pane.choice.text.text().startswith("base has no chat template (it is a base model)")
+        assert pane.input.toPlainText() == "Hello"  # what was typed is kept for the retry
+        pane.template_list.setCurrentIndex(pane.template_list.findData("chatml"))
+        pane.template_use.click()
+        qtbot.waitUntil(
+            lambda: not pane.busy and len(pane.conversation.messages) == 2, timeout=60_000
+        )
+        assert pane.service.settings(pane.conversation_id).template == "chatml"
+        assert pane.conversation.messages[1].finish in ("stop", "length")
+    finally:
+        pane.shutdown()
+
+
+def test_a_model_loaded_without_a_name_is_named_by_its_file(base_file, tmp_path, qtbot):
+    head = Head(persist=False, state_dir=tmp_path / "head")
+    try:
+        head.load(default_plan(str(base_file), None, 512))
+        assert isinstance(head.supervisor.wait_for((Ready, Failed), 90), Ready)
+        pane = ChatPane(head)
+        qtbot.addWidget(pane)
+        pane._offer_templates()
+        assert pane.choice.text.text().startswith("base.gguf has no chat template")
+        pane.shutdown()
+    finally:
+        head.close()

@@ -5,14 +5,16 @@ the conversation is shown whole (no engine)."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
+from PySide6.QtCore import QTimer
 
 from layerlab.core.chat.longer_context import LongerContext
-from layerlab.core.chat.service import ContextFull, NoChatTemplate
+from layerlab.core.chat.service import ContextFull
 from layerlab.core.chat.store import Store
 from layerlab.ui.chat.chat_pane import ChatPane
-from layerlab.ui.chat.transcript import SHOWN_AT_FIRST
+from layerlab.ui.chat.transcript import EARLIER_SLICE, SHOWN_AT_FIRST, TranscriptView
 
 pytestmark = pytest.mark.gui
 
@@ -57,11 +59,13 @@ def test_a_long_conversation_shows_its_newest_messages_and_more_on_request(qtbot
     assert "message number 199" in text and "Show earlier messages" in text
     assert f"message number {199 - SHOWN_AT_FIRST}" not in text
     assert len(pane.conversation.messages) == SHOWN_AT_FIRST
-    pane.transcript.earlierRequested.emit()
-    assert f"message number {199 - SHOWN_AT_FIRST}" in pane.transcript.toPlainText()
+    view = pane.transcript
+    view.earlierRequested.emit()
+    qtbot.waitUntil(lambda: f"message number {199 - SHOWN_AT_FIRST}" in view.toPlainText())
     for _ in range(5):
-        pane.transcript.earlierRequested.emit()
-    text = pane.transcript.toPlainText()
+        view.earlierRequested.emit()
+        qtbot.waitUntil(lambda: view.earlier_waiting == 0, timeout=10_000)
+    text = view.toPlainText()
     assert "message number 0\n" in text and "Show earlier messages" not in text
     assert len(pane.conversation.messages) == 200
 
@@ -78,5 +82,77 @@ def test_a_choice_is_never_cut_off_and_leaves_no_words_behind(qtbot, pane):
 
     qtbot.waitUntil(lambda: whole(detail) and whole(text), timeout=5_000)
     assert pane.overflow_reload.isHidden()
-    pane._offer_templates(str(NoChatTemplate()))  # the next choice: only its own words
+    pane._offer_templates("base.gguf")  # the next choice: only its own words
     assert detail.isHidden() and detail.text() == ""
+    assert text.text().startswith("base.gguf has no chat template (it is a base model).")
+
+
+def test_show_earlier_puts_messages_in_a_few_per_turn_and_the_view_stays(qtbot, pane):
+    """ "Show earlier messages" on a 300-message conversation: the earlier messages go in a
+    slice of a few per turn of the event loop (never 50 at once on the GUI thread), the
+    message the person was reading stays where it was on screen, and the result is the same
+    document a fresh layout of all 300 makes."""
+    store: Store = pane.service.store
+    c = store.create_conversation()
+    parent = None
+    for i in range(300):  # every turn alike: the same number of blocks each
+        role = "user" if i % 2 == 0 else "assistant"
+        body = (
+            f"message number {i:03d}\n\nSome **bold**, `code` and a list:\n\n- one\n- two\n\n"
+            f"```python\ndef f(x):\n    return x * {i}\n```\n"
+        )
+        parent = store.add_message(c.id, parent, role, body, finish="stop").id
+    pane.open_conversation(c.id)
+    view = pane.transcript
+    doc = view.document()
+    qtbot.waitUntil(lambda: view.pending_renders == 0, timeout=30_000)
+    qtbot.waitUntil(lambda: "Some bold" in view.toPlainText().split("number 270")[1])
+    view.verticalScrollBar().setValue(0)  # scrolled up to the link, reading the first one
+
+    def y_of(text: str) -> int:
+        return view.cursorRect(doc.find(text)).top()
+
+    reading = y_of("message number 270")
+    # A heartbeat at every turn of the event loop: how much the document grew since the
+    # last turn (in blocks) and how long the turn took.
+    grew, gaps, last = [], [], [doc.blockCount(), time.perf_counter()]
+
+    def beat() -> None:
+        now = time.perf_counter()
+        grew.append(doc.blockCount() - last[0])
+        gaps.append(now - last[1])
+        last[:] = [doc.blockCount(), now]
+
+    heart = QTimer()
+    heart.setInterval(0)
+    heart.timeout.connect(beat)
+    heart.start()
+    try:
+        for _ in range(6):  # 30 shown, 50 more each time: all 300
+            last[1] = time.perf_counter()
+            view.earlierRequested.emit()  # as a click on the link
+            qtbot.waitUntil(lambda: view.earlier_waiting == 0, timeout=30_000)
+            qtbot.waitUntil(lambda: view.pending_renders == 0, timeout=30_000)
+    finally:
+        heart.stop()
+    text = view.toPlainText()
+    assert "message number 000" in text and "Show earlier messages" not in text
+    per_turn = doc.blockCount() / 150  # a question and its answer (an answer has more)
+    slice_at_most = (EARLIER_SLICE + 1) // 2 * per_turn + 2
+    assert max(grew) <= slice_at_most, (max(grew), per_turn)
+    assert len([g for g in grew if g > 0]) >= 270 / EARLIER_SLICE  # in slices, not at once
+    assert abs(y_of("message number 270") - reading) <= 2  # the view did not jump
+    # generous (the machine is shared): laying out 50 at once took ~70 ms here
+    assert max(gaps) < 0.25, max(gaps)
+
+    fresh = TranscriptView()
+    qtbot.addWidget(fresh)
+    fresh.resize(view.size())
+    fresh.show()
+    rows, complete = pane.service.newest_messages(c.id, 300)
+    fresh.show_messages(rows, not complete)
+    try:
+        qtbot.waitUntil(lambda: fresh.toPlainText() == text, timeout=30_000)
+        assert fresh.document().toHtml() == doc.toHtml()
+    finally:
+        fresh.shutdown()

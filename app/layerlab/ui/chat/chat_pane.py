@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -44,6 +45,14 @@ from layerlab.ui.chat.turn import ServiceTurn
 PAINT_INTERVAL_MS = 33  # ~30 repaints a second, however fast tokens arrive
 INPUT_LINES_PX = 72  # the input keeps about three lines when a choice needs the room
 TYPING_PAUSE_MS = 400  # the meter counts the draft once typing pauses this long
+
+
+def no_template_words(model: str) -> str:
+    """The notice for a model whose GGUF has no chat template, naming it."""
+    return (
+        f"{model or 'This model'} has no chat template (it is a base model). Pick a template "
+        "for it, or plain completion, so its answers are formatted as it expects."
+    )
 
 
 @dataclass
@@ -373,8 +382,7 @@ class ChatPane(QWidget):
         if self._turn is not None:
             return
         self._shown_n += SHOW_MORE
-        self._show_stored()
-        self.transcript.verticalScrollBar().setValue(0)
+        self._show_stored()  # the transcript puts them in above, a few per turn
 
     def _settings_changed(self, settings: ConversationSettings) -> None:
         if self.conversation_id is not None:
@@ -547,7 +555,7 @@ class ChatPane(QWidget):
             self._offer_overflow(e)
             self._overflow_shown = True  # the restored question must not ask again
         elif isinstance(e, NoChatTemplate):
-            self._offer_templates(str(e))
+            self._offer_templates()
         else:
             self._say(str(e))
         self._show_stored()
@@ -680,9 +688,22 @@ class ChatPane(QWidget):
                 "send again when it is ready."
             )
 
-    def _offer_templates(self, words: str) -> None:
+    def loaded_model_name(self) -> str:
+        """What the person calls the loaded model (the name it was loaded as, else its file's
+        name); "" when none is loaded here."""
+        from layerlab.core.engine.supervisor import Ready
+
+        state = self.head.state if self.head is not None else None
+        if not isinstance(state, Ready):
+            return ""
+        return state.plan.model_name or Path(state.plan.model_path).name
+
+    def _offer_templates(self, model: str | None = None) -> None:
+        """The loaded model (or `model`) has no chat template: the person picks one."""
         self._clear_choice()
-        self.choice.text.setText(words)
+        self.choice.text.setText(
+            no_template_words(self.loaded_model_name() if model is None else model)
+        )
         self.template_list = QComboBox()
         for key, t in TEMPLATES.items():
             self.template_list.addItem(t.name, key)

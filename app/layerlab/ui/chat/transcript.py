@@ -8,9 +8,12 @@ only when clicked, `copy:` copies a code block, `act:` asks the pane to act on a
 The GUI thread never does heavy work here, however long the conversation or a message:
 - the pane hands it only the newest messages (SHOWN_AT_FIRST; "Show earlier messages" asks
   for more), so a 5,000-message conversation opens as fast as a short one;
+- earlier messages are formatted by the worker and put in above, a few per turn of the event
+  loop (EARLIER_SLICE), the newest first, with the text the person is reading held in place;
 - a finished message is rendered once and kept (by id and content); the newest ones are
   rendered here within a few milliseconds, the rest (and any long one: a 5,000-line code
-  block, a 1 MB answer) by a worker thread while a placeholder stands in;
+  block, a 1 MB answer) by a worker thread while a placeholder stands in; what the worker
+  sends back replaces its placeholder where it stands, a few per turn, not the messages below;
 - the answer being written is rendered in pieces: what is settled (up to the last blank line
   outside a code block) once, and only the paragraph still growing again at each paint.
 """
@@ -23,8 +26,8 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from PySide6.QtCore import QObject, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor
+from PySide6.QtCore import QObject, QPoint, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextFormat
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from layerlab.core.chat.render import as_text, code_blocks, plain_html, to_html
@@ -43,6 +46,9 @@ RELAYOUT_MS = 60  # the worker's renders are laid out together, at most this oft
 KEPT_RENDERS = 2_000  # rendered messages kept (the rest are rendered again when shown)
 LIVE_TAIL_CHARS = 6_000  # a growing paragraph longer than this is shown as plain text
 SLOW_TAIL_S = 0.25  # ... and repainted at most four times a second
+EARLIER_SLICE = 5  # messages put in per turn of the event loop at most (~0.6 ms each) ...
+SLICE_S = 0.006  # ... fewer while a slice takes longer than this (a long transcript)
+SHOW_EARLIER_LINK = '<p align="center"><a href="more:">Show earlier messages</a></p>'
 
 
 def _actions(m: Message, position: tuple[int, int]) -> str:
@@ -177,6 +183,20 @@ class _LiveAnswer:
             self.scanned = nl + 1
 
 
+class _HeldView:
+    """Where the person's view is, held across edits above it: the document position at the
+    top of the view and its height on screen (or: the view follows the end)."""
+
+    def __init__(self, pos: int, y: int, follow_end: bool):
+        self.pos, self.y, self.follow_end = pos, y, follow_end
+
+    def moved(self, at: int, removed: int, inserted: int) -> None:
+        if self.pos >= at + removed:
+            self.pos += inserted - removed
+        elif self.pos > at:
+            self.pos = at  # inside what was replaced: its start
+
+
 class TranscriptView(QTextBrowser):
     actionRequested = Signal(str, str)  # what ("edit", "regenerate", ...), message id
     earlierRequested = Signal()  # "Show earlier messages" was clicked
@@ -190,19 +210,25 @@ class TranscriptView(QTextBrowser):
         self.setPlaceholderText("Ask something. Ctrl+Enter sends.")
         self.anchorClicked.connect(self._clicked)
         self._texts: dict[str, str] = {}  # message id -> its text, for Copy
-        self._rows: list[tuple[Message, tuple[int, int]]] = []
-        self._more_above = False  # earlier messages exist that are not shown
+        self._rows: list[tuple[Message, tuple[int, int]]] = []  # laid out, oldest first
+        self._above: list[tuple[Message, tuple[int, int]]] = []  # still to put in above them
+        self._more_above = False  # earlier messages exist that are not shown (nor waiting)
+        self._link = False  # the document begins with "Show earlier messages"
         self._kept: OrderedDict[tuple, str] = OrderedDict()  # rendered messages
         self._live: _LiveAnswer | None = None
         self._shown: list[tuple] = []  # keys of the messages laid out, oldest first
         self._starts: list[int] = []  # where each laid-out message begins (and the end)
-        self._placeholders: set[int] = set()  # laid-out messages waiting for the worker
+        self._placeholders: set[tuple] = set()  # laid-out messages waiting for the worker
         self._renderer = _Renderer(self)
         self._renderer.done.connect(self._rendered)
         self._relayout = QTimer(self)
         self._relayout.setSingleShot(True)
-        self._relayout.setInterval(RELAYOUT_MS)
         self._relayout.timeout.connect(self._lay_out_again)
+        self._earlier = QTimer(self)  # puts in the next slice of earlier messages
+        self._earlier.setSingleShot(True)
+        self._earlier.setInterval(0)
+        self._earlier.timeout.connect(self._put_in_earlier)
+        self._slice = EARLIER_SLICE  # messages per slice now (fewer if slices take long)
         # How a clicked web link is opened: the system's browser (tests hand in their own)
         self.open_link = QDesktopServices.openUrl
 
@@ -225,29 +251,55 @@ class TranscriptView(QTextBrowser):
         """Messages on screen still waiting for the worker (a placeholder shows)."""
         return sum(1 for k in self._shown if k not in self._kept)
 
+    @property
+    def earlier_waiting(self) -> int:
+        """Earlier messages asked for ("Show earlier messages") and not put in yet."""
+        return len(self._above)
+
     def show_messages(
         self, rows: list[tuple[Message, tuple[int, int]]], more_above: bool = False
     ) -> None:
         """The conversation's newest messages as stored (`more_above`: earlier ones exist).
         Messages already on screen stay as they are laid out: a turn that adds a question
-        and an answer lays out only those two, however long the conversation."""
+        and an answer lays out only those two, however long the conversation; messages
+        added in front of them ("Show earlier") are put in above, a few per turn."""
         self._texts = {m.id: m.content for m, _ in rows}
         keys = [_key(m, pos) for m, pos in rows]
-        same = 0
-        if more_above == self._more_above and self._starts:
-            while same < min(len(keys), len(self._shown)) and keys[same] == self._shown[same]:
-                same += 1
-        self._rows = rows
-        self._more_above = more_above
         self._live = None
-        if same == 0:
+        off = self._laid_out_at(keys, more_above)
+        if off is None:
+            self._rows, self._above, self._more_above = rows, [], more_above
             self._lay_out()
         else:
+            same = 0
+            while same < min(len(keys) - off, len(self._shown)):
+                if keys[off + same] != self._shown[same]:
+                    break
+                same += 1
+            below_unchanged = same == len(self._shown) == len(keys) - off
+            self._rows, self._more_above = rows[off:], more_above
             self._redo_from(same)
+            self._ask_for_earlier(rows[:off])
+            if off and below_unchanged:
+                return  # only earlier messages come: the person's view stays as it is
         self.moveCursor(QTextCursor.MoveOperation.End)
         self.ensureCursorVisible()
 
+    def _laid_out_at(self, keys: list[tuple], more_above: bool) -> int | None:
+        """Where the messages laid out now begin among `keys`; None: lay out anew."""
+        if not self._shown or not self._starts:
+            return None
+        try:
+            off = keys.index(self._shown[0])
+        except ValueError:
+            return None
+        if not self._link and (off or more_above):
+            return None  # earlier messages (or the link) would go above the first message
+        return off
+
     def shutdown(self) -> None:
+        self._earlier.stop()
+        self._relayout.stop()
         self._renderer.close()
 
     def _html(self, m: Message, pos: tuple[int, int], key: tuple, until: float) -> str | None:
@@ -264,31 +316,34 @@ class TranscriptView(QTextBrowser):
     def _lay_out(self) -> None:
         """Lay out the shown messages from scratch, the newest rendered first."""
         until = time.perf_counter() + RENDER_HERE_S
-        live = self._live
+        self._earlier.stop()
         for m, pos in reversed(self._rows):  # the newest first: it is what the person sees
             self._html(m, pos, _key(m, pos), until)
         self.clear()
         self._keep_reading_width()
         cursor = QTextCursor(self.document())
-        if self._more_above:
-            cursor.insertHtml('<p align="center"><a href="more:">Show earlier messages</a></p>')
+        self._link = self._more_above
+        if self._link:
+            cursor.insertHtml(SHOW_EARLIER_LINK)
         self._starts, self._shown, self._placeholders = [cursor.position()], [], set()
         self._append(cursor, 0, until)
-        if live is not None:
-            self.start_live(live.message)
 
     def _append(self, cursor: QTextCursor, first: int, until: float) -> None:
         """Lay out rows[first:] at the end; `_starts[i]` is where message i begins."""
         for m, pos in self._rows[first:]:
             key = _key(m, pos)
             cursor.movePosition(QTextCursor.MoveOperation.End)
-            if self._shown or self._more_above:
+            under_link = self._link and not self._shown
+            if self._shown or self._link:
                 cursor.insertBlock()  # a message never runs on in its predecessor's paragraph
             out = self._html(m, pos, key, until)
             if out is None:
-                self._placeholders.add(len(self._shown))
+                self._placeholders.add(key)
                 out = placeholder_html(m, pos)
+            start = cursor.position()
             cursor.insertHtml(out)
+            if under_link:
+                self._not_centred(start)
             self._shown.append(key)
             self._starts.append(self._end())
 
@@ -306,19 +361,153 @@ class TranscriptView(QTextBrowser):
     def _rendered(self, key: tuple, out: str) -> None:
         self._renderer.answered(key)
         self._keep(key, out)
-        if not self._relayout.isActive() and key in self._shown:
-            self._relayout.start()  # more renders may follow: lay them out together
+        if not self._relayout.isActive() and key in self._placeholders:
+            self._relayout.start(RELAYOUT_MS)  # more renders may follow: put them in together
+        if self._above and not self._earlier.isActive():
+            self._earlier.start()  # an earlier message may be ready to go in
+
+    # -- edits that keep the person's view ------
+    def _hold_view(self, follow_end: bool) -> _HeldView:
+        bar = self.verticalScrollBar()
+        at_end = follow_end and bar.value() >= bar.maximum() - 80
+        cursor = self.cursorForPosition(QPoint(self.viewport().width() // 2, 0))
+        pos = cursor.position()
+        if self._starts:  # "Show earlier messages" at the top: hold the first message
+            pos = max(pos, min(self._starts[0] + (1 if self._link else 0), self._end()))
+            cursor.setPosition(pos)
+        return _HeldView(pos, self.cursorRect(cursor).top(), at_end)
+
+    def _restore_view(self, view: _HeldView) -> None:
+        bar = self.verticalScrollBar()
+        if view.follow_end:
+            bar.setValue(bar.maximum())
+            return
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(min(view.pos, self._end()))
+        bar.setValue(bar.value() + self.cursorRect(cursor).top() - view.y)
+
+    def _moved(self, first: int, at: int, removed: int, inserted: int, view: _HeldView) -> None:
+        """Text from `at` was replaced: messages first.. and the live answer move with it."""
+        delta = inserted - removed
+        for i in range(first, len(self._starts)):
+            self._starts[i] += delta
+        if self._live is not None:
+            self._live.start += delta
+            self._live.tail_start += delta
+        view.moved(at, removed, inserted)
 
     def _lay_out_again(self) -> None:
-        """Put what the worker rendered in place of the placeholders, keeping the scroll."""
-        done = [i for i in self._placeholders if self._shown[i] in self._kept]
+        """Put what the worker rendered in place of its placeholders, a few per turn, each
+        where it stands (the messages below are not laid out again), keeping the view."""
+        index = {k: i for i, k in enumerate(self._shown)}
+        done = sorted(index[k] for k in self._placeholders if k in self._kept and k in index)
+        self._placeholders &= set(index)
         if not done:
             return
-        bar = self.verticalScrollBar()
-        at_end = bar.value() >= bar.maximum() - 80
-        value = bar.value()
-        self._redo_from(min(done))
-        bar.setValue(bar.maximum() if at_end else value)
+        view = self._hold_view(follow_end=True)
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()  # laid out once for the slice
+        for n, i in enumerate(done):
+            if n >= self._slice:
+                self._relayout.start(0)  # the rest at the next turn
+                break
+            key = self._shown[i]
+            self._placeholders.discard(key)
+            self._kept.move_to_end(key)
+            at = self._starts[i] + (1 if i or self._link else 0)  # after the separator
+            end = self._starts[i + 1]
+            cursor.setPosition(at)
+            cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+            cursor.insertHtml(self._kept[key])
+            self._moved(i + 1, at, end - at, cursor.position() - at, view)
+        cursor.endEditBlock()
+        self._restore_view(view)
+
+    def _ask_for_earlier(self, rows: list[tuple[Message, tuple[int, int]]]) -> None:
+        """Earlier messages to put in above the shown ones: the worker renders them, the
+        short ones first (a long one must not hold up the rest), the newest first."""
+        self._above = rows
+        todo = [(m, pos) for m, pos in reversed(rows) if _key(m, pos) not in self._kept]
+        for m, pos in sorted(todo, key=lambda r: len(r[0].content) > RENDER_HERE_CHARS):
+            self._renderer.ask(_key(m, pos), m, pos)
+        if rows or (self._link and not self._more_above):
+            self._earlier.start()
+
+    def _put_in_earlier(self) -> None:
+        """Put in the next few earlier messages above the shown ones, the newest first, as
+        the worker renders them; the text the person is reading stays where it is."""
+        if not self._link:
+            self._above = []  # laid out anew meanwhile
+            return
+        view = self._hold_view(follow_end=False)
+        started, put, waiting = time.perf_counter(), 0, False
+        # One edit for the slice: the document is laid out again once, not per message (the
+        # text below the insertion moves, and that costs about as much as the insertion).
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()
+        while self._above and put < self._slice:
+            m, pos = self._above[-1]
+            key = _key(m, pos)
+            out = self._kept.get(key)
+            if out is not None:
+                self._kept.move_to_end(key)
+            elif len(m.content) <= RENDER_HERE_CHARS:
+                self._renderer.ask(key, m, pos)
+                waiting = True  # its render comes back as a signal, which goes on from here
+                break
+            else:  # a long one: a placeholder now, its render where it stands later
+                self._renderer.ask(key, m, pos)
+                self._placeholders.add(key)
+                out = placeholder_html(m, pos)
+            self._above.pop()
+            at = self._starts[0]  # the end of the link's paragraph
+            cursor.setPosition(at)
+            cursor.insertBlock()
+            cursor.insertHtml(out)
+            self._moved(0, at, 0, cursor.position() - at, view)
+            self._not_centred(at + 1)
+            self._starts.insert(0, at)
+            self._shown.insert(0, key)
+            self._rows.insert(0, (m, pos))
+            put += 1
+        if not self._above and not self._more_above:
+            self._drop_link(cursor, view)
+            put += 1
+        cursor.endEditBlock()
+        if put:
+            self._restore_view(view)
+        # a slice that took too long (a long transcript moves more text): fewer next time
+        took = time.perf_counter() - started
+        if took > SLICE_S and self._slice > 1:
+            self._slice -= 1
+        elif took < SLICE_S / 2 and self._slice < EARLIER_SLICE:
+            self._slice += 1
+        if self._above and not waiting:
+            self._earlier.start()
+
+    def _not_centred(self, pos: int) -> None:
+        """A message put in under the link's paragraph takes its alignment: take it away."""
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(pos)
+        f = cursor.blockFormat()
+        if f.hasProperty(QTextFormat.Property.BlockAlignment):
+            f.clearProperty(QTextFormat.Property.BlockAlignment)
+            cursor.setBlockFormat(f)
+
+    def _drop_link(self, cursor: QTextCursor, view: _HeldView) -> None:
+        """Nothing is earlier: the first message begins the document."""
+        first = self.document().findBlock(self._starts[0] + 1)
+        block_format, char_format = first.blockFormat(), first.charFormat()
+        n = self._starts[0] + 1  # the link's paragraph and the first message's separator
+        cursor.setPosition(0)
+        cursor.setPosition(n, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        cursor.setBlockFormat(block_format)  # not the link's (centred)
+        cursor.setBlockCharFormat(char_format)
+        self._link = False
+        self._moved(1, 0, n, 0, view)
+        self._starts[0] = 0
 
     def _redo_from(self, first: int) -> None:
         """Lay out messages first.. again (and the answer being written after them)."""
@@ -328,7 +517,7 @@ class TranscriptView(QTextBrowser):
         cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
         cursor.removeSelectedText()
         del self._starts[first + 1 :], self._shown[first:]
-        self._placeholders = {i for i in self._placeholders if i < first}
+        self._placeholders &= set(self._shown)
         self._append(cursor, first, time.perf_counter() + RENDER_HERE_S)
         if live is not None:
             self.start_live(live.message)
@@ -338,7 +527,7 @@ class TranscriptView(QTextBrowser):
         """The answer being written goes at the end from here."""
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        if self._shown or self._more_above:
+        if self._shown or self._link:
             cursor.insertBlock()
         self._live = _LiveAnswer(m, cursor.position())
         cursor.insertHtml(_who(m))
