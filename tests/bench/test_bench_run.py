@@ -126,7 +126,7 @@ def test_row_split_over_rpc_is_recorded_with_its_reason(finished):
     assert run.measured  # the run went on
 
 
-def test_the_speed_model_learned_from_the_run(finished, setup):
+def test_the_speed_model_learned_from_the_run(finished, setup, workers):
     run, _, cal_path, configs = finished
     planner, devices, _ = setup
     assert run.learned
@@ -141,7 +141,15 @@ def test_the_speed_model_learned_from_the_run(finished, setup):
         planner.speed_model.calibration = None
     measured = run.rows[1].tg[0]
     assert after != pytest.approx(before)
-    assert after == pytest.approx(measured, rel=0.05)  # it reproduces what it was taught
+    if any("once" in line for line in run.learned):
+        # the worker read faster than its part measured here: one reading does not rescale
+        # it (tests/bench/test_calibration.py: two that agree do); it waits to be confirmed
+        assert cal.unconfirmed and all(
+            key.startswith(tuple(w.endpoint for w in workers)) for key in cal.unconfirmed
+        )
+        assert not any(key in cal.devices for key in cal.unconfirmed)
+    else:
+        assert after == pytest.approx(measured, rel=0.05)  # it reproduces what it was taught
 
 
 def test_exports_parse_back(finished):

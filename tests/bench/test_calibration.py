@@ -180,3 +180,145 @@ def test_fit_badges_and_layerlab_plan_forecast_with_what_was_measured(
     cal.save()
     assert plan_on(facts, [host], 1024).speed.generation_tps < badge_before * 0.8
     assert cli_tps() < cli_before * 0.8
+
+
+# -- a worker reading faster than its part measured here: two readings must agree -------
+
+WORKER = "127.0.0.1:50052"
+WORKER_CPU = device_identity(WORKER, f"AMD EPYC on {WORKER}")
+
+
+def worker_placement(facts):
+    """The whole model on one loopback worker's CPU, the head holding nothing."""
+    from layerlab.core.load_plan import DeviceRef
+    from layerlab.core.planner.devices import PlanDevice
+
+    host = host_device(8 << 30, 16 << 30, name="Host RAM (AMD EPYC)")
+    worker = PlanDevice(
+        f"RPC {WORKER}",
+        f"AMD EPYC on {WORKER}",
+        WORKER,
+        DeviceRef.rpc(WORKER, 0),
+        8 << 30,
+        16 << 30,
+        50e9,
+        0.5e12,
+        rtt_s=1e-4,
+        kind="cpu",
+    )
+    return [(host, 0, 0, False), (worker, 0, facts.n_layer, True)], [0, 1 << 20]
+
+
+def measured_here(tmp_path) -> Calibration:
+    cal = Calibration(tmp_path / "cal.json")
+    assert cal.record_device(device_identity("this machine", "Host RAM (AMD EPYC)"), 9e9)
+    return cal
+
+
+def tps(facts, cal: Calibration, spans, kv) -> float:
+    from layerlab.core.planner.speed import SpeedModel
+
+    return SpeedModel(facts, cal).predict(spans, kv).generation_tps
+
+
+def no_link_tps(facts, cal: Calibration, spans, kv) -> float:
+    """What the figures say with a free link: a measurement above it can only mean the
+    worker's CPU reads faster than the part measured here."""
+    free = Calibration()
+    free.devices = dict(cal.devices)
+    assert free.record_link(WORKER, 0.0)
+    return tps(facts, free, spans, kv)
+
+
+def teach(facts, cal: Calibration, spans, kv, measured: float) -> list[str]:
+    from layerlab.core.planner.speed import SpeedModel
+
+    return SpeedModel(facts).learn(spans, kv, measured, cal)
+
+
+def test_one_fast_reading_does_not_rescale_a_worker(planner, tmp_path):
+    facts = planner.facts
+    spans, kv = worker_placement(facts)
+    cal = measured_here(tmp_path)
+    before = tps(facts, cal, spans, kv)
+    base = no_link_tps(facts, cal, spans, kv)
+    said = teach(facts, cal, spans, kv, base * 1.3)
+    assert len(said) == 1 and "once" in said[0] and "15%" in said[0]
+    assert cal.device(WORKER_CPU) is None and cal.link(WORKER) is None  # nothing recorded
+    assert tps(facts, cal, spans, kv) == pytest.approx(before)  # the old figures stand
+    cal.save()
+    again = Calibration.load(tmp_path / "cal.json")  # the next bench, another process
+    assert again.device(WORKER_CPU) is None and WORKER_CPU in again.unconfirmed
+    assert tps(facts, again, spans, kv) == pytest.approx(before)
+
+
+def test_two_readings_that_agree_rescale_the_worker(planner, tmp_path):
+    facts = planner.facts
+    spans, kv = worker_placement(facts)
+    cal = measured_here(tmp_path)
+    base = no_link_tps(facts, cal, spans, kv)
+    assert "once" in teach(facts, cal, spans, kv, base * 1.30)[0]
+    cal.save()
+    cal = Calibration.load(tmp_path / "cal.json")
+    said = teach(facts, cal, spans, kv, base * 1.36)  # ~5% apart: they agree
+    assert any("two measurements agree" in s for s in said), said
+    assert cal.device(WORKER_CPU) is not None and cal.link(WORKER) is not None
+    assert WORKER_CPU not in cal.unconfirmed
+    # the forecast lies between the two readings (their mean bandwidth, a free link)
+    assert base * 1.30 < tps(facts, cal, spans, kv) < base * 1.36
+    # the head's own CPU figure is the head's, untouched
+    here = cal.device(device_identity("this machine", "Host RAM (AMD EPYC)"))
+    assert here is not None and here.bandwidth == 9e9
+
+
+def test_readings_that_disagree_wait_for_one_that_agrees(planner, tmp_path):
+    facts = planner.facts
+    spans, kv = worker_placement(facts)
+    cal = measured_here(tmp_path)
+    before = tps(facts, cal, spans, kv)
+    base = no_link_tps(facts, cal, spans, kv)
+    teach(facts, cal, spans, kv, base * 1.3)
+    said = teach(facts, cal, spans, kv, base * 1.8)  # ~40% apart: one of them is wrong
+    assert len(said) == 1 and "once" in said[0]
+    assert cal.device(WORKER_CPU) is None and cal.link(WORKER) is None
+    assert tps(facts, cal, spans, kv) == pytest.approx(before)
+    said = teach(facts, cal, spans, kv, base * 1.85)  # agrees with the latest reading
+    assert any("two measurements agree" in s for s in said), said
+    assert base * 1.8 < tps(facts, cal, spans, kv) < base * 1.85
+
+
+def test_a_stale_lone_reading_is_not_confirmed_by_a_new_one(tmp_path):
+    clock = [time.time() - 90 * 24 * 3600]
+    cal = Calibration(tmp_path / "cal.json", now=lambda: clock[0])
+    assert cal.note_unconfirmed(WORKER_CPU, 12e9)
+    clock[0] = time.time()
+    assert cal.agreed(WORKER_CPU, 12e9) is None  # three months ago: not a second reading
+    assert cal.note_unconfirmed(WORKER_CPU, 12e9)
+    assert cal.agreed(WORKER_CPU, 13e9) == pytest.approx(12.5e9)
+    assert cal.agreed(WORKER_CPU, 14e9) is None  # 16.7% above: they do not agree
+    assert not cal.note_unconfirmed(WORKER_CPU, float("nan"))
+
+
+def test_a_known_link_does_not_hide_a_worker_reading_faster(planner, tmp_path):
+    # Another placement recorded the worker's link already; this one, all on the worker,
+    # is faster than its part measured here allows even over a free link.
+    facts = planner.facts
+    spans, kv = worker_placement(facts)
+    cal = measured_here(tmp_path)
+    assert cal.record_link(WORKER, 2e-4)
+    base = no_link_tps(facts, cal, spans, kv)
+    said = teach(facts, cal, spans, kv, base * 1.3)
+    assert len(said) == 1 and "once" in said[0]
+    link = cal.link(WORKER)
+    assert link is not None and link.hop_s == 2e-4  # kept, as the device's figure
+    assert cal.device(WORKER_CPU) is None
+    said = teach(facts, cal, spans, kv, base * 1.32)
+    assert any("two measurements agree" in s for s in said), said
+    link = cal.link(WORKER)
+    assert link is not None and link.hop_s == 0.0
+    assert base * 1.3 < tps(facts, cal, spans, kv) < base * 1.32
+    # slower than the figures over a free link: the link's figure is measured again
+    said = teach(facts, cal, spans, kv, base * 1.1)
+    assert said and said[0].startswith(f"link to {WORKER}")
+    link = cal.link(WORKER)
+    assert link is not None and link.hop_s > 0

@@ -6,7 +6,9 @@ constant is right on both an EPYC and a Xeon. After a bench run (or a load measu
 idle) the figures seen are recorded per device identity and per link, with when they were
 measured, in a JSON file under the platform's data dir, and the speed model uses them
 instead of the constants for that device. A stale figure (older than STALE_AFTER_S) or an
-absurd one (outside what any device or link can do) is ignored, never trusted.
+absurd one (outside what any device or link can do) is ignored, never trusted. A figure
+inferred from one sample alone (a worker's part reading faster than measured here) waits,
+noted as unconfirmed, until a second reading agrees within AGREE_WITHIN.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ STALE_AFTER_S = 30 * 24 * 3600.0  # hardware, drivers and builds change; a month
 MIN_BANDWIDTH, MAX_BANDWIDTH = 1e7, 2e13
 MAX_HOP_S = 1.0  # one crossing to a worker and back per token; more is a broken link
 MAX_THREADS = 1024
+# Two readings of one figure agree when the larger is at most this much above the smaller:
+# a figure inferred from one sample (a worker reading faster than its part measured here)
+# waits for a second one this close before it replaces the old figure.
+AGREE_WITHIN = 0.15
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,8 @@ class Calibration:
         self.stale_after_s = stale_after_s
         self.devices: dict[str, DeviceFigures] = {}
         self.links: dict[str, LinkFigures] = {}
+        # one reading each, waiting for a second that agrees (never used by a forecast)
+        self.unconfirmed: dict[str, DeviceFigures] = {}
 
     # -- reading -------------------------------------------------------------------------
     @classmethod
@@ -110,16 +118,17 @@ class Calibration:
             return cal
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             return cal
-        for key, raw in (data.get("devices") or {}).items():
-            try:
-                cal.devices[str(key)] = DeviceFigures(
-                    float(raw["bandwidth"]),
-                    float(raw["measured_at"]),
-                    int(raw["threads"]) if raw.get("threads") is not None else None,
-                    float(raw["flops"]) if raw.get("flops") is not None else None,
-                )
-            except (KeyError, TypeError, ValueError):
-                continue
+        for table, into in (("devices", cal.devices), ("unconfirmed", cal.unconfirmed)):
+            for key, raw in (data.get(table) or {}).items():
+                try:
+                    into[str(key)] = DeviceFigures(
+                        float(raw["bandwidth"]),
+                        float(raw["measured_at"]),
+                        int(raw["threads"]) if raw.get("threads") is not None else None,
+                        float(raw["flops"]) if raw.get("flops") is not None else None,
+                    )
+                except (KeyError, TypeError, ValueError):
+                    continue
         for key, raw in (data.get("links") or {}).items():
             try:
                 cal.links[str(key)] = LinkFigures(float(raw["hop_s"]), float(raw["measured_at"]))
@@ -135,6 +144,7 @@ class Calibration:
             "schema": SCHEMA,
             "devices": {k: asdict(v) for k, v in sorted(self.devices.items())},
             "links": {k: asdict(v) for k, v in sorted(self.links.items())},
+            "unconfirmed": {k: asdict(v) for k, v in sorted(self.unconfirmed.items())},
         }
         write_atomic(self.path, json.dumps(data, indent=1))
 
@@ -203,7 +213,29 @@ class Calibration:
         if not f.sane():
             return None
         self.devices[identity] = f
+        self.unconfirmed.pop(identity, None)  # a figure now stands: a lone reading is moot
         return f
+
+    def agreed(self, identity: str, bandwidth: float) -> float | None:
+        """The bandwidth two readings agree on: the mean of `bandwidth` and the reading noted
+        before for `identity` (note_unconfirmed) when they are within AGREE_WITHIN of each
+        other, else None (no reading before, a stale or absurd one, or they differ)."""
+        prev = self.unconfirmed.get(identity)
+        if prev is None or not prev.sane() or not self._fresh(prev.measured_at):
+            return None
+        if not (math.isfinite(bandwidth) and bandwidth > 0):
+            return None
+        low, high = sorted((float(bandwidth), prev.bandwidth))
+        return (low + high) / 2 if high <= low * (1 + AGREE_WITHIN) else None
+
+    def note_unconfirmed(self, identity: str, bandwidth: float) -> bool:
+        """Keep one reading for `identity` to compare the next with; the forecasts do not
+        use it. An absurd one is dropped (False)."""
+        f = DeviceFigures(float(bandwidth), self._now())
+        if not f.sane():
+            return False
+        self.unconfirmed[identity] = f
+        return True
 
     def record_threads(self, identity: str, threads: int) -> None:
         old = self.device(identity)

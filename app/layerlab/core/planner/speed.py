@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from layerlab.core.gguf.facts import ModelFacts
-from layerlab.core.planner.calibration import Calibration, device_identity
+from layerlab.core.planner.calibration import AGREE_WITHIN, Calibration, device_identity
 
 GPU_BW_EFFICIENCY = 0.7
 CPU_BW_EFFICIENCY = 0.6
@@ -137,7 +137,9 @@ class SpeedModel:
         """Record what a measured generation speed says about this placement's devices and
         links; returns what was recorded, in words. One unknown at a time: a placement on
         one device gives that device's bandwidth; one whose devices are all known gives the
-        links' crossing time (shared equally among the links not measured yet)."""
+        links' crossing time (shared equally among the links not measured yet). A placement
+        faster than its known parts allow rescales the one new worker's devices, but only once
+        two such readings agree (Calibration.agreed); until then nothing is recorded."""
         if not (measured_tps > 0 and measured_tps < 1e7):
             return []
         t = 1.0 / measured_tps
@@ -167,26 +169,57 @@ class SpeedModel:
         if not new:
             if len(machines) == 1:  # one link, measured again: the newer figure wins
                 m = machines[0]
-                if calibration.record_link(m, t - base):
-                    said.append(f"link to {m}: {max(t - base, 0) * 1e3:.2f} ms a token")
+                hop = t - base
+                if hop < 0:  # faster than its devices' figures allow, even over a free link
+                    done = self._faster_worker(m, hop, used, calibration, said)
+                    if done is None:
+                        return said
+                    hop = 0.0 if done else hop
+                if calibration.record_link(m, hop):
+                    said.append(f"link to {m}: {max(hop, 0) * 1e3:.2f} ms a token")
             return said  # several links known: one figure cannot say which one changed
         share = (t - base - known_hops) / len(new)
         if share < 0 and len(new) == 1:
-            # Faster than this part measured elsewhere (a worker's own process and threads):
-            # the time says the worker's devices read faster, and the link costs ~nothing.
-            mine = [(d, n, g) for d, n, g, _p, _o in used if d.machine == new[0]]
-            reading = sum(g - PER_DEVICE_OVERHEAD_S for _d, _n, g in mine)
-            if reading + share > 0:
-                scale = reading / (reading + share)
-                for d, _n, _g in mine:
-                    bw = self._bandwidth(d) * scale
-                    if calibration.record_device(device_identity(d.machine, d.name), bw):
-                        said.append(f"{d.label}: {bw / 1e9:.1f} GB/s effective")
-                share = 0.0
+            done = self._faster_worker(new[0], share, used, calibration, said)
+            if done is None:
+                return said
+            share = 0.0 if done else share
         for m in new:
             if calibration.record_link(m, share):
                 said.append(f"link to {m}: {max(share, 0) * 1e3:.2f} ms a token")
         return said
+
+    def _faster_worker(
+        self, machine: str, share: float, used, calibration: Calibration, said: list[str]
+    ) -> bool | None:
+        """A placement `share` seconds a token faster than `machine`'s devices' figures allow
+        (a worker's own process and threads reading faster than its part measured here): its
+        devices read faster, and its link costs ~nothing. One sample is not enough to rescale
+        a device (a lucky run, a noisy neighbour gone for a moment), so the figures change
+        only when two readings agree: True when they were rescaled, None when this reading
+        waits for another (the caller records nothing, so that the next measurement of this
+        placement comes this way again), False when the time cannot be a faster read."""
+        mine = [(d, g) for d, _n, g, _p, _o in used if d.machine == machine]
+        reading = sum(g - PER_DEVICE_OVERHEAD_S for _d, g in mine)
+        if reading + share <= 0:
+            return False
+        scale = reading / (reading + share)
+        seen = [
+            (d, device_identity(d.machine, d.name), self._bandwidth(d) * scale) for d, _ in mine
+        ]
+        agreed = [calibration.agreed(ident, bw) for _d, ident, bw in seen]
+        if None in agreed:
+            for d, ident, bw in seen:
+                calibration.note_unconfirmed(ident, bw)
+                said.append(
+                    f"{d.label}: read {bw / 1e9:.1f} GB/s once; the old figure stays "
+                    f"until another measurement agrees within {AGREE_WITHIN:.0%}"
+                )
+            return None
+        for (d, ident, _bw), bw in zip(seen, agreed, strict=True):
+            if calibration.record_device(ident, bw):
+                said.append(f"{d.label}: {bw / 1e9:.1f} GB/s effective (two measurements agree)")
+        return True
 
     def _hop_s_of(self, machine: str) -> float | None:
         cal = self.calibration
