@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
         # the gauges read the head's one poller per worker; the tabs start sampling when shown
         self.devices = DevicesPanel(feed=DeviceFeed(worker_feed=head.feed), auto_start=False)
         self.layer_map = LayerMapPanel()
+        self.layer_map.model.follow_calibration(head.bench)  # forecasts learn without a restart
         self.share = ShareSwitch(ShareProcess(parent=self))
         self.api = ApiPanel(self.bridge)  # other apps on this model: off until switched on
         self.tabs = SideTabs(self.workers, self.devices, self.layer_map, self.share, self.api)

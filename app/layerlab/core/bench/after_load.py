@@ -16,7 +16,6 @@ conversation is in it by then.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import threading
 import time
@@ -131,6 +130,8 @@ def _run(job: AfterLoad, still_ours, head) -> None:
     tps = job.tok_s
     if tps and still_ours():
         job.learned = record(state, tps, job.calibration_path, head)
+        if job.learned:
+            head.bench.tell_learned(job.learned)  # the open window forecasts with them now
 
 
 def record(state: Ready, tok_s: float, path: Path | None, head=None) -> list[str]:
@@ -167,6 +168,8 @@ def record(state: Ready, tok_s: float, path: Path | None, head=None) -> list[str
     # and the figures keep the one a bench found.
     said = SpeedModel(facts).learn(spans, kv, tok_s, cal)
     if said:
-        with contextlib.suppress(OSError):
+        try:
             cal.save()
+        except OSError:
+            return []  # not kept: nothing changed for the forecasts
     return said

@@ -26,6 +26,7 @@ from layerlab.core.bench.results import BenchRun, ConfigResult
 from layerlab.core.cluster.worker_check import probe
 from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Loading, Ready
 from layerlab.core.planner.calibration import Calibration
+from layerlab.core.subscribers import Subscribers
 
 LOAD_TIMEOUT_S = 300.0
 RELEASE_TIMEOUT_S = 10.0  # a worker answers a probe again this soon after its engine ends
@@ -88,6 +89,9 @@ class BenchRunner:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.last: BenchRun | None = None
+        # who forecasts with the recorded figures (the window's layer map) re-reads them
+        # when a run or a load has recorded new ones, instead of at the next start
+        self._learned: Subscribers[list[str]] = Subscribers()
 
     @property
     def running(self) -> bool:
@@ -117,6 +121,17 @@ class BenchRunner:
                 daemon=True,
             )
             self._thread.start()
+
+    def on_learned(self, callback: Callable[[list[str]], object]) -> Callable[[], None]:
+        """`callback(lines)` each time new figures were written to `calibration_path` (a
+        bench run's learn, the measurement after a load), from that thread; returns the
+        call that unsubscribes it."""
+        return self._learned.add(callback)
+
+    def tell_learned(self, said: list[str]) -> None:
+        """The figures at `calibration_path` changed (`said`: what, in words)."""
+        if said:
+            self._learned.tell(list(said))
 
     def wait(self, timeout: float | None = None) -> BenchRun | None:
         t = self._thread
@@ -246,6 +261,8 @@ class BenchRunner:
             cal.save()
         except OSError as e:
             said.append(f"Could not keep the measured figures: {e}")
+        else:
+            self.tell_learned(said)
         return said
 
 

@@ -232,7 +232,7 @@ class BenchScreen(QWidget):
         if run.cancelled:
             self.message.setText("Cancelled.")
         elif best is not None:
-            learned = f" The forecasts now use: {'; '.join(run.learned)}." if run.learned else ""
+            learned = f" Learned: {'; '.join(run.learned)}." if run.learned else ""
             self.message.setText(f"Fastest: {best.name} ({best.tg[0]:.1f} tok/s).{learned}")
         else:
             self.message.setText("Nothing could be measured.")

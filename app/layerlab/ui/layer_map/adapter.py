@@ -26,7 +26,8 @@ class PlanModel(QObject):
 
     planned = Signal(object)  # PlanResult
     failed = Signal(str)
-    _calibrationRead = Signal(object)  # from the reading thread: a Calibration
+    _calibrationRead = Signal(int, object)  # from the reading thread: (read number, figures)
+    _calibrationChanged = Signal()  # from a bench's or a load's thread: new figures written
 
     def __init__(self, parent: QObject | None = None, calibration_path: Path | None = None):
         super().__init__(parent)
@@ -34,7 +35,10 @@ class PlanModel(QObject):
         # what the bench and loads measured (a file, read off the GUI thread): the forecasts
         # use it as soon as it is read, and every planner made after it
         self._calibration: Calibration | None = None
+        self._calibration_path = calibration_path
+        self._reads = 0  # only the latest read counts: an earlier one may finish later
         self._calibrationRead.connect(self._use_calibration)
+        self._calibrationChanged.connect(lambda: self.reload_calibration())
         self.reload_calibration(calibration_path)
         self._devices: list[PlanDevice] = []
         self.options = PlanOptions()
@@ -121,16 +125,37 @@ class PlanModel(QObject):
         self.replan()
 
     def reload_calibration(self, path: Path | None = None) -> None:
-        """Read the recorded figures again (after a bench or a load) and re-plan with them."""
+        """Read the recorded figures again (after a bench or a load) and re-plan with them;
+        `path` replaces the file read from now on (None: the same one as before)."""
+        if path is not None:
+            self._calibration_path = path
+        path = self._calibration_path
+        self._reads += 1
+        n = self._reads
 
         def read() -> None:
             cal = Calibration.load(path)
             with contextlib.suppress(RuntimeError):  # the model went with its window
-                self._calibrationRead.emit(cal)
+                self._calibrationRead.emit(n, cal)
 
         threading.Thread(target=read, name="calibration", daemon=True).start()
 
-    def _use_calibration(self, cal: Calibration) -> None:
+    def follow_calibration(self, bench) -> None:
+        """Forecast with the figures `bench` (core/bench BenchRunner) records, and read them
+        again each time it says a run or a load recorded new ones; without this the map
+        kept the figures read at start until the app restarted."""
+        unsubscribe = bench.on_learned(lambda _said: self._tell_changed())
+        self.destroyed.connect(lambda *_: unsubscribe())
+        self._calibration_path = bench.calibration_path  # the file the bench writes
+        self.reload_calibration()
+
+    def _tell_changed(self) -> None:
+        with contextlib.suppress(RuntimeError):  # called from the bench's thread
+            self._calibrationChanged.emit()
+
+    def _use_calibration(self, n: int, cal: Calibration) -> None:
+        if n != self._reads:
+            return  # a later read is on its way
         self._calibration = cal
         if self._planner is not None:
             self._planner.speed_model.calibration = cal
