@@ -18,7 +18,8 @@ fail() { printf '\033[1;31m[bundle] %s\033[0m\n' "$*" >&2; exit 1; }
 
 # Qt's xcb platform plugin needs these on the build host, or the bundle lacks them (FACTS.md).
 for lib in libxcb-cursor.so.0 libxcb-icccm.so.4 libxcb-keysyms.so.1 libxkbcommon-x11.so.0; do
-  ldconfig -p | grep -q "$lib" || fail "$lib is missing on this build host: apt-get install libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0"
+  # grep reads it all (not -q): under pipefail an early exit makes ldconfig's SIGPIPE a miss
+  ldconfig -p | grep -F -- "$lib" >/dev/null || fail "$lib is missing on this build host: apt-get install libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0"
 done
 
 installers/build-llama-modules.sh
@@ -46,7 +47,7 @@ LIB=$DIST/_internal/llama_cpp/lib
 missing=$(find "$DIST" -name '*.so*' -type f -print0 | xargs -0 -n 50 ldd 2>/dev/null \
   | grep "not found" | grep -v "libvulkan.so" | sort -u || true)
 [ -z "$missing" ] || fail "bundled libraries need what the bundle lacks: $missing"
-find "$DIST" -iname 'libvulkan.so*' | grep -q . && fail "the Vulkan loader was bundled; it must be the system's"
+find "$DIST" -iname 'libvulkan.so*' | grep . >/dev/null && fail "the Vulkan loader was bundled; it must be the system's"
 # One copy of ggml and llama: a second copy has its own device registry (FACTS.md).
 # (PyInstaller 6 links them itself; this catches a version that copies.)
 for f in "$LIB"/lib*.so*; do
