@@ -13,6 +13,9 @@ its retries on a dropped connection, its `tqdm_class` progress hook) into the bl
 the tree's `lfs.sha256`, the blob is renamed into place and `hf_hub_download` itself makes the
 cache entry (it finds the blob and links the snapshot to it, the cache layout stays its own).
 
+The manager passes `--parent PID:START` (its pid and start time): the child ends itself when
+that process is gone, on every platform (see `_exit_with_parent`).
+
 Protocol: the request is one JSON line on stdin (the token rides in it: never on a command
 line, never in a log); one JSON object per line on stdout: partial, progress, verifying, done
 or error. The child imports huggingface_hub before it reads its request, so the manager can
@@ -42,18 +45,58 @@ def _say(**event) -> None:
         os._exit(1)  # the manager is gone
 
 
-def _exit_with_parent() -> None:
+def _parent_alive(pid: int, started: float | None) -> bool:
+    """Whether the manager `pid` (made at `started`, psutil's create_time) still runs. A pid
+    that now names another process (Windows reuses them soon) counts as gone, as does a
+    zombie (POSIX: dead, not yet reaped)."""
+    import psutil
+
+    try:
+        if not psutil.pid_exists(pid):
+            return False
+        p = psutil.Process(pid)
+        if started is not None and abs(p.create_time() - started) > 1.0:
+            return False
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except (psutil.Error, OSError):
+        return True  # it exists but will not say more (another user's): keep going
+
+
+def _exit_with_parent(parent: tuple[int, float | None] | None = None) -> None:
     """Stop when the manager's process dies (kill -9 included): an orphan would keep writing
-    the partial file the next run resumes from."""
-    parent = os.getppid()
+    the partial file the next run resumes from, or (a spare) idle forever.
+
+    Two checks, every 0.2 s: on POSIX an orphan is handed to another parent at once, so
+    os.getppid() changes; on Windows it never does, so the manager's pid and start time
+    (`parent`, from --parent) are watched through psutil as well."""
+    first = os.getppid()
 
     def watch() -> None:
         while True:
             time.sleep(0.2)
-            if os.getppid() != parent:
+            if os.getppid() != first or (parent is not None and not _parent_alive(*parent)):
                 os._exit(1)
 
-    threading.Thread(target=watch, daemon=True).start()
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def parent_arg() -> str:
+    """What the manager passes as --parent: its pid and start time ('1234:1767180000.125')."""
+    import psutil
+
+    return f"{os.getpid()}:{psutil.Process().create_time():.3f}"
+
+
+def _parse_parent(argv: list[str]) -> tuple[int, float | None] | None:
+    if "--parent" not in argv:
+        return None
+    try:
+        pid, _, started = argv[argv.index("--parent") + 1].partition(":")
+        return int(pid), float(started) if started else None
+    except (IndexError, ValueError):
+        return None
 
 
 class Report:
@@ -217,7 +260,7 @@ def run(req: dict) -> int:
 
 
 def main() -> int:
-    _exit_with_parent()
+    _exit_with_parent(_parse_parent(sys.argv[1:]))
     _load()
     line = sys.stdin.readline()
     if not line:
