@@ -1,6 +1,7 @@
 """Screenshots of the Models screen against a local stand-in of the hub (no internet):
 search results, a 70B repo's quants with fit badges on a recorded rig (two RTX 3060s), a
-download in progress, the library, the hub access tab (token, mirror).
+download in progress, the same download waiting for a lost network, the library, the hub
+access tab (token, mirror).
 
     xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python docs/screenshots/make_models_screens.py
 """
@@ -24,6 +25,7 @@ def main() -> None:
     from layerlab.core.devices.rig import load_rig
     from layerlab.core.head import Head
     from layerlab.core.hub.config import HubConfig
+    from layerlab.core.hub.downloads import NetworkWait
     from layerlab.core.hub.hub import Cluster, ModelHub
     from layerlab.core.planner.devices import devices_from_machine
     from layerlab.ui.models import ModelsScreen
@@ -92,7 +94,13 @@ def main() -> None:
             offline=False,
             margin_bytes=0,
         )
-        head.models = ModelHub(cfg, cluster=lambda: Cluster(rig, 8192))
+        head.models = ModelHub(
+            cfg,
+            cluster=lambda: Cluster(rig, 8192),
+            # the lost network's shot comes in seconds, not after a minute of backoff
+            retry_delays_s=(0.3,),
+            network_wait=NetworkWait(first_s=0.5, max_s=1.0, timeout_s=1.0),
+        )
         screen = ModelsScreen(head)
         screen.resize(1100, 760)
         screen.show()
@@ -124,7 +132,17 @@ def main() -> None:
         wait(lambda: any("/s" in r.text.text() for r in screen.downloads.rows.values()))
         wait(lambda: any(r.bar.value() > 400 for r in screen.downloads.rows.values()), 8)
         screen.grab().save(str(OUT / "models-downloading.png"))
+        hub.refuse_connections()  # the network goes away mid-file
+        wait(
+            lambda: any(
+                "Waiting for the network" in r.text.text() for r in screen.downloads.rows.values()
+            ),
+            30,
+        )
+        wait(lambda: False, 0.3)  # the row's second line settles into the layout
+        screen.grab().save(str(OUT / "models-waiting-network.png"))
         hub.repos["demo/SmolLM2-135M-Instruct-GGUF"].rate = 0
+        hub.answer_again()  # and comes back: the download goes on by itself
         wait(lambda: "in the Library" in screen.status.text(), 30)
         screen.tabs.setCurrentIndex(1)
         wait(lambda: screen.library_table.rowCount() >= 1)

@@ -9,6 +9,7 @@ import pytest
 
 from layerlab.core.devices.rig import load_rig
 from layerlab.core.hub.config import HubConfig
+from layerlab.core.hub.downloads import NetworkWait
 from layerlab.core.hub.hub import Cluster, ModelHub
 from layerlab.core.planner.devices import devices_from_machine
 from tests.support.hub_standin import HubStandIn
@@ -73,7 +74,12 @@ def rig_cluster(name: str = "2x3060", n_ctx: int | None = 4096) -> Cluster:
 
 @pytest.fixture
 def hub(config):
-    h = ModelHub(config, cluster=rig_cluster, retry_delays_s=(0.2, 0.4, 0.8))
+    h = ModelHub(
+        config,
+        cluster=rig_cluster,
+        retry_delays_s=(0.2, 0.4, 0.8),
+        network_wait=NetworkWait(first_s=0.1, max_s=0.4, timeout_s=1.0),
+    )
     h.token.file = config.state_dir / "token"
     yield h
     h.close()

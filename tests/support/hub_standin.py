@@ -5,14 +5,18 @@ routes that client calls for LayerLab: model search (`/api/models`), model info,
 (sizes and LFS sha256), and `resolve` (HEAD with the headers hf_hub_download reads, GET with
 Range). Repos are folders of real files that tests generate; faults are switched on per repo or
 per file: gated (401), missing (404), too many requests (429), a server error (5xx), a
-connection dropped mid-file, a flipped byte, a slow line (bytes per second), added latency.
+connection dropped mid-file, a flipped byte, a slow line (bytes per second), added latency,
+and a lost network (`refuse_connections`, then `answer_again` on the same address).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +46,8 @@ class Repo:
     # faults by file name
     fail_next: dict[str, list[int]] = field(default_factory=dict)  # statuses, one per request
     drop_after: dict[str, int] = field(default_factory=dict)  # close after N body bytes, once
+    # reset the connection (RST) after N body bytes, every time: a line that never lets it by
+    reset_after: dict[str, int] = field(default_factory=dict)
     flip_byte: dict[str, int] = field(default_factory=dict)  # offset of a byte served wrong
     rate: int = 0  # bytes per second per transfer, 0: as fast as possible
 
@@ -80,10 +86,22 @@ class HubStandIn:
         self.ranges: list[tuple[str, str]] = []  # (file, Range header) of each file GET
         self.search_fail: list[int] = []
         self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()  # connections being served (to cut them)
+        self._down = False
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with hub._lock:
+                    hub._open.add(self.connection)
+
+            def finish(self) -> None:
+                with hub._lock:
+                    hub._open.discard(self.connection)
+                super().finish()
 
             def do_HEAD(self) -> None:
                 hub._handle(self, body=False)
@@ -94,9 +112,13 @@ class HubStandIn:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self._handler = Handler
+        self._listen(0)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _listen(self, port: int) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler)
+        self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def add_repo(self, repo_id: str, folder: Path, **kw) -> Repo:
@@ -109,9 +131,31 @@ class HubStandIn:
         return self
 
     def __exit__(self, *exc) -> None:
+        if not self._down:
+            self._stop_listening()
+
+    def _stop_listening(self) -> None:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(5)
+
+    # -- the network goes away and comes back ------
+    def refuse_connections(self) -> None:
+        """As if the network went away: new connections are refused (nothing listens on the
+        port), and the open ones are cut, a file on its way and an idle keep-alive alike."""
+        self._down = True
+        self._stop_listening()
+        with self._lock:
+            open_now = list(self._open)
+        for conn in open_now:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def answer_again(self) -> None:
+        """The network is back: the same address answers again."""
+        self._listen(int(self.endpoint.rsplit(":", 1)[1]))
+        self._thread.start()
+        self._down = False
 
     # -- answering ------
     def _handle(self, h: BaseHTTPRequestHandler, body: bool) -> None:
@@ -239,6 +283,7 @@ class HubStandIn:
         with self._lock:
             self.ranges.append((name, h.headers.get("Range", "")))
         drop = r.drop_after.pop(name, None)
+        reset = r.reset_after.get(name)
         flip = r.flip_byte.get(name)
         sent = 0
         began = time.monotonic()
@@ -255,6 +300,10 @@ class HubStandIn:
                     chunk = bytes(b)
                 if drop is not None and sent + len(chunk) > drop:
                     chunk = chunk[: drop - sent]
+                if reset is not None and sent + len(chunk) >= reset:
+                    with contextlib.suppress(OSError):
+                        h.wfile.write(chunk[: reset - sent])
+                    return _reset(h)
                 try:
                     h.wfile.write(chunk)
                     h.wfile.flush()
@@ -271,6 +320,19 @@ class HubStandIn:
                     ahead = sent / r.rate - (time.monotonic() - began)
                     if ahead > 0:
                         time.sleep(ahead)
+
+
+def _reset(h: BaseHTTPRequestHandler) -> None:
+    """Break the connection with a reset (RST, no FIN), so the client's read fails at once
+    (a closed connection would look like a clean end it retries in-process)."""
+    h.close_connection = True
+    with contextlib.suppress(OSError):
+        h.wfile.flush()
+        h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        h.rfile.close()
+        h.wfile.close()
+        h.connection.close()
 
 
 def _json(h: BaseHTTPRequestHandler, data: object, body: bool) -> None:

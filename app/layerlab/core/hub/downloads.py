@@ -4,7 +4,10 @@ An item is a quant of a repo (every part of a split model). Its state is a small
 a view can match on; bytes, speed and time left are computed here, once, from the transfer's
 reports. Each file moves in a child process (core/hub/transfer.py), so pause and cancel end
 the transfer at once; pause keeps the partial file and resume continues from it with a Range
-request, as does a download interrupted by a quit, a kill -9 or a lost network. Nothing enters
+request, as does a download interrupted by a quit, a kill -9 or a lost network. A network
+lost for longer than the retries' backoff puts the download in "waiting_for_network": a cheap
+check (one HEAD, a short timeout) now and then, and the transfer goes on from the partial
+file's last byte as soon as the hub answers again, with nobody pressing Resume. Nothing enters
 the library before its sha256 matches the hub's tree.
 """
 
@@ -25,17 +28,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from layerlab.core.hub.config import HubConfig
+from layerlab.core.hub.config import DEFAULT_ENDPOINT, HubConfig, no_telemetry
 from layerlab.core.hub.problems import HubProblem
 from layerlab.core.hub.quants import HubFileEntry
 from layerlab.core.units import format_bytes
 
 DownloadState = Literal[
-    "queued", "downloading", "waiting", "paused", "verifying", "done", "failed", "cancelled"
+    "queued",
+    "downloading",
+    "waiting",  # a retry's backoff (429, 5xx, a dropped connection)
+    "waiting_for_network",  # the network is gone past the retries: it goes on by itself
+    "paused",
+    "verifying",
+    "done",
+    "failed",
+    "cancelled",
 ]
-ACTIVE: frozenset[str] = frozenset({"downloading", "waiting", "verifying"})
+ACTIVE: frozenset[str] = frozenset({"downloading", "waiting", "waiting_for_network", "verifying"})
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 RETRY_DELAYS_S = (2.0, 4.0, 8.0, 16.0, 30.0)  # backoff after 429, 5xx, a lost network
+# faults that mean the network (not the hub) is away: past the retries they wait, not fail
+NETWORK_KINDS: frozenset[str] = frozenset({"no_network", "dropped"})
+# the hub answered the check this many times in a row and the file still made no progress:
+# something between (a proxy, a firewall on the file's address) blocks it; say so and stop
+MAX_COMEBACKS_WITHOUT_PROGRESS = 3
+
+
+@dataclass(frozen=True)
+class NetworkWait:
+    """How a download waits for a lost network: one HEAD on its file (given `timeout_s`),
+    `first_s` after the last retry, then at twice the interval each time, up to `max_s`."""
+
+    first_s: float = 2.0
+    max_s: float = 30.0
+    timeout_s: float = 5.0
+
+
+def waiting_words(config: HubConfig) -> str:
+    who = "Hugging Face" if config.endpoint == DEFAULT_ENDPOINT else config.host
+    if config.offline:
+        return (
+            "Waiting: the offline switch is on. It goes on by itself when the switch is off "
+            f"and {who} answers."
+        )
+    return f"Waiting for the network… it goes on by itself when {who} answers again."
 
 
 @dataclass
@@ -119,12 +155,14 @@ class DownloadManager:
         python: str = sys.executable,
         retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
         persist: bool = True,
+        network_wait: NetworkWait = NetworkWait(),  # frozen: one shared default is fine
     ):
         self.config = config
         self._token = token
         self.parallel = parallel
         self._python = python
         self._retry_delays = retry_delays_s
+        self._network_wait = network_wait
         self._persist = persist
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
@@ -294,6 +332,8 @@ class DownloadManager:
     def _run(self, item: DownloadItem) -> None:
         self._changed(item)
         attempt = 0
+        mark: int | None = None  # bytes in hand when the last wait for the network began
+        comebacks = 0  # the hub answered again, and the file got no further
         while True:
             try:
                 self.check_space(item.files, item.repo_id)
@@ -311,9 +351,24 @@ class DownloadManager:
                         item.note = f"{problem.message} Trying again in {delay:g} s."
                     self._changed(item)
                     self.prepare()  # the retry's transfer starts its Python during the wait
-                    if self._sleep(item, delay):
+                    if self._sleep(item, delay, "waiting") and self._go_on(item, "waiting"):
                         continue
                     break
+                if problem.kind in NETWORK_KINDS:
+                    got_further = mark is None or item.done_bytes > mark
+                    comebacks = 0 if got_further else comebacks + 1
+                    mark = item.done_bytes
+                    if comebacks < MAX_COMEBACKS_WITHOUT_PROGRESS:
+                        if self._wait_for_network(item):
+                            attempt = 0  # the network is back: a later fault gets its retries
+                            continue
+                        break
+                    problem = HubProblem(
+                        problem.kind,
+                        f"{problem.message} {self.config.host} answers, but the file itself "
+                        "does not come through (a proxy or firewall may block it), so LayerLab "
+                        "stopped trying. Retry continues where it stopped.",
+                    )
                 with self._lock:
                     item.state, item.problem, item.note = "failed", problem, problem.message
                     item.speed, item.eta_s = 0.0, None
@@ -329,16 +384,65 @@ class DownloadManager:
         with self._lock:
             self._wake.notify_all()
 
-    def _sleep(self, item: DownloadItem, delay: float) -> bool:
-        """Wait out a backoff; False when the person paused or cancelled meanwhile."""
+    def _sleep(self, item: DownloadItem, delay: float, state: str) -> bool:
+        """Wait `delay` in `state`; False when the person paused or cancelled meanwhile (or
+        the manager closes)."""
         end = time.monotonic() + delay
         with self._lock:
             while time.monotonic() < end:
-                if item.state != "waiting" or self._closed:
+                if item.state != state or self._closed:
                     return False
                 self._wake.wait(end - time.monotonic())
+            return item.state == state and not self._closed
+
+    def _go_on(self, item: DownloadItem, state: str) -> bool:
+        """From a wait back to downloading, unless the person stopped it in the meantime."""
+        with self._lock:
+            if item.state != state or self._closed:
+                return False
             item.state, item.note = "downloading", ""
         self._changed(item)
+        return True
+
+    def _wait_for_network(self, item: DownloadItem) -> bool:
+        """Wait for the hub to answer again: one cheap check now and then (backoff up to
+        NetworkWait.max_s), none while the offline switch is on. True when it answers (the
+        transfer goes on from the partial file's last byte); False when the person paused
+        or cancelled meanwhile, or the manager closes."""
+        with self._lock:
+            item.state, item.note = "waiting_for_network", waiting_words(self.config)
+            item.speed, item.eta_s = 0.0, None
+        self._changed(item)
+        wait = self._network_wait
+        delay = wait.first_s
+        while self._sleep(item, delay, "waiting_for_network"):
+            words = waiting_words(self.config)
+            if words != item.note:  # the offline switch moved
+                with self._lock:
+                    item.note = words
+                self._changed(item)
+            if not self.config.offline and self._hub_answers(item, wait.timeout_s):
+                return self._go_on(item, "waiting_for_network")
+            delay = min(delay * 2, wait.max_s)
+        return False
+
+    def _hub_answers(self, item: DownloadItem, timeout_s: float) -> bool:
+        """One HEAD on the item's first file, as a transfer starts with (no retries, no body).
+        Any answer counts, an error status too: the transfer that follows says what it means."""
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        from layerlab.core.hub.problems import words_for
+
+        no_telemetry()
+        url = hf_hub_url(
+            item.repo_id, item.files[0].path, revision=item.revision, endpoint=self.config.endpoint
+        )
+        try:
+            get_hf_file_metadata(
+                url, token=self._token(), timeout=timeout_s, endpoint=self.config.endpoint
+            )
+        except Exception as e:
+            return words_for(e, "check").kind not in NETWORK_KINDS
         return True
 
     def _transfer_all(self, item: DownloadItem) -> str:
@@ -416,11 +520,23 @@ class DownloadManager:
 
     def prepare(self) -> None:
         """Start a transfer process ahead of time (it imports huggingface_hub, then waits for
-        its request), so the next download begins at once. Asks nobody on the network."""
+        its request), so the next download begins at once. Asks nobody on the network. Not
+        while the offline switch is on: nobody will download then. The spare ends with the
+        manager (close), with the offline switch (drop_spare) and, should the app be killed,
+        by itself (transfer.py watches its parent)."""
         with self._lock:
-            if self._closed or (self._spare is not None and self._spare.poll() is None):
+            if self._closed or self.config.offline:
+                return
+            if self._spare is not None and self._spare.poll() is None:
                 return
             self._spare = self._spawn()
+
+    def drop_spare(self) -> None:
+        """End the transfer process kept ready (the offline switch went on)."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            _end(spare)
 
     def _take_spare(self) -> subprocess.Popen | None:
         spare, self._spare = self._spare, None
@@ -430,10 +546,13 @@ class DownloadManager:
         return spare
 
     def _spawn(self) -> subprocess.Popen:
+        from layerlab.core.hub.transfer import parent_arg
+
         env = dict(os.environ)
         env.pop("HF_HUB_OFFLINE", None)  # the person started this download: it may go online
         return subprocess.Popen(
-            [self._python, "-m", "layerlab.core.hub.transfer"],
+            # --parent: the child ends itself if this process dies, on every platform
+            [self._python, "-m", "layerlab.core.hub.transfer", "--parent", parent_arg()],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.PIPE,

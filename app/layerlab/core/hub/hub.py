@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from layerlab.core.hub.config import DEFAULT_ENDPOINT, HubConfig, no_telemetry
-from layerlab.core.hub.downloads import DownloadItem, DownloadManager
+from layerlab.core.hub.downloads import DownloadItem, DownloadManager, NetworkWait
 from layerlab.core.hub.fit import FitBadge, fit_quants, recommended
 from layerlab.core.hub.library import Library
 from layerlab.core.hub.problems import HubProblem, offline_problem, words_for
@@ -61,6 +61,7 @@ class ModelHub:
         *,
         python: str = sys.executable,
         retry_delays_s: tuple[float, ...] | None = None,
+        network_wait: NetworkWait | None = None,
     ):
         if config is None:
             config = HubConfig()
@@ -70,6 +71,7 @@ class ModelHub:
         self._cluster = cluster or local_cluster
         self._python = python
         self._retry_delays = retry_delays_s
+        self._network_wait = network_wait
         self._lock = threading.Lock()
         self._downloads: DownloadManager | None = None
         self._library: Library | None = None
@@ -87,6 +89,10 @@ class ModelHub:
         """The offline switch: on, nothing here calls the network (the library still works)."""
         self.config.offline = on
         self.config.save_choices()
+        with self._lock:
+            downloads = self._downloads
+        if on and downloads is not None:
+            downloads.drop_spare()  # nobody downloads while offline: no process kept ready
 
     def set_endpoint(self, url: str) -> str:
         """Use a mirror (or, empty, huggingface.co again); returns the endpoint now in use.
@@ -174,6 +180,8 @@ class ModelHub:
                 kw = {}
                 if self._retry_delays is not None:
                     kw["retry_delays_s"] = self._retry_delays
+                if self._network_wait is not None:
+                    kw["network_wait"] = self._network_wait
                 self._downloads = DownloadManager(
                     self.config, self.token.get, python=self._python, **kw
                 )

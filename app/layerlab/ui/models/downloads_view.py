@@ -17,6 +17,7 @@ _STATE_WORDS = {
     "queued": "waiting its turn",
     "downloading": "",
     "waiting": "",
+    "waiting_for_network": "",  # the note says it: waiting for the network, goes on by itself
     "paused": "paused",
     "verifying": "checking sha256…",
     "done": "done",
