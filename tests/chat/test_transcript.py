@@ -156,3 +156,98 @@ def test_show_earlier_puts_messages_in_a_few_per_turn_and_the_view_stays(qtbot, 
         assert fresh.document().toHtml() == doc.toHtml()
     finally:
         fresh.shutdown()
+
+
+def _long_answer() -> str:
+    """About 50k characters as a model writes them: paragraphs, code, lists, a table, a quote."""
+    words = ["The ", "quick ", "brown ", "fox ", "jumps ", "over ", "`the` ", "lazy ", "dog. "]
+    out = []
+    for i in range(9400):
+        word = words[i % len(words)]
+        if i % 60 == 59:
+            word += "\n\n"
+        if i % 600 == 300:
+            word = "\n\n```python\nfor i in range(3):\n    print(i)\n```\n\n"
+        if i % 2000 == 1000:
+            word = (
+                "\n\n1. one\n2. two\n   - nested\n3. three\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+            )
+            word += "> quoted\n> more\n\n"
+        out.append(word)
+    return "".join(out)
+
+
+def test_a_long_answer_that_ends_goes_in_a_piece_per_turn_as_if_at_once(qtbot, monkeypatch):
+    """An answer of 50k characters ends: its formatted HTML goes in a piece of about
+    FILL_CHARS per turn of the event loop (at once it took ~45 ms of the GUI thread), what the
+    person reads further up stays where it is, and the document is the one a layout of the
+    whole message at once makes."""
+    from dataclasses import replace
+
+    from layerlab.core.chat.store import Message
+    from layerlab.ui.chat import transcript
+
+    view = TranscriptView()
+    qtbot.addWidget(view)
+    view.resize(900, 700)
+    view.show()
+    words = "Words. " * 80
+    before = [  # more than a screenful: the person can scroll up, away from the end
+        (Message(f"m{i}", "c", None, "user", f"message number {i}\n\n{words}", 0, "stop"), (1, 1))
+        for i in range(12)
+    ]
+    q = Message("q1", "c", None, "user", "Tell me a long story.", 0.0, "stop")
+    live = Message("a1", "c", "q1", "assistant", "", 0.0)
+    text = _long_answer()
+    assert len(text) > 50_000
+    view.show_messages([*before, (q, (1, 1))])
+    view.start_live(live)
+    for n in range(2_500, len(text) + 2_500, 2_500):  # as it streams
+        view.update_live(replace(live, content=text[:n]))
+    doc = view.document()
+
+    def y_of(what: str) -> int:
+        return view.cursorRect(doc.find(what)).top()
+
+    grew, ys, last = [], [], [0]
+
+    def beat() -> None:
+        grew.append(doc.characterCount() - last[0])
+        ys.append(y_of("message number 3"))
+        last[0] = doc.characterCount()
+
+    heart = QTimer()
+    heart.setInterval(0)
+    heart.timeout.connect(beat)
+    ended = replace(live, content=text, finish="length")
+    view.show_messages([*before, (q, (1, 1)), (ended, (1, 1))])  # as the pane does at the end
+    assert "Formatting a long message" in view.toPlainText()
+    view.verticalScrollBar().setValue(200)  # scrolled up, reading an earlier message
+    reading, last[0] = y_of("message number 3"), doc.characterCount()
+    heart.start()
+    try:
+        qtbot.waitUntil(lambda: view.pending_renders == 0, timeout=60_000)
+    finally:
+        heart.stop()
+    assert "Formatting a long message" not in view.toPlainText()
+    assert "Regenerate" in view.toPlainText()
+    biggest_block = max(len(p) for p in text.split("\n\n"))  # a piece ends at a paragraph
+    assert max(grew) <= transcript.FILL_CHARS + 2 * biggest_block, max(grew)
+    turns = len([g for g in grew if g > 0])
+    assert turns >= len(text) // (transcript.FILL_CHARS + 2 * biggest_block), turns
+    assert all(abs(y - reading) <= 2 for y in ys), (reading, sorted(set(ys)))  # it stays
+
+    # the same conversation laid out at once (rendered and put in on the GUI thread)
+    monkeypatch.setattr(transcript, "RENDER_HERE_CHARS", 10**9)
+    monkeypatch.setattr(transcript, "RENDER_HERE_S", 60.0)
+    fresh = TranscriptView()
+    qtbot.addWidget(fresh)
+    fresh.resize(view.size())
+    fresh.show()
+    try:
+        fresh.show_messages([*before, (q, (1, 1)), (ended, (1, 1))])
+        assert fresh.pending_renders == 0
+        assert fresh.document().toHtml() == doc.toHtml()
+    finally:
+        fresh.shutdown()
+        view.shutdown()

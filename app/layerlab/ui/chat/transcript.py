@@ -14,6 +14,10 @@ The GUI thread never does heavy work here, however long the conversation or a me
   rendered here within a few milliseconds, the rest (and any long one: a 5,000-line code
   block, a 1 MB answer) by a worker thread while a placeholder stands in; what the worker
   sends back replaces its placeholder where it stands, a few per turn, not the messages below;
+- a long message (an answer that just ended, one shown again) goes in in pieces of about
+  FILL_CHARS, one per turn: the worker also parses its HTML into a document of its own and
+  cuts it between top-level paragraphs, and copies of those pieces make the same document as
+  the whole put in at once (putting 50k characters in at once took ~45 ms here);
 - the answer being written is rendered in pieces: what is settled (up to the last blank line
   outside a code block) once, and only the paragraph still growing again at each paint.
 """
@@ -26,8 +30,15 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from PySide6.QtCore import QObject, QPoint, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextFormat
+from PySide6.QtCore import QCoreApplication, QObject, QPoint, QTimer, QUrl, Signal
+from PySide6.QtGui import (
+    QDesktopServices,
+    QGuiApplication,
+    QTextCursor,
+    QTextDocument,
+    QTextDocumentFragment,
+    QTextFormat,
+)
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from layerlab.core.chat.render import as_text, code_blocks, plain_html, to_html
@@ -48,6 +59,7 @@ LIVE_TAIL_CHARS = 6_000  # a growing paragraph longer than this is shown as plai
 SLOW_TAIL_S = 0.25  # ... and repainted at most four times a second
 EARLIER_SLICE = 5  # messages put in per turn of the event loop at most (~0.6 ms each) ...
 SLICE_S = 0.006  # ... fewer while a slice takes longer than this (a long transcript)
+FILL_CHARS = 4_000  # a long message goes in in pieces of about this many characters (~2.5 ms)
 SHOW_EARLIER_LINK = '<p align="center"><a href="more:">Show earlier messages</a></p>'
 
 
@@ -117,10 +129,64 @@ def _key(m: Message, position: tuple[int, int]) -> tuple:
     return (m.id, m.role, hash(m.content), len(m.content), m.finish, m.note, stats, position)
 
 
+def _goes_in_pieces(key: tuple) -> bool:
+    """A message too long to lay out in one go on the GUI thread (key[3]: its length)."""
+    return key[3] > RENDER_HERE_CHARS
+
+
+class _Pieces:
+    """A long message's HTML parsed (by the worker) into a document of its own, cut where it
+    may go in piece by piece: before a top-level paragraph, never inside a table (a code
+    block) or a list. Copies of the pieces put in one after another make the same document as
+    the HTML put in at once: each piece ends with the separator that carries the next one's
+    first block's formats."""
+
+    def __init__(self, out: str):
+        doc = QTextDocument()
+        doc.setUndoRedoEnabled(False)
+        QTextCursor(doc).insertFragment(QTextDocumentFragment.fromHtml(out))
+        root, cuts = doc.rootFrame(), [0]
+        block = doc.begin()
+        while block.isValid():
+            at = block.position()
+            if (
+                at - cuts[-1] >= FILL_CHARS
+                and block.textList() is None
+                and QTextCursor(block).currentFrame() == root
+            ):
+                cuts.append(at)
+            block = block.next()
+        cuts.append(doc.characterCount() - 1)  # the last block's end (its end is not text)
+        self.doc, self.cuts = doc, cuts
+        app = QCoreApplication.instance()
+        if app is not None:  # read (and let go of) on the GUI thread from here
+            doc.moveToThread(app.thread())
+
+    @property
+    def count(self) -> int:
+        return len(self.cuts) - 1
+
+    def size(self, n: int) -> int:
+        return self.cuts[n + 1] - self.cuts[n]
+
+    def piece(self, n: int) -> QTextDocumentFragment:
+        cursor = QTextCursor(self.doc)
+        cursor.setPosition(self.cuts[n])
+        cursor.setPosition(self.cuts[n + 1], QTextCursor.MoveMode.KeepAnchor)
+        return cursor.selection()
+
+
+class _Filling:
+    """A long message going in: the pieces put in so far."""
+
+    def __init__(self, pieces: _Pieces):
+        self.pieces, self.next = pieces, 1
+
+
 class _Renderer(QObject):
     """Renders long messages in one worker thread; the answer comes back as a signal."""
 
-    done = Signal(object, str)  # cache key, HTML
+    done = Signal(object, str, object)  # cache key, HTML, its _Pieces (a long one) or None
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -131,18 +197,23 @@ class _Renderer(QObject):
         # not on the GUI thread when the first conversation opens.
         self._pool.submit(to_html, "```python\nx = 1\n```\n| a |\n|---|\n| 1 |\n")
 
-    def ask(self, key: tuple, m: Message, position: tuple[int, int]) -> None:
+    def ask(
+        self, key: tuple, m: Message, position: tuple[int, int], out: str | None = None
+    ) -> None:
+        """Render `m` (`out`: rendered already); a long one is also cut into pieces."""
         if key in self._asked or self._closed.is_set():
             return
         self._asked.add(key)
-        self._pool.submit(self._run, key, m, position)
+        self._pool.submit(self._run, key, m, position, out)
 
-    def _run(self, key: tuple, m: Message, position: tuple[int, int]) -> None:
+    def _run(self, key: tuple, m: Message, position: tuple[int, int], out: str | None) -> None:
         if self._closed.is_set():
             return
-        out = message_html(m, position)
+        if out is None:
+            out = message_html(m, position)
+        pieces = _Pieces(out) if _goes_in_pieces(key) else None
         if not self._closed.is_set():
-            self.done.emit(key, out)
+            self.done.emit(key, out, pieces)
 
     def answered(self, key: tuple) -> None:
         self._asked.discard(key)
@@ -219,6 +290,8 @@ class TranscriptView(QTextBrowser):
         self._shown: list[tuple] = []  # keys of the messages laid out, oldest first
         self._starts: list[int] = []  # where each laid-out message begins (and the end)
         self._placeholders: set[tuple] = set()  # laid-out messages waiting for the worker
+        self._pieces: dict[tuple, _Pieces] = {}  # long placeholders' pieces, ready to go in
+        self._filling: dict[tuple, _Filling] = {}  # long messages partly put in
         self._renderer = _Renderer(self)
         self._renderer.done.connect(self._rendered)
         self._relayout = QTimer(self)
@@ -248,8 +321,10 @@ class TranscriptView(QTextBrowser):
 
     @property
     def pending_renders(self) -> int:
-        """Messages on screen still waiting for the worker (a placeholder shows)."""
-        return sum(1 for k in self._shown if k not in self._kept)
+        """Messages on screen not (all) formatted yet: a placeholder shows, or a long one is
+        still going in."""
+        waiting = self._placeholders.union(self._filling)
+        return sum(1 for k in self._shown if k not in self._kept or k in waiting)
 
     @property
     def earlier_waiting(self) -> int:
@@ -303,12 +378,19 @@ class TranscriptView(QTextBrowser):
         self._renderer.close()
 
     def _html(self, m: Message, pos: tuple[int, int], key: tuple, until: float) -> str | None:
-        """The message rendered; None: the worker renders it (a placeholder stands in)."""
+        """The message rendered, to go in at once; None: a placeholder stands in while the
+        worker renders it (a long one: and cuts it into pieces, to go in one per turn)."""
         out = self._kept.get(key)
+        if _goes_in_pieces(key):
+            if key in self._pieces:
+                self._relayout.start(0)  # its pieces are ready
+            else:
+                self._renderer.ask(key, m, pos, out)
+            return None
         if out is not None:
             self._kept.move_to_end(key)
             return out
-        if len(m.content) <= RENDER_HERE_CHARS and time.perf_counter() < until:
+        if time.perf_counter() < until:
             return self._keep(key, message_html(m, pos))
         self._renderer.ask(key, m, pos)
         return None
@@ -319,6 +401,8 @@ class TranscriptView(QTextBrowser):
         self._earlier.stop()
         for m, pos in reversed(self._rows):  # the newest first: it is what the person sees
             self._html(m, pos, _key(m, pos), until)
+        for key in list(self._filling):
+            self._stop_filling(key)
         self.clear()
         self._keep_reading_width()
         cursor = QTextCursor(self.document())
@@ -332,6 +416,7 @@ class TranscriptView(QTextBrowser):
         """Lay out rows[first:] at the end; `_starts[i]` is where message i begins."""
         for m, pos in self._rows[first:]:
             key = _key(m, pos)
+            self._stop_filling(key)
             cursor.movePosition(QTextCursor.MoveOperation.End)
             under_link = self._link and not self._shown
             if self._shown or self._link:
@@ -358,9 +443,17 @@ class TranscriptView(QTextBrowser):
             self._kept.popitem(last=False)
         return out
 
-    def _rendered(self, key: tuple, out: str) -> None:
+    def _stop_filling(self, key: tuple) -> None:
+        """A long message partly put in is laid out anew: its pieces wait to go in again."""
+        filling = self._filling.pop(key, None)
+        if filling is not None:
+            self._pieces[key] = filling.pieces
+
+    def _rendered(self, key: tuple, out: str, pieces: _Pieces | None = None) -> None:
         self._renderer.answered(key)
         self._keep(key, out)
+        if pieces is not None and key in self._placeholders:
+            self._pieces[key] = pieces
         if not self._relayout.isActive() and key in self._placeholders:
             self._relayout.start(RELAYOUT_MS)  # more renders may follow: put them in together
         if self._above and not self._earlier.isActive():
@@ -397,19 +490,40 @@ class TranscriptView(QTextBrowser):
         view.moved(at, removed, inserted)
 
     def _lay_out_again(self) -> None:
-        """Put what the worker rendered in place of its placeholders, a few per turn, each
-        where it stands (the messages below are not laid out again), keeping the view."""
+        """Put what the worker rendered in place of its placeholders, each where it stands
+        (the messages below are not laid out again), and the next piece of each long message
+        going in, keeping the view. Per turn: a few messages, about FILL_CHARS of text."""
         index = {k: i for i, k in enumerate(self._shown)}
-        done = sorted(index[k] for k in self._placeholders if k in self._kept and k in index)
         self._placeholders &= set(index)
-        if not done:
+        for gone in [k for k in self._pieces if k not in self._placeholders]:
+            del self._pieces[gone]
+        for gone in [k for k in self._filling if k not in index]:
+            del self._filling[gone]
+
+        def ready(k: tuple) -> bool:
+            return k in self._pieces if _goes_in_pieces(k) else k in self._kept
+
+        done = sorted(index[k] for k in self._placeholders if ready(k))
+        if not done and not self._filling:
             return
         view = self._hold_view(follow_end=True)
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()  # laid out once for the slice
-        for n, i in enumerate(done):
-            if n >= self._slice:
-                self._relayout.start(0)  # the rest at the next turn
+        put = chars = 0
+        for key, filling in list(self._filling.items()):  # the next piece of each, at its end
+            if put >= self._slice or (put and chars >= FILL_CHARS):
+                break
+            i, n = index[key], filling.next
+            at = self._starts[i + 1]
+            cursor.setPosition(at)
+            cursor.insertFragment(filling.pieces.piece(n))
+            self._moved(i + 1, at, 0, cursor.position() - at, view)
+            filling.next += 1
+            if filling.next == filling.pieces.count:
+                del self._filling[key]
+            put, chars = put + 1, chars + filling.pieces.size(n)
+        for i in done:
+            if put >= self._slice or (put and chars >= FILL_CHARS):
                 break
             key = self._shown[i]
             self._placeholders.discard(key)
@@ -419,10 +533,21 @@ class TranscriptView(QTextBrowser):
             cursor.setPosition(at)
             cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
             cursor.removeSelectedText()
-            cursor.insertHtml(self._kept[key])
+            pieces = self._pieces.pop(key, None)
+            if pieces is None:
+                cursor.insertHtml(self._kept[key])
+                chars += key[3]
+            else:  # its first piece; the rest at the next turns
+                cursor.insertFragment(pieces.piece(0))
+                chars += pieces.size(0)
+                if pieces.count > 1:
+                    self._filling[key] = _Filling(pieces)
             self._moved(i + 1, at, end - at, cursor.position() - at, view)
+            put += 1
         cursor.endEditBlock()
         self._restore_view(view)
+        if self._filling or any(ready(k) for k in self._placeholders):
+            self._relayout.start(0)  # the rest at the next turn
 
     def _ask_for_earlier(self, rows: list[tuple[Message, tuple[int, int]]]) -> None:
         """Earlier messages to put in above the shown ones: the worker renders them, the
@@ -450,16 +575,19 @@ class TranscriptView(QTextBrowser):
             m, pos = self._above[-1]
             key = _key(m, pos)
             out = self._kept.get(key)
-            if out is not None:
+            if _goes_in_pieces(key):  # a placeholder now, its pieces where it stands later
+                if key in self._pieces:
+                    self._relayout.start(0)
+                else:
+                    self._renderer.ask(key, m, pos, out)
+                self._placeholders.add(key)
+                out = placeholder_html(m, pos)
+            elif out is not None:
                 self._kept.move_to_end(key)
-            elif len(m.content) <= RENDER_HERE_CHARS:
+            else:
                 self._renderer.ask(key, m, pos)
                 waiting = True  # its render comes back as a signal, which goes on from here
                 break
-            else:  # a long one: a placeholder now, its render where it stands later
-                self._renderer.ask(key, m, pos)
-                self._placeholders.add(key)
-                out = placeholder_html(m, pos)
             self._above.pop()
             at = self._starts[0]  # the end of the link's paragraph
             cursor.setPosition(at)
@@ -516,6 +644,8 @@ class TranscriptView(QTextBrowser):
         cursor.setPosition(self._starts[first])
         cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
         cursor.removeSelectedText()
+        for key in self._shown[first:]:
+            self._stop_filling(key)
         del self._starts[first + 1 :], self._shown[first:]
         self._placeholders &= set(self._shown)
         self._append(cursor, first, time.perf_counter() + RENDER_HERE_S)
