@@ -14,6 +14,6 @@ need_packages() {
 # Building: llama.cpp's Vulkan backend (shader compiler, loader), the bundle's checks, the .deb.
 BUILD_PACKAGES=(build-essential cmake glslc libvulkan1 patchelf
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0
-  libxkbcommon-x11-0)
+  libxkbcommon-x11-0 libwayland-cursor0 libwayland-egl1)  # the last two: Qt's Wayland plugin
 # Checking: Mesa's CPU Vulkan driver, NSIS, a clean Debian root, a display to look at.
 TEST_PACKAGES=(mesa-vulkan-drivers nsis debootstrap xvfb xdotool imagemagick bc)
