@@ -25,6 +25,9 @@ done
 installers/build-llama-modules.sh
 WHEEL=$(ls "$ROOT"/build/llama-modules/wheel/llama_cpp_python-*.whl)
 
+# setuptools keeps build/lib between builds and never drops a module that was renamed
+# (the bundle carried cluster/probe.py and two more, which PyInstaller could not import)
+rm -rf "$ROOT/build/lib" "$ROOT"/build/bdist.*
 [ -x "$V/bin/python" ] || "$PY" -m venv "$V"
 log "installing the app, PyInstaller and llama.cpp's module build into $V"
 "$V/bin/python" -m pip install -q "pyinstaller==6.22.*" "$ROOT"

@@ -13,7 +13,13 @@ import psutil
 import pytest
 
 from layerlab.core.engine.client import Delta, EngineUnavailable
-from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready, WatchSettings
+from layerlab.core.engine.supervisor import (
+    EngineSupervisor,
+    Failed,
+    Ready,
+    WatchSettings,
+    stall_limit,
+)
 from layerlab.core.load_plan import DeviceRef, LoadPlan
 from tests.spine.engine_helpers import answer, load
 
@@ -180,3 +186,25 @@ def test_a_log_written_past_its_limit_keeps_at_most_three_files(tmp_path):
     assert [p.name for p in files] == ["engine.log", "engine.log.1", "engine.log.2"]
     assert all(p.stat().st_size <= 1000 for p in files)
     assert (tmp_path / "engine.log").read_text().endswith("line 0499 of llama.cpp's chatter\n")
+
+
+def test_the_first_decode_after_a_load_may_take_longer_than_a_token(demo_model):
+    # A real engine says whether a decode has finished since its load; the watchdog gives
+    # the first one (kernels being built: ~30 s on Mesa's CPU Vulkan) first_stall_s.
+    watch = WatchSettings(stall_s=30.0, first_stall_s=300.0)
+    assert stall_limit({"warm": False}, watch) == 300.0
+    assert stall_limit({"warm": True}, watch) == 30.0
+    assert stall_limit({}, watch) == 30.0  # an engine that does not say: as before
+    sup = EngineSupervisor()
+    sup.start(LoadPlan(str(demo_model), n_ctx=256))
+    ready = sup.wait_for((Ready, Failed), 90)
+    assert isinstance(ready, Ready), ready
+    try:
+        client = sup.client()
+        assert client.status()["warm"] is False
+        assert "".join(
+            e.text for e in client.stream_completion("Hi", max_tokens=2) if hasattr(e, "text")
+        )
+        assert client.status()["warm"] is True
+    finally:
+        sup.stop()

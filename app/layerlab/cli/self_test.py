@@ -79,6 +79,9 @@ def run_self_test(device: str | None = None, timeout: float = 300.0) -> int:
         return 0
     except (EngineRefused, EngineUnavailable) as e:
         _say(str(e))
+        state = head.supervisor.state
+        if isinstance(state, Failed) and state.message:
+            _say(state.message)  # why it stopped, as the head heard it
         return 1
     finally:
         head.close()

@@ -151,6 +151,7 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
         return {
             "state": "generating" if session.generating else "idle",
             "since_progress_s": time.monotonic() - session.last_progress,
+            "warm": session.warm,  # a decode has finished since the load
             "parallel": decoder.parallel,
             "running": decoder.running,
             "waiting": decoder.waiting(),

@@ -421,6 +421,7 @@ class BatchDecoder:
         # the compute's and the answer's tok/s is what the person gets.
         low.llama_synchronize(self.ctx)
         took = time.perf_counter() - t0
+        self.session.warm = True
         for a, k in prompt_rows:
             a.prompt_n += k
             a.prompt_s += took

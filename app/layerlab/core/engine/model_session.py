@@ -136,6 +136,9 @@ class ModelSession:
         # Watchdog inputs, read by the API's status route from another thread.
         self.generating = False
         self.last_progress = time.monotonic()
+        # The first decode on a device builds its kernels (Vulkan pipelines, CUDA modules):
+        # seconds on a GPU, ~30 s on Mesa's CPU Vulkan. The watchdog gives it longer.
+        self.warm = False
 
     # -- loading ------------------------------------------------------------------------
     def _device_array(self) -> ctypes.Array:

@@ -107,11 +107,20 @@ class WatchSettings:
     interval_s: float = 0.5  # how often workers and the engine are asked how they are
     worker_silence_s: float = 3.0  # a worker's status endpoint silent this long: frozen
     stall_s: float = 30.0  # generating with no new token this long: stalled
+    # ... before the first decode since the load has finished (it builds the device's
+    # kernels: the bundle's self-test on Mesa's CPU Vulkan took 29 s, and was stopped)
+    first_stall_s: float = 300.0
     probe_timeout_s: float = 2.0
     # The engine's status route answers in milliseconds, generating or not (the event loop
     # never waits on llama.cpp); no answer for this long from the last one: frozen.
     engine_silence_s: float = 5.0
     engine_timeout_s: float = 1.0  # one status call's limit
+
+
+def stall_limit(status: dict, watch: WatchSettings) -> float:
+    """How long an answer may go without progress, from the engine's status: longer while
+    the first decode since the load runs (it builds the device's kernels)."""
+    return watch.stall_s if status.get("warm", True) else max(watch.stall_s, watch.first_stall_s)
 
 
 class WorkerRoutes(Protocol):
@@ -546,14 +555,15 @@ class EngineSupervisor:
                     return
                 continue
             last_answer = time.monotonic()
-            stalled = st.get("since_progress_s", 0) > w.stall_s
+            limit = stall_limit(st, w)
+            stalled = st.get("since_progress_s", 0) > limit
             if st.get("state") == "generating" and stalled:
                 self._kill_for(
                     plan,
                     gen,
                     Failed(
                         plan,
-                        f"The answer made no progress for {w.stall_s:g} s; the engine "
+                        f"The answer made no progress for {limit:g} s; the engine "
                         "was stopped. Your conversation is kept.",
                         cause="stalled",
                     ),
