@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from layerlab.core.chat.render import code_blocks, plain_html, to_html
+from layerlab.core.chat.render import code_blocks, plain_html, to_html, to_html_parts
 
 
 def test_headings_lists_tables_links_and_code():
@@ -68,3 +68,26 @@ def test_invalid_utf8_broken_markdown_and_nuls_never_raise():
 def test_a_persons_own_text_is_shown_as_typed():
     out = plain_html("<b>hi</b>\n# not a heading")
     assert "&lt;b&gt;hi&lt;/b&gt;<br># not a heading" in out
+
+
+def test_a_long_message_renders_in_parts_of_whole_blocks_that_join_as_the_whole():
+    blocks = [
+        "Some *words* and `code`.\n\n" * 30,
+        "## A heading\n\n",
+        "- one\n- two\n\n" * 5,
+        "```python\nx = 1\n```\n\n",
+        "| a | b |\n|---|---|\n| 1 | 2 |\n\n",
+        "> quoted\n\n",
+        "---\n\n",
+    ]
+    text = "".join(blocks) * 40
+    for part_chars in (1, 300, 4_000, 10**9):
+        for first_code in (0, 7):
+            parts = to_html_parts(text, part_chars, first_code)
+            assert "".join(parts) == to_html(text, first_code)  # copy links numbered as one
+            assert all(p.startswith(("<p>", "<h2>", "<blockquote>")) for p in parts[1:])
+            if part_chars == 300:  # whole blocks of at least 300 characters of Markdown
+                assert len(text) // 1_000 < len(parts) <= len(text) // 300 + 1
+    assert len(to_html_parts(text, 10**9)) == 1
+    assert to_html_parts("", 100) == [to_html("")]
+    assert to_html_parts(b"caf\xc3 ok\x00", 1) == [to_html(b"caf\xc3 ok\x00")]

@@ -181,13 +181,22 @@ def test_a_long_answer_that_ends_goes_in_a_piece_per_turn_as_if_at_once(qtbot, m
     """An answer of 50k characters ends: its formatted HTML goes in a piece of about
     FILL_CHARS per turn of the event loop (at once it took ~45 ms of the GUI thread), what the
     person reads further up stays where it is, and the document is the one a layout of the
-    whole message at once makes."""
+    whole message at once makes. The worker never parses the whole answer's HTML in one call
+    (Qt's parser holds Python's GIL throughout: 50k characters froze every thread ~25 ms),
+    only a part of about FILL_CHARS at a time."""
     from dataclasses import replace
 
     from layerlab.core.chat.store import Message
     from layerlab.ui.chat import transcript
 
-    view = TranscriptView()
+    parsed: list[tuple[int, int, str]] = []  # each parse call: HTML size, text size, thread
+
+    def counting_parse(out: str):
+        doc = transcript.parse_html(out)
+        parsed.append((len(out), doc.characterCount(), threading.current_thread().name))
+        return doc
+
+    view = TranscriptView(parse=counting_parse)
     qtbot.addWidget(view)
     view.resize(900, 700)
     view.show()
@@ -236,6 +245,12 @@ def test_a_long_answer_that_ends_goes_in_a_piece_per_turn_as_if_at_once(qtbot, m
     turns = len([g for g in grew if g > 0])
     assert turns >= len(text) // (transcript.FILL_CHARS + 2 * biggest_block), turns
     assert all(abs(y - reading) <= 2 for y in ys), (reading, sorted(set(ys)))  # it stays
+    whole_html = len(transcript.message_html(ended))
+    assert len(parsed) >= len(text) // (transcript.FILL_CHARS + 2 * biggest_block), parsed
+    assert max(n for _, n, _ in parsed) <= transcript.FILL_CHARS + 2 * biggest_block, parsed
+    assert max(n for n, _, _ in parsed) < whole_html / 8, (whole_html, parsed)  # ~2 ms each
+    assert sum(n for n, _, _ in parsed) <= whole_html  # each part once
+    assert {name.split("_")[0] for _, _, name in parsed} == {"chat-render"}  # not the GUI's
 
     # the same conversation laid out at once (rendered and put in on the GUI thread)
     monkeypatch.setattr(transcript, "RENDER_HERE_CHARS", 10**9)
@@ -251,3 +266,55 @@ def test_a_long_answer_that_ends_goes_in_a_piece_per_turn_as_if_at_once(qtbot, m
     finally:
         fresh.shutdown()
         view.shutdown()
+
+
+BLOCKS = {  # every kind of top-level block a model writes
+    "paragraph": "Some *words*, `code` and [a link](https://example.org).",
+    "heading": "## A heading",
+    "bullets": "- one\n- two\n  - nested",
+    "numbers": "1. one\n2. two",
+    "code": "```python\nx = 1\n```",
+    "indented code": "    plain code",
+    "table": "| a | b |\n|---|---|\n| 1 | 2 |",
+    "quote": "> quoted\n> more",
+    "rule": "---",
+}
+
+
+def test_a_long_message_cut_anywhere_it_may_be_joins_as_the_whole(qtbot):
+    """A long message goes in as parts, each parsed into a document of its own: every kind of
+    block followed by every kind, cut at every place a part may begin (parts of a character),
+    put in piece by piece where the message stands (between others) makes the same document
+    as its whole HTML put in at once."""
+    from PySide6.QtGui import QTextCursor, QTextDocument
+
+    from layerlab.core.chat.store import Message
+    from layerlab.ui.chat import transcript
+
+    kinds = list(BLOCKS.values())
+    # each kind after each (two lists of one kind in a row are one list: a rule between)
+    text = "\n\n".join(f"{a}\n\nSome words.\n\n---\n\n{a}\n\n{b}" for a in kinds for b in kinds)
+    m = Message("a1", "c", "q1", "assistant", text, 0.0, "stop")
+    parts = transcript.message_parts(m, part_chars=1)
+    assert "".join(parts) == transcript.message_html(m)
+    assert len(parts) > 100  # cut wherever a paragraph, a heading or a quote begins
+
+    def laid_out() -> tuple[QTextDocument, QTextCursor]:
+        doc = QTextDocument()
+        cursor = QTextCursor(doc)
+        cursor.insertHtml("<p>before</p>")
+        cursor.insertBlock()  # as the view puts a message in after another
+        at = cursor.position()
+        cursor.insertBlock()
+        cursor.insertHtml("<p>after</p>")
+        cursor.setPosition(at)
+        return doc, cursor
+
+    whole, cursor = laid_out()
+    cursor.insertHtml(transcript.message_html(m))
+    joined, cursor = laid_out()
+    pieces = transcript._Pieces(parts)
+    for n in range(pieces.count):
+        pieces.put_in(n, cursor)  # the cursor ends where the message ends: the next goes there
+    assert joined.toPlainText() == whole.toPlainText()
+    assert joined.toHtml() == whole.toHtml()

@@ -9,6 +9,11 @@ Qt's rich text knows a subset of HTML/CSS: inline styles only, no classes from a
 stylesheet, so Pygments writes inline styles (noclasses) and tables get explicit borders.
 Each fenced code block is numbered: its copy link is `copy:N` (the view resolves it with
 `code_blocks(text)[N]`), links open only when clicked (the view decides).
+
+A long message can be rendered in parts (`to_html_parts`): groups of whole top-level blocks,
+each an HTML fragment of its own, so the view can parse each into a small document (Qt's
+parser holds Python's GIL for the whole call: one 50k-character parse froze every thread for
+~25 ms). A part begins with a paragraph, a heading or a quote, never inside a list or table.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import html
 import re
 from functools import lru_cache
+from itertools import pairwise
 
 from markdown_it import MarkdownIt
 from pygments import highlight
@@ -26,6 +32,7 @@ from pygments.util import ClassNotFound
 MAX_HIGHLIGHT_CHARS = 200_000  # above this a code block is shown plain: Pygments is slow
 SAFE_LINK = re.compile(r"^(https?:|mailto:)", re.IGNORECASE)
 CODE_STYLE = "default"
+NEWLINES = re.compile(r"\r\n?")
 
 
 def _md() -> MarkdownIt:
@@ -89,6 +96,43 @@ def to_html(text: str | bytes, first_code: int = 0) -> str:
     except Exception:  # a parser bug must not lose the message: show it as plain text
         body = f"<pre>{html.escape(text)}</pre>"
     return _qt_friendly(body)
+
+
+# Top-level blocks a part may begin with: Qt puts each in a block of its own formats, so a
+# part's document joined after the one before (a new block in the part's first block's
+# formats) makes the same document as the whole HTML parsed at once. A list or a table does
+# not join that way (Qt merges a list into the block before it, a table leaves one more).
+PART_STARTS = ("paragraph_open", "heading_open", "blockquote_open")
+
+
+def to_html_parts(text: str | bytes, part_chars: int, first_code: int = 0) -> list[str]:
+    """`to_html(text, first_code)` cut into parts of whole top-level blocks, each at least
+    `part_chars` characters of Markdown (the last one may be shorter; a part is longer when
+    no block it may begin with comes sooner). Joined they are `to_html(text, first_code)`."""
+    text = as_text(text)
+    md = _renderer()
+    env = {"code_n": first_code}
+    try:
+        tokens = md.parse(text, env)
+        line_at = [0]  # where each line begins (lines as the parser counts them)
+        for line in NEWLINES.sub("\n", text).split("\n"):
+            line_at.append(line_at[-1] + len(line) + 1)
+        cuts, begun = [0], 0
+        for i, token in enumerate(tokens):
+            if token.level or token.type not in PART_STARTS or not token.map or not i:
+                continue
+            at = line_at[min(token.map[0], len(line_at) - 1)]
+            if at - begun >= part_chars:
+                cuts.append(i)
+                begun = at
+        cuts.append(len(tokens))
+        parts = [  # one env: code blocks are numbered on from part to part, as in the whole
+            _qt_friendly(md.renderer.render(tokens[a:b], md.options, env))
+            for a, b in pairwise(cuts)
+        ]
+    except Exception:  # as to_html: a parser bug must not lose the message
+        return [to_html(text, first_code)]
+    return parts or [""]
 
 
 def _qt_friendly(body: str) -> str:

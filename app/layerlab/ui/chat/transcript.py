@@ -15,9 +15,11 @@ The GUI thread never does heavy work here, however long the conversation or a me
   block, a 1 MB answer) by a worker thread while a placeholder stands in; what the worker
   sends back replaces its placeholder where it stands, a few per turn, not the messages below;
 - a long message (an answer that just ended, one shown again) goes in in pieces of about
-  FILL_CHARS, one per turn: the worker also parses its HTML into a document of its own and
-  cuts it between top-level paragraphs, and copies of those pieces make the same document as
-  the whole put in at once (putting 50k characters in at once took ~45 ms here);
+  FILL_CHARS, one per turn (putting 50k characters in at once took ~45 ms here): the worker
+  renders it in parts of whole top-level blocks and parses each part into a small document
+  of its own. Never the whole at once: Qt's parser holds Python's GIL for the whole call, and
+  parsing 50k characters (~25 ms) froze the GUI thread as surely as doing it there. The parts
+  joined make the same document as the whole put in at once;
 - the answer being written is rendered in pieces: what is settled (up to the last blank line
   outside a code block) once, and only the paragraph still growing again at each paint.
 """
@@ -41,7 +43,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
-from layerlab.core.chat.render import as_text, code_blocks, plain_html, to_html
+from layerlab.core.chat.render import as_text, code_blocks, plain_html, to_html, to_html_parts
 from layerlab.core.chat.store import Message
 
 NOTE_STYLE = "color:#a33; font-style: italic;"
@@ -61,6 +63,10 @@ EARLIER_SLICE = 5  # messages put in per turn of the event loop at most (~0.6 ms
 SLICE_S = 0.006  # ... fewer while a slice takes longer than this (a long transcript)
 FILL_CHARS = 4_000  # a long message goes in in pieces of about this many characters (~2.5 ms)
 SHOW_EARLIER_LINK = '<p align="center"><a href="more:">Show earlier messages</a></p>'
+
+
+# A message rendered: its HTML, or a long one's parts (it goes in piece by piece)
+Html = str | tuple[str, ...]
 
 
 def _actions(m: Message, position: tuple[int, int]) -> str:
@@ -108,6 +114,19 @@ def message_html(m: Message, position: tuple[int, int] = (1, 1), live: bool = Fa
     return _who(m) + body + _under(m, position, live)
 
 
+def message_parts(
+    m: Message, position: tuple[int, int] = (1, 1), part_chars: int = FILL_CHARS
+) -> tuple[str, ...]:
+    """`message_html(m, position)` in parts of about `part_chars` of text (whole top-level
+    blocks; a person's own message is one paragraph: one part), joined the same HTML."""
+    user = m.role == "user"
+    parts = [plain_html(m.content)] if user else to_html_parts(m.content, part_chars)
+    parts = [p.replace('href="copy:', f'href="copy:{m.id}:') for p in parts]
+    parts[0] = _who(m) + parts[0]
+    parts[-1] += _under(m, position, False)
+    return tuple(parts)
+
+
 def placeholder_html(m: Message, position: tuple[int, int]) -> str:
     """What stands in for a message while a worker renders it: a short one as plain text (it
     takes about the room it will take), a long one named by its size."""
@@ -134,46 +153,44 @@ def _goes_in_pieces(key: tuple) -> bool:
     return key[3] > RENDER_HERE_CHARS
 
 
-class _Pieces:
-    """A long message's HTML parsed (by the worker) into a document of its own, cut where it
-    may go in piece by piece: before a top-level paragraph, never inside a table (a code
-    block) or a list. Copies of the pieces put in one after another make the same document as
-    the HTML put in at once: each piece ends with the separator that carries the next one's
-    first block's formats."""
+def parse_html(out: str) -> QTextDocument:
+    """HTML parsed into a document of its own (one C++ call: Python waits meanwhile)."""
+    doc = QTextDocument()
+    doc.setUndoRedoEnabled(False)
+    QTextCursor(doc).insertHtml(out)
+    return doc
 
-    def __init__(self, out: str):
-        doc = QTextDocument()
-        doc.setUndoRedoEnabled(False)
-        QTextCursor(doc).insertFragment(QTextDocumentFragment.fromHtml(out))
-        root, cuts = doc.rootFrame(), [0]
-        block = doc.begin()
-        while block.isValid():
-            at = block.position()
-            if (
-                at - cuts[-1] >= FILL_CHARS
-                and block.textList() is None
-                and QTextCursor(block).currentFrame() == root
-            ):
-                cuts.append(at)
-            block = block.next()
-        cuts.append(doc.characterCount() - 1)  # the last block's end (its end is not text)
-        self.doc, self.cuts = doc, cuts
+
+class _Pieces:
+    """A long message's parts (whole top-level blocks), each parsed by the worker into a
+    document of its own, to go in one per turn. Each part begins with a paragraph, a heading
+    or a quote: put in after the one before, in a new block with its first block's formats,
+    the parts make the same document as the whole HTML put in at once."""
+
+    def __init__(self, parts: tuple[str, ...], parse=parse_html):
+        # A part's last block would keep the newline after its closing tag (as a space):
+        # in the whole, that newline falls between two blocks and is dropped.
+        self.docs = [parse(p.rstrip()) for p in parts]
         app = QCoreApplication.instance()
-        if app is not None:  # read (and let go of) on the GUI thread from here
-            doc.moveToThread(app.thread())
+        for doc in self.docs:
+            if app is not None:  # read (and let go of) on the GUI thread from here
+                doc.moveToThread(app.thread())
 
     @property
     def count(self) -> int:
-        return len(self.cuts) - 1
+        return len(self.docs)
 
     def size(self, n: int) -> int:
-        return self.cuts[n + 1] - self.cuts[n]
+        return self.docs[n].characterCount()
 
-    def piece(self, n: int) -> QTextDocumentFragment:
-        cursor = QTextCursor(self.doc)
-        cursor.setPosition(self.cuts[n])
-        cursor.setPosition(self.cuts[n + 1], QTextCursor.MoveMode.KeepAnchor)
-        return cursor.selection()
+    def put_in(self, n: int, cursor: QTextCursor) -> None:
+        """Put piece n in at the cursor: the first where the message begins, the others at
+        the end of the one before."""
+        doc = self.docs[n]
+        if n:
+            first = doc.begin()
+            cursor.insertBlock(first.blockFormat(), first.charFormat())
+        cursor.insertFragment(QTextDocumentFragment(doc))
 
 
 class _Filling:
@@ -184,12 +201,15 @@ class _Filling:
 
 
 class _Renderer(QObject):
-    """Renders long messages in one worker thread; the answer comes back as a signal."""
+    """Renders long messages in one worker thread; the answer comes back as a signal.
+    `parse`: how a long message's parts are parsed into documents (tests count the calls)."""
 
-    done = Signal(object, str, object)  # cache key, HTML, its _Pieces (a long one) or None
+    # cache key, HTML (a long one: its parts), its _Pieces (a long one) or None
+    done = Signal(object, object, object)
 
-    def __init__(self, parent: QObject | None = None):
+    def __init__(self, parent: QObject | None = None, parse=parse_html):
         super().__init__(parent)
+        self._parse = parse
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-render")
         self._asked: set[tuple] = set()
         self._closed = threading.Event()
@@ -198,20 +218,24 @@ class _Renderer(QObject):
         self._pool.submit(to_html, "```python\nx = 1\n```\n| a |\n|---|\n| 1 |\n")
 
     def ask(
-        self, key: tuple, m: Message, position: tuple[int, int], out: str | None = None
+        self, key: tuple, m: Message, position: tuple[int, int], out: Html | None = None
     ) -> None:
-        """Render `m` (`out`: rendered already); a long one is also cut into pieces."""
+        """Render `m` (`out`: rendered already); a long one in parts, each parsed."""
         if key in self._asked or self._closed.is_set():
             return
         self._asked.add(key)
         self._pool.submit(self._run, key, m, position, out)
 
-    def _run(self, key: tuple, m: Message, position: tuple[int, int], out: str | None) -> None:
+    def _run(self, key: tuple, m: Message, position: tuple[int, int], out: Html | None) -> None:
         if self._closed.is_set():
             return
-        if out is None:
+        pieces = None
+        if _goes_in_pieces(key):
+            if not isinstance(out, tuple):
+                out = message_parts(m, position)
+            pieces = _Pieces(out, self._parse)
+        elif out is None:
             out = message_html(m, position)
-        pieces = _Pieces(out) if _goes_in_pieces(key) else None
         if not self._closed.is_set():
             self.done.emit(key, out, pieces)
 
@@ -272,7 +296,8 @@ class TranscriptView(QTextBrowser):
     actionRequested = Signal(str, str)  # what ("edit", "regenerate", ...), message id
     earlierRequested = Signal()  # "Show earlier messages" was clicked
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, parse=parse_html):
+        """`parse`: how the worker parses a long message's parts (tests count the calls)."""
         super().__init__(parent)
         self.setOpenLinks(False)  # every link goes through _clicked
         self.setOpenExternalLinks(False)
@@ -285,14 +310,14 @@ class TranscriptView(QTextBrowser):
         self._above: list[tuple[Message, tuple[int, int]]] = []  # still to put in above them
         self._more_above = False  # earlier messages exist that are not shown (nor waiting)
         self._link = False  # the document begins with "Show earlier messages"
-        self._kept: OrderedDict[tuple, str] = OrderedDict()  # rendered messages
+        self._kept: OrderedDict[tuple, Html] = OrderedDict()  # rendered messages
         self._live: _LiveAnswer | None = None
         self._shown: list[tuple] = []  # keys of the messages laid out, oldest first
         self._starts: list[int] = []  # where each laid-out message begins (and the end)
         self._placeholders: set[tuple] = set()  # laid-out messages waiting for the worker
         self._pieces: dict[tuple, _Pieces] = {}  # long placeholders' pieces, ready to go in
         self._filling: dict[tuple, _Filling] = {}  # long messages partly put in
-        self._renderer = _Renderer(self)
+        self._renderer = _Renderer(self, parse)
         self._renderer.done.connect(self._rendered)
         self._relayout = QTimer(self)
         self._relayout.setSingleShot(True)
@@ -387,11 +412,13 @@ class TranscriptView(QTextBrowser):
             else:
                 self._renderer.ask(key, m, pos, out)
             return None
-        if out is not None:
+        if isinstance(out, str):
             self._kept.move_to_end(key)
             return out
         if time.perf_counter() < until:
-            return self._keep(key, message_html(m, pos))
+            out = message_html(m, pos)
+            self._keep(key, out)
+            return out
         self._renderer.ask(key, m, pos)
         return None
 
@@ -437,11 +464,10 @@ class TranscriptView(QTextBrowser):
         cursor.movePosition(QTextCursor.MoveOperation.End)
         return cursor.position()
 
-    def _keep(self, key: tuple, out: str) -> str:
+    def _keep(self, key: tuple, out: Html) -> None:
         self._kept[key] = out
         while len(self._kept) > KEPT_RENDERS:
             self._kept.popitem(last=False)
-        return out
 
     def _stop_filling(self, key: tuple) -> None:
         """A long message partly put in is laid out anew: its pieces wait to go in again."""
@@ -449,7 +475,7 @@ class TranscriptView(QTextBrowser):
         if filling is not None:
             self._pieces[key] = filling.pieces
 
-    def _rendered(self, key: tuple, out: str, pieces: _Pieces | None = None) -> None:
+    def _rendered(self, key: tuple, out: Html, pieces: _Pieces | None = None) -> None:
         self._renderer.answered(key)
         self._keep(key, out)
         if pieces is not None and key in self._placeholders:
@@ -516,7 +542,7 @@ class TranscriptView(QTextBrowser):
             i, n = index[key], filling.next
             at = self._starts[i + 1]
             cursor.setPosition(at)
-            cursor.insertFragment(filling.pieces.piece(n))
+            filling.pieces.put_in(n, cursor)
             self._moved(i + 1, at, 0, cursor.position() - at, view)
             filling.next += 1
             if filling.next == filling.pieces.count:
@@ -538,7 +564,7 @@ class TranscriptView(QTextBrowser):
                 cursor.insertHtml(self._kept[key])
                 chars += key[3]
             else:  # its first piece; the rest at the next turns
-                cursor.insertFragment(pieces.piece(0))
+                pieces.put_in(0, cursor)
                 chars += pieces.size(0)
                 if pieces.count > 1:
                     self._filling[key] = _Filling(pieces)
