@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import pytest
@@ -51,6 +52,25 @@ def test_send_keeps_it_in_the_store_with_stats_under_the_answer(qtbot, pane, hea
     assert "Regenerate" in text and "Edit" in text and "Copy" in text
     qtbot.waitUntil(lambda: pane.meter_value is not None, timeout=10_000)
     assert pane.meter_value.n_ctx == 2048 and "/ 2,048 tokens" in pane.meter.format()
+
+
+def test_turns_run_on_the_thread_the_pane_started_with_it(qtbot, pane):
+    """Send hands the turn to a thread the pane already has: starting a thread waits until it
+    first gets Python's GIL (30-140 ms while the worker formats the last answer)."""
+    there_before = set(threading.enumerate())
+    ran_on = []
+
+    def follow(turn) -> None:  # in the turn's own thread
+        turn.started.connect(
+            lambda _m: ran_on.append(threading.current_thread()), Qt.ConnectionType.DirectConnection
+        )
+
+    pane.answerStarted.connect(follow)
+    ask(qtbot, pane, "Say hello.")
+    ask(qtbot, pane, "Say it again.")
+    assert len(ran_on) == 2 and ran_on[0] is ran_on[1], ran_on
+    assert ran_on[0] in there_before and ran_on[0].name.startswith("chat-turn")
+    assert ran_on[0] is not threading.main_thread()
 
 
 def test_stop_regenerate_flip_and_continue(qtbot, pane, head):

@@ -40,7 +40,7 @@ from layerlab.core.engine.client import EngineClient
 from layerlab.core.planner.inputs import this_machine_devices
 from layerlab.ui.chat.message_input import MessageInput
 from layerlab.ui.chat.transcript import SHOW_MORE, SHOWN_AT_FIRST, TranscriptView
-from layerlab.ui.chat.turn import ServiceTurn
+from layerlab.ui.chat.turn import ServiceTurn, TurnThread
 
 PAINT_INTERVAL_MS = 33  # ~30 repaints a second, however fast tokens arrive
 INPUT_LINES_PX = 72  # the input keeps about three lines when a choice needs the room
@@ -312,8 +312,12 @@ class ChatPane(QWidget):
         self.longer: LongerContext | None = None
         self.problem.linkActivated.connect(self._problem_link)
         self._closed = False
-        # one engine question at a time, joined at shutdown (never a thread outliving the pane)
-        self._meter_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-meter")
+        # Turns and context readings take turns on one thread the pane starts now (a turn's
+        # start never waits for a thread to start; a reading after an answer never runs
+        # beside the next turn, both reading the whole conversation); the planner's question
+        # has its own. Joined at shutdown: never a thread outliving the pane.
+        self._turn_thread = TurnThread()
+        self._planner_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-planner")
         self.meter_value: ContextMeter | None = None
         if self.service.store.message:
             self._say(self.service.store.message)
@@ -473,7 +477,7 @@ class ChatPane(QWidget):
         self.problem.hide()
         self._retry = (call, question)
         self._clock = AnswerClock()
-        self._turn = ServiceTurn(self.service, call, self)
+        self._turn = ServiceTurn(self.service, call, self._turn_thread, self)
         self._turn.started.connect(self._on_started)
         self._turn.piece.connect(self._on_piece)
         self._turn.ended.connect(self._on_ended)
@@ -489,12 +493,14 @@ class ChatPane(QWidget):
     def shutdown(self, timeout: float = 3.0) -> None:
         """At close: stop the answer in progress and let its thread end."""
         self._closed = True
-        self._meter_pool.shutdown(wait=True, cancel_futures=True)
+        self._planner_pool.shutdown(wait=True, cancel_futures=True)
         self.transcript.shutdown()
         turn = self._turn
+        ended = True
         if turn is not None:
             turn.cancel()
-            turn.wait(timeout)
+            ended = turn.wait(timeout)
+        self._turn_thread.close(wait=ended)  # a turn still running ends on its own
 
     def _on_started(self, m: Message) -> None:
         # what is on screen stays (and is not laid out again): the window grows by the turn
@@ -642,7 +648,7 @@ class ChatPane(QWidget):
                 if not self._closed:
                     self._longer_ready.emit((asking, answer))
 
-            self._meter_pool.submit(ask)
+            self._planner_pool.submit(ask)
         else:
             self.choice.detail.hide()
         self._show_choice()
@@ -756,7 +762,7 @@ class ChatPane(QWidget):
                 self._meter_ready.emit((asked, cid, meter, over, typed))
 
         if not self._closed:
-            self._meter_pool.submit(ask)
+            self._turn_thread.run(ask)
 
     def _typed(self) -> None:
         if self._turn is None and self._editing is None:
