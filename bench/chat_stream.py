@@ -14,7 +14,11 @@ Measured:
   work in the longest gap (thread CPU time: on a loaded machine, the wall gap also holds the
   time spent waiting for a core, which the idle floor shows);
 - memory: RSS after opening, after each answer (bounded: the second answer adds ~nothing).
-Prints figures and the CPU.
+Prints figures and the CPU. --gil-watch also names the longest times a watching thread could
+not run, with what every thread was doing then: one thread held Python's GIL (one long C
+call: a Qt call, which PySide makes holding it, json.dumps, a full garbage collection; or
+Python threads taking turns ahead of it), so the GUI thread's slots and timers waited too,
+whatever thread it was; or no core was free (the process's CPU time in the gap tells).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -141,18 +146,21 @@ class Heartbeat:
         self.timer = QTimer()
         self.timer.setInterval(self.INTERVAL_MS)
         self.timer.timeout.connect(self._beat)
-        self.last = self.last_cpu = 0.0
-        self.worst = self.worst_cpu = 0.0
+        self.last = self.last_cpu = self.started = 0.0
+        self.worst = self.worst_cpu = self.worst_at = 0.0
 
     def start(self) -> None:
         self.last, self.last_cpu = time.perf_counter(), time.thread_time()
-        self.worst = self.worst_cpu = 0.0
+        self.started = self.last
+        self.worst = self.worst_cpu = self.worst_at = 0.0
         self.timer.start()
 
     def _beat(self) -> None:
         # wall: what the person feels; CPU: what the GUI thread itself worked in that gap
         # (on a loaded machine, wall includes waiting for a core; CPU does not)
         now, cpu_now = time.perf_counter(), time.thread_time()
+        if now - self.last - self.INTERVAL_MS / 1000 > self.worst:
+            self.worst_at = self.last - self.started  # when the longest gap began
         self.worst = max(self.worst, now - self.last - self.INTERVAL_MS / 1000)
         self.worst_cpu = max(self.worst_cpu, cpu_now - self.last_cpu)
         self.last, self.last_cpu = now, cpu_now
@@ -160,6 +168,70 @@ class Heartbeat:
     def stop(self) -> float:
         self.timer.stop()
         return self.worst
+
+
+IDLE = ("threading.py", "queue.py", "selectors.py", "socket.py")  # a thread waiting
+
+
+class GilWatch:
+    """A thread that wakes every millisecond: when it could not run for longer than
+    THRESHOLD_S, some thread held the GIL (a long C call, a full garbage collection, Python
+    threads taking turns ahead of it) or no core was free. What each thread was doing when it
+    got to run again names the call that held it (the line just after a long C call)."""
+
+    THRESHOLD_S = 0.008
+
+    def __init__(self) -> None:
+        self.gaps: list[tuple[float, str, float, list[str]]] = []  # gap, when, CPU, stacks
+        self.label, self.since = "", time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gil-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        me = threading.get_ident()
+        names = {}
+        last, last_cpu = time.perf_counter(), time.process_time()
+        while not self._stop.is_set():
+            time.sleep(0.001)
+            now, cpu = time.perf_counter(), time.process_time()
+            if now - last - 0.001 > self.THRESHOLD_S:
+                names.update({t.ident: t.name for t in threading.enumerate()})
+                stacks = []
+                for ident, frame in sys._current_frames().items():
+                    if ident == me:
+                        continue
+                    where = []
+                    f = frame
+                    while f is not None and len(where) < 4:
+                        code = f.f_code
+                        where.append(f"{Path(code.co_filename).name}:{f.f_lineno} {code.co_name}")
+                        f = f.f_back
+                    stacks.append(f"{names.get(ident, ident)}: " + " < ".join(where))
+                what = f"{self.label} at {last - self.since:.2f} s"
+                self.gaps.append((now - last - 0.001, what, cpu - last_cpu, stacks))
+            last, last_cpu = now, cpu
+
+    def report(self, each: int = 3) -> None:
+        """The longest gaps of each answer, with the process's CPU time in the gap (about
+        the gap: a thread held the GIL; far less: the process waited for a core)."""
+        print(
+            f"longest times a watching thread could not run (over {self.THRESHOLD_S * 1e3:.0f} ms):"
+        )
+        worst = []
+        for label in dict.fromkeys(g[1].split(" at ")[0] for g in self.gaps):
+            mine = [g for g in self.gaps if g[1].startswith(label + " ")]
+            worst += sorted(mine, reverse=True)[:each]
+        for gap, label, cpu, stacks in worst:
+            print(f"  {gap * 1000:.0f} ms during {label} (process CPU {cpu * 1000:.0f} ms); then:")
+            for line in stacks:
+                if line.split(" < ")[0].split(": ", 1)[1].startswith(IDLE):
+                    continue  # waiting, not working
+                print(f"      {line}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def wait(app: QApplication, until, timeout_s: float) -> bool:
@@ -183,7 +255,9 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=1000.0, help="tokens a second")
     ap.add_argument("--answers", type=int, default=2)
     ap.add_argument("--opens", type=int, default=5, help="times the conversation is opened")
+    ap.add_argument("--gil-watch", action="store_true", help="name the longest GIL holds")
     args = ap.parse_args()
+    watch = None
     app = QApplication.instance() or QApplication(sys.argv)
     proc = psutil.Process()
     port = free_port()
@@ -254,7 +328,11 @@ def main() -> int:
                 f"load average {os.getloadavg()[0]:.1f}"
             )
             rss_prev = rss_open
+            if args.gil_watch:
+                watch = GilWatch()
             for n in range(args.answers):
+                if watch is not None:
+                    watch.label, watch.since = f"answer {n + 1}", time.perf_counter()
                 pane.input.setPlainText(f"Tell me more ({n}).")
                 beat.start()
                 t = time.perf_counter()
@@ -271,7 +349,12 @@ def main() -> int:
                     f"between beats at most {beat.worst_cpu * 1000:.0f} ms), "
                     f"RSS {rss / 2**20:.0f} MiB ({(rss - rss_prev) / 2**20:+.0f})"
                 )
+                if watch is not None:
+                    print(f"  (its longest stall began {beat.worst_at:.2f} s after Send)")
                 rss_prev = rss
+            if watch is not None:
+                watch.stop()
+                watch.report()
             pane.shutdown()
             service.close()
         finally:
