@@ -4,6 +4,7 @@ passes. A damaged demo is named in the window; the CLI paths check it before use
 
 from __future__ import annotations
 
+import gc
 import shutil
 import threading
 from pathlib import Path
@@ -22,6 +23,7 @@ from layerlab.core.demo_model import (
 from layerlab.core.engine.supervisor import Failed, Ready, Stopped
 from layerlab.core.settings import Settings
 from layerlab.ui.app import DemoCheck, open_window
+from layerlab.ui.memory import SETTLE_AFTER_MS
 
 pytestmark = pytest.mark.gui
 
@@ -114,3 +116,14 @@ def test_the_cli_and_the_self_test_check_the_demo_before_use(damaged_demo, capsy
     said = capsys.readouterr().out
     assert f"The demo model at {damaged_demo} does not match its checksum" in said
     assert "Traceback" not in said
+
+
+def test_what_the_start_built_is_frozen_out_of_the_collectors_walk(qtbot, windows, demo_model):
+    # ui/memory.py: a full collection over the start's objects held the GIL 35-52 ms.
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        windows()
+        qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=SETTLE_AFTER_MS + 5_000)
+    finally:
+        gc.unfreeze()  # the rest of the suite collects as usual

@@ -221,6 +221,8 @@ class MainWindow(QMainWindow):
             self.head.check_all()  # show the lost worker as it is now
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if settle := getattr(self, "settle", None):
+            settle.stop()  # ui/memory.py's one collection after the start
         self.head.save_settings()
         self.chat.shutdown()
         self.models.close()
