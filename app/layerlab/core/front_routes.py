@@ -16,7 +16,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from layerlab.core.api_auth import api_error, require_bearer_key
+from layerlab.core.api_auth import api_error, new_api, require_bearer_key
 from layerlab.core.api_front import HeadLike
 from layerlab.core.engine.supervisor import Ready
 
@@ -43,7 +43,7 @@ def _as_loaded_model(body: bytes, model: str) -> bytes:
 def create_front(head: HeadLike, api_key: str, answer_any_model: bool = False) -> FastAPI:
     """The API in front of the head's engine. With `answer_any_model` a request naming
     another model is answered by the loaded one; without it, that is the engine's 404."""
-    app = FastAPI(title="LayerLab", docs_url=None, redoc_url=None, openapi_url=None)
+    app = new_api("LayerLab")
 
     require_bearer_key(app, api_key)
 

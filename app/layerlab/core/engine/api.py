@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 
 from layerlab.core.api_auth import api_error as error
-from layerlab.core.api_auth import require_bearer_key
+from layerlab.core.api_auth import new_api, require_bearer_key
 from layerlab.core.engine.batch_decoder import Lane
 from layerlab.core.engine.model_session import ModelSession
 from layerlab.core.engine.openai_protocol import ChatMessage
@@ -124,7 +124,7 @@ class _StreamInLine(EventSourceResponse):
 
 
 def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
-    app = FastAPI(title="LayerLab engine", docs_url=None, redoc_url=None, openapi_url=None)
+    app = new_api("LayerLab engine")
     decoder = session.decoder
     assert decoder is not None
     line = Line(decoder.parallel)
