@@ -69,6 +69,8 @@ def test_found_on_the_lan_paired_with_its_code_and_loaded_through_the_link(
     qtbot.waitUntil(lambda: w.address in panel.head.results, timeout=10_000)
     result = panel.head.results[w.address]
     assert result.ok, result.problem
+    # the row follows the head's answer on the GUI thread's next turn, not in the same one
+    qtbot.waitUntil(lambda: panel.list.item(0).text().startswith("✔"), timeout=5_000)
     row = panel.list.item(0).text()
     assert row.startswith(f"✔ bench-box ({w.address}) · paired — ready, RPC 7.0.0")
     assert "link ok" in row or "link connecting" in row
