@@ -30,13 +30,18 @@ window_s=(); token_s=()
 for i in $(seq "$RUNS"); do
   drop_caches || true
   t0=$(date +%s.%N)
+  # its own process group (set -m): the TERM below must reach the app, not only the wrapper
+  set -m
   cr_person layerlab --no-autoload >/dev/null 2>&1 &
   APP=$!
+  set +m
   DISPLAY=:$DISPLAY_NUM timeout 60 xdotool search --sync --onlyvisible --name '^LayerLab' >/dev/null
   window_s+=("$(echo "$(date +%s.%N) - $t0" | bc)")
-  kill -TERM "$APP"; wait "$APP" 2>/dev/null || true
-  # The next start must not find this window still on the screen.
-  for _ in $(seq 100); do DISPLAY=:$DISPLAY_NUM xdotool search --name '^LayerLab' >/dev/null 2>&1 || break; sleep 0.1; done
+  kill -TERM -- "-$APP" 2>/dev/null; wait "$APP" 2>/dev/null || true
+  # The next start must not find this window still on the screen (it did: a run read 0.03 s).
+  gone=""
+  for _ in $(seq 100); do DISPLAY=:$DISPLAY_NUM xdotool search --name '^LayerLab' >/dev/null 2>&1 || { gone=yes; break; }; sleep 0.1; done
+  [ -n "$gone" ] || { echo "the window of start $i did not close within 10 s: the next start would be timed wrong" >&2; exit 1; }
   drop_caches || true
   token_s+=("$("$PY" - "$CR" <<'PYEOF'
 import subprocess, sys, time
