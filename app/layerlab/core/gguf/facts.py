@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gguf.constants import LlamaFileType
-
 from layerlab.core.gguf.reader import (
     ArraySummary,
     GGUFError,
@@ -269,6 +267,8 @@ def facts_from_header(headers: list[GGUFHeader]) -> ModelFacts:
     quant = ""
     if isinstance(ftype, int):
         try:
+            from gguf.constants import LlamaFileType  # numpy with it: only when reading
+
             quant = LlamaFileType(ftype).name.removeprefix("MOSTLY_")
         except ValueError:
             quant = ""

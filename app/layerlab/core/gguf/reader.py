@@ -9,13 +9,22 @@ Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
-
 from layerlab.core.gguf.sources import ByteSource
+
+
+@functools.cache
+def _ggml():
+    """gguf's ggml type table. Importing gguf imports numpy (~0.5 s of the window's cold
+    start), which nothing needs until a model file is read."""
+    from gguf import constants
+
+    return constants
+
 
 MAGIC = b"GGUF"
 GGML_MAX_DIMS = 4
@@ -57,14 +66,14 @@ def ggml_type(name: str) -> int:
 
     The one copy of ggml's type table is the `gguf` package's (written from ggml.h)."""
     try:
-        return int(GGMLQuantizationType[name.upper()])
+        return int(_ggml().GGMLQuantizationType[name.upper()])
     except KeyError:
         raise ValueError(f"'{name}' is not a ggml type") from None
 
 
 def ggml_type_size(name: str) -> tuple[int, int]:
     """(elements per block, bytes per block) of a ggml type: f16 (1, 2), q8_0 (32, 34)."""
-    return GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type(name))]
+    return _ggml().GGML_QUANT_SIZES[_ggml().GGMLQuantizationType(ggml_type(name))]
 
 
 class GGUFError(ValueError):
@@ -109,7 +118,7 @@ class RawTensor:
 
     @property
     def type_name(self) -> str:
-        return GGMLQuantizationType(self.ggml_type).name
+        return _ggml().GGMLQuantizationType(self.ggml_type).name
 
     @property
     def n_elements(self) -> int:
@@ -120,7 +129,7 @@ class RawTensor:
 
     @property
     def nbytes(self) -> int:
-        block, size = GGML_QUANT_SIZES[GGMLQuantizationType(self.ggml_type)]
+        block, size = _ggml().GGML_QUANT_SIZES[_ggml().GGMLQuantizationType(self.ggml_type)]
         rows = self.n_elements // self.shape[0] if self.shape else 1
         return rows * (self.shape[0] // block) * size if self.shape else size
 
@@ -332,8 +341,8 @@ def _tensor(c: _Cursor, limits: HeaderLimits, name: str) -> RawTensor:
         )
     ttype = c.u32()
     try:
-        qt = GGMLQuantizationType(ttype)
-        block, _ = GGML_QUANT_SIZES[qt]
+        qt = _ggml().GGMLQuantizationType(ttype)
+        block, _ = _ggml().GGML_QUANT_SIZES[qt]
     except (ValueError, KeyError):
         raise GGUFError(
             f"{name}: tensor '{tname}' has unknown type {ttype}; this file needs "
