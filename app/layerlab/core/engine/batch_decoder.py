@@ -57,10 +57,11 @@ class Answer:
     """One answer being written: what the request asked, and where its pieces go.
 
     The decoder thread puts Pieces, then one Ending (or an exception), then _DONE, into
-    `items`; the request's thread sleeps in get() until one comes. It used to poll a deque
-    every 2 ms: ~3 wake-ups a token per answer, each taking a core from llama.cpp's compute
-    threads on a machine with as many cores as threads. A put wakes it once, and it runs
-    while the decoder is inside llama_decode (which lets go of the GIL).
+    its request's queue, tagged with the answer's index there; the request's thread sleeps
+    in get() until one comes (see answer_all). It used to poll a deque every 2 ms: ~3
+    wake-ups a token per answer, each taking a core from llama.cpp's compute threads on a
+    machine with as many cores as threads. A put wakes it once, and it runs while the
+    decoder is inside llama_decode (which lets go of the GIL).
     """
 
     def __init__(
@@ -69,15 +70,15 @@ class Answer:
         sampling: Sampling,
         stop: threading.Event,
         lane: Lane,
-        sink: tuple[queue.SimpleQueue, int] | None = None,
+        items: queue.SimpleQueue,
+        tag: int,
     ) -> None:
         self.prompt = prompt
         self.sampling = sampling
         self.stop = stop
         self.lane = lane
-        # its own queue, or one shared by a request's several answers, items tagged
-        self.items: queue.SimpleQueue = sink[0] if sink else queue.SimpleQueue()
-        self.tag = sink[1] if sink else None
+        self.items = items  # shared by the request's answers
+        self.tag = tag
         self.queued_at = time.monotonic()
         # decoding state (the decoder thread's alone)
         self.slot: Slot | None = None
@@ -99,17 +100,7 @@ class Answer:
         self.predicted_s = 0.0
 
     def put(self, item: object) -> None:
-        self.items.put(item if self.tag is None else (self.tag, item))
-
-    def pieces(self) -> Iterator:
-        """Everything the decoder hands this answer, as it comes (blocks between pieces)."""
-        while True:
-            item = self.items.get()
-            if item is _DONE:
-                return
-            if isinstance(item, Exception):
-                raise item
-            yield item
+        self.items.put((self.tag, item))
 
 
 class BatchDecoder:
@@ -152,26 +143,16 @@ class BatchDecoder:
             return len(self.queues[lane])
         return sum(len(q) for q in self.queues.values())
 
-    def submit(
-        self, prompt: list[int], sampling: Sampling, stop: threading.Event, lane: Lane = "api"
-    ) -> Answer:
-        answer = Answer(prompt, sampling, stop, lane)
-        with self._wake:
-            self.queues[lane].append(answer)
-            self._idle.clear()
-            self._wake.notify()
-        return answer
-
     def answer_all(
         self, asks: list[tuple[list[int], Sampling]], stop: threading.Event, lane: Lane = "api"
     ) -> Iterator[tuple[int, object]]:
-        """Several answers of one request (OpenAI's n, or several prompts) decoded together
-        in as many slots as are free: (index into `asks`, Piece | Ending) as each comes.
-        The first error ends them all (`stop`) and is raised."""
+        """A request's answers (one, or OpenAI's n, or several prompts), decoded together
+        in as many slots as are free: (index into `asks`, Piece | Ending) as each comes,
+        blocking between them. The first error ends them all (`stop`) and is raised."""
         shared: queue.SimpleQueue = queue.SimpleQueue()
         with self._wake:
             for i, (prompt, sampling) in enumerate(asks):
-                self.queues[lane].append(Answer(prompt, sampling, stop, lane, (shared, i)))
+                self.queues[lane].append(Answer(prompt, sampling, stop, lane, shared, i))
             self._idle.clear()
             self._wake.notify()
         left = len(asks)

@@ -336,41 +336,20 @@ class ModelSession:
 
     def generate(
         self,
-        prompt: list[int],
-        sampling: Sampling,
-        stop_event: threading.Event,
-        lane: Lane = "api",
-    ) -> Iterator[Piece | Ending]:
-        """Answer `prompt` (tokens): Pieces of text as they come, then one Ending.
-
-        The answer waits for a free slot in its lane's queue, then is decoded together with
-        the others (batch_decoder.py): our own loop over llama.cpp's sampler, not
-        Llama.create_completion. It counts the answer's tokens exactly (usage), pairs each
-        token with its log probability without logits_all (which would keep n_ctx x n_vocab
-        floats), and takes a grammar. Setting `stop_event` ends it at the next step.
-        """
-        assert self.decoder is not None
-        n_ctx = self.n_ctx()
-        if len(prompt) >= n_ctx:
-            raise ContextTooLong(n_ctx, len(prompt))
-        answer = self.decoder.submit(list(prompt), sampling, stop_event, lane)
-        ended = False
-        try:
-            yield from answer.pieces()
-            ended = True
-        finally:
-            if not ended:
-                stop_event.set()  # a reader that left early (closed generator) frees the slot
-
-    def generate_many(
-        self,
         asks: list[tuple[list[int], Sampling]],
         stop_event: threading.Event,
         lane: Lane = "api",
     ) -> Iterator[tuple[int, Piece | Ending]]:
-        """Several answers of one request at once, each as `generate` gives it, tagged with
-        its index in `asks`; they take as many slots as are free, as separate requests
-        would. Setting `stop_event` (or leaving early) ends them all at the next step."""
+        """Answer each (prompt tokens, sampling) of one request: (its index in `asks`,
+        Piece) as text comes, then one (index, Ending) each.
+
+        The answers wait for free slots in their lane's queue, then are decoded together
+        with the others (batch_decoder.py), as many at once as slots are free: our own loop
+        over llama.cpp's sampler, not Llama.create_completion. It counts each answer's
+        tokens exactly (usage), pairs each token with its log probability without
+        logits_all (which would keep n_ctx x n_vocab floats), and takes a grammar. Setting
+        `stop_event` (or leaving early) ends them all at the next step.
+        """
         assert self.decoder is not None
         n_ctx = self.n_ctx()
         for prompt, _ in asks:
@@ -384,7 +363,7 @@ class ModelSession:
             ended = True
         finally:
             if not ended:
-                stop_event.set()
+                stop_event.set()  # a reader that left early (closed generator) frees the slots
 
     def _logprob(self, token: int, lp, top: int | None) -> TokenLogprob:
         import numpy as np

@@ -219,8 +219,8 @@ def _fits(session: ModelSession, tokens: list[int], param: str) -> None:
 
 def run_job(session: ModelSession, job: Job) -> Callable[[threading.Event], Iterator[tuple]]:
     """What the generation thread runs: (choice index, Piece | Ending) for every answer (n
-    per prompt). One answer goes the plain way; several are decoded together, in as many
-    slots as are free, their pieces interleaved as they come (each chunk names its index)."""
+    per prompt), decoded together in as many slots as are free, their pieces interleaved
+    as they come (each chunk names its index)."""
 
     asks = []
     for tokens in job.prompts:
@@ -232,12 +232,7 @@ def run_job(session: ModelSession, job: Job) -> Callable[[threading.Event], Iter
             asks.append((tokens, sampling))
 
     def start(stop: threading.Event) -> Iterator[tuple]:
-        if len(asks) == 1:
-            tokens, sampling = asks[0]
-            for item in session.generate(tokens, sampling, stop, job.lane):  # type: ignore[arg-type]
-                yield 0, item
-            return
-        yield from session.generate_many(asks, stop, job.lane)  # type: ignore[arg-type]
+        return session.generate(asks, stop, job.lane)  # type: ignore[arg-type]
 
     return start
 
