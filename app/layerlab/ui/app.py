@@ -24,7 +24,6 @@ from layerlab.core.head import Head
 from layerlab.core.settings import Settings
 from layerlab.ui.about import app_icon
 from layerlab.ui.main_window import MainWindow
-from layerlab.ui.memory import SETTLE_AFTER_MS, settle_after_start
 from layerlab.ui.wiring.background import BackgroundLane
 
 
@@ -154,8 +153,6 @@ def open_window(
     window = MainWindow(head, path, name)
     add_help_menu(window)
     window.show()
-    window.settle = QTimer(window, singleShot=True, interval=SETTLE_AFTER_MS)  # closes with it
-    window.settle.timeout.connect(settle_after_start)
     window.settle.start()
     if not settings.welcomed:
         welcome_once(window, head)

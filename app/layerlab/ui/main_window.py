@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QMainWindow,
@@ -29,6 +29,7 @@ from layerlab.ui.devices.panel import DevicesPanel
 from layerlab.ui.head_bridge import HeadBridge
 from layerlab.ui.layer_map.panel import LayerMapPanel
 from layerlab.ui.load_bar import LoadBar
+from layerlab.ui.memory import SETTLE_AFTER_MS, settle_after_start
 from layerlab.ui.models import ModelsScreen
 from layerlab.ui.status.answers_readout import AnswersReadout
 from layerlab.ui.status.model_toolbar import ModelToolbar
@@ -75,6 +76,9 @@ class MainWindow(QMainWindow):
         self.throughput = self.toolbar.throughput
         self.plan_feed = PlanFeeder(self.layer_map, self.bridge, self)
         self.loaded_view = LoadedModelView(self.devices, self.layer_map, self)
+        # ui/memory.py's one collection after the start (ui/app.py starts it once shown)
+        self.settle = QTimer(self, singleShot=True, interval=SETTLE_AFTER_MS)
+        self.settle.timeout.connect(settle_after_start)
 
         # The conversation in the middle; the cluster (model, workers, devices, layer map,
         # sharing) in a right-hand panel that can be hidden and keeps its width.
@@ -221,8 +225,7 @@ class MainWindow(QMainWindow):
             self.head.check_all()  # show the lost worker as it is now
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if settle := getattr(self, "settle", None):
-            settle.stop()  # ui/memory.py's one collection after the start
+        self.settle.stop()
         self.head.save_settings()
         self.chat.shutdown()
         self.models.close()
