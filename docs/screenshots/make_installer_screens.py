@@ -46,8 +46,7 @@ def settle(app: QApplication, dialog, timeout: float = 60.0) -> None:
             raise TimeoutError("the device listing did not come back")
         app.processEvents()
         time.sleep(0.02)
-    dialog.adjustSize()
-    for _ in range(20):
+    for _ in range(20):  # the dialog sizes itself to the devices (as in the app)
         app.processEvents()
         time.sleep(0.02)
 

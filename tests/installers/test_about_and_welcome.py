@@ -152,3 +152,14 @@ def test_both_screens_say_when_llama_cpp_found_no_device(qtbot, dialog):
     qtbot.addWidget(shown)
     qtbot.waitUntil(lambda: not shown.looking, timeout=10_000)
     assert "llama.cpp found no device here." in shown.devices.text()
+
+
+@pytest.mark.parametrize("dialog", [AboutDialog, WelcomeDialog])
+def test_both_screens_grow_to_fit_the_devices_that_arrive_after_they_show(qtbot, dialog):
+    shown = dialog(read=lambda: TWO_VENDORS)
+    qtbot.addWidget(shown)
+    shown.show()  # laid out while still looking, as in the window's first start
+    qtbot.waitUntil(lambda: not shown.looking, timeout=10_000)
+    qtbot.wait(50)
+    hint = shown.sizeHint()
+    assert shown.height() >= hint.height() and shown.width() >= hint.width()

@@ -71,6 +71,9 @@ class DevicesDialog(QDialog):
     def _got_runtime(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.show_runtime(runtime)
+        # The devices arrive after the dialog was laid out for "looking…": grow to fit them,
+        # or their lines are drawn over the text below (seen in the window's first start).
+        self.adjustSize()
 
     def show_runtime(self, runtime: Runtime) -> None:
         raise NotImplementedError
