@@ -155,6 +155,7 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             "parallel": decoder.parallel,
             "running": decoder.running,
             "waiting": decoder.waiting(),
+            "moves": decoder.moves,  # answers moved between slots to close a gap
             "plan": session.plan.to_dict(),
             "loaded": session.loaded(),
         }

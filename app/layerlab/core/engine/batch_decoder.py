@@ -10,7 +10,13 @@ cells (llama.cpp's n_seq_max with kv_unified off, 0c1e570: n_ctx_seq = n_ctx / n
 padded to 256). Separate streams keep each answer's attention what it would be alone (a
 unified cache makes every token's softmax run over the other answers' masked cells, in
 another order). The price: llama.cpp splits a batch into one micro-batch per run of
-consecutive sequence ids (split_equal, sequential), so slots are handed out lowest first.
+consecutive sequence ids (split_equal, sequential): answers in slots 0 and 2 cost two passes
+over the weights a step where slots 0 and 1 cost one (18-20 vs 15 ms a step for the demo
+model on 2 cores here). So a new answer takes the free slot that keeps the running ones in
+one run, and when an answer ends and leaves a gap that no waiting request fills, the decoder
+moves a running answer into it: llama.cpp copies its whole KV stream into the gap's stream
+at the next decode (llama_memory_seq_cp across streams, ~1-2 ms), the same copy llama-server
+makes for its n_cmpl child slots. The slot it left keeps its cache for a follow-up turn.
 
 A greedy answer is then the same text alone or in a batch up to llama.cpp's rounding, which
 is not the same for one row as for several: its CPU matrix product (llamafile sgemm) starts
@@ -123,6 +129,12 @@ class BatchDecoder:
         self.queues: dict[Lane, collections.deque[Answer]] = {
             lane: collections.deque() for lane in LANES
         }
+        # Moving an answer between slots copies a KV stream; recurrent state is not a stream
+        # of cells, so those models keep their answers where they started.
+        self.can_move = parallel > 1 and not (
+            low.llama_model_is_recurrent(llm.model) or low.llama_model_is_hybrid(llm.model)
+        )
+        self.moves = 0  # answers moved to close a gap (the tests read it)
         self._wake = threading.Condition()
         self._closed = False
         self._exclusive = 0  # a measurement wants the model to itself: admit nobody
@@ -221,6 +233,7 @@ class BatchDecoder:
                 self._drop_given_up()
                 self._admit()
             self._drop_cancelled()
+            self._close_gap()
             if not any(s.answer for s in self.slots):
                 continue
             self.session.generating = True
@@ -267,10 +280,63 @@ class BatchDecoder:
                     answer.put(_DONE)
 
     def _pick_slot(self, prompt: list[int]) -> Slot:
-        """The free slot that already holds the longest part of this prompt; among equals
-        the lowest (llama.cpp decodes consecutive sequence ids in one micro-batch)."""
+        """The free slot that already holds most of this prompt, when that is most of it (a
+        follow-up turn); otherwise the one that keeps the running answers in the fewest runs
+        of consecutive sequence ids (one micro-batch each), then one that shares a long
+        prefix (a system prompt), then the one used longest ago: a new conversation that
+        shares only the chat template's first tokens leaves the others' caches alone."""
         free = [s for s in self.slots if s.answer is None]
-        return max(free, key=lambda s: (_common(s.cached, prompt), -s.seq))
+        best = max(free, key=lambda s: (_common(s.cached, prompt), -s.seq))
+        kept = _common(best.cached, prompt)
+        if kept >= _WORTH_A_SLOT and 2 * kept >= len(prompt):
+            return best
+        busy = {s.seq for s in self.slots if s.answer is not None}
+
+        def shared(s: Slot) -> int:
+            n = _common(s.cached, prompt)
+            return n if n >= _WORTH_A_SLOT else 0
+
+        return min(free, key=lambda s: (_runs(busy | {s.seq}), -shared(s), s.last_used, s.seq))
+
+    def _close_gap(self) -> None:
+        """One running answer into a free slot, when that puts the running answers in fewer
+        runs of consecutive sequence ids (see the module's note). Only answers past their
+        prompt with some way to go: the copy costs about one step."""
+        if not self.can_move:
+            return
+        busy = {s.seq for s in self.slots if s.answer is not None}
+        runs = _runs(busy)
+        if runs <= 1:
+            return
+        free = [s for s in self.slots if s.answer is None]
+        movable = [
+            s
+            for s in self.slots
+            if s.answer is not None
+            and not s.answer.todo
+            and s.answer.next_token is not None
+            and s.answer.budget - len(s.answer.out) >= _WORTH_MOVING
+        ]
+        moves = [
+            (_runs(busy - {src.seq} | {dst.seq}), dst.last_used, dst.seq, src, dst)
+            for src in movable
+            for dst in free
+        ]
+        if not moves:
+            return
+        after, _, _, src, dst = min(moves, key=lambda m: m[:3])
+        if after >= runs:
+            return
+        a = src.answer
+        assert a is not None
+        # The copy replaces dst's stream whole (its cells are reset first) and happens at the
+        # next llama_decode; src's stream is left as it is, still this conversation's prefix.
+        self.low.llama_memory_seq_cp(self.memory, src.seq, dst.seq, -1, -1)
+        dst.cached = list(src.cached)
+        dst.answer, a.slot = a, dst
+        src.answer = None
+        src.last_used = dst.last_used = time.monotonic()
+        self.moves += 1
 
     def _start(self, answer: Answer, slot: Slot) -> None:
         from layerlab.core.engine.model_session import ContextTooLong
@@ -280,9 +346,13 @@ class BatchDecoder:
         prompt = answer.prompt
         if len(prompt) >= n_ctx:
             raise ContextTooLong(n_ctx, len(prompt))
-        keep = _common(slot.cached, prompt)
-        if keep == len(prompt):
-            keep -= 1  # the last prompt token is decoded again: its logits start the answer
+        # At least the last two prompt tokens are decoded again (the last one's logits start
+        # the answer): llama.cpp's CPU matrix products round one row differently from several
+        # (sgemm from 2 rows up, see above), and a prompt read whole is read in rows of many.
+        # Its last token read again alone would give it other K/V values in the last digits,
+        # and the answer could part from the uncached one within ~30 tokens (the demo, f16
+        # cache: "regenerate" wrote another story). Two rows take the same path as many.
+        keep = max(0, min(_common(slot.cached, prompt), len(prompt) - _REREAD))
         if keep < len(slot.cached) and not low.llama_memory_seq_rm(self.memory, slot.seq, keep, -1):
             low.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
             keep = 0
@@ -352,42 +422,62 @@ class BatchDecoder:
                 self._end(a, stopped=True)
 
     def _step(self) -> None:
-        """One llama_decode over every running answer, then one sampled token each."""
+        """One llama_decode over every running answer's next token, then one sampled token
+        each; then the next chunk of each prompt still being read, each in a decode of its
+        own (up to n_batch prompt tokens a step, so a long prompt does not stall the others).
+
+        A prompt shares no decode with other sequences because llama.cpp splits a batch into
+        micro-batches with as many tokens of each sequence (split_equal): a prompt's last
+        tokens beside other answers' one token each would be read a row at a time, which
+        rounds differently from the rows of many it is read in alone (see the module's note),
+        and the answer could part from its alone self. Apart, it is read as it would be alone,
+        in as many passes over the weights as split_equal would have made."""
+        answers = [s.answer for s in sorted(self.slots, key=lambda s: s.seq) if s.answer]
+        running = [a for a in answers if not a.todo and a.next_token is not None]
+        if running:
+            took = self._decode([(a.next_token, a) for a in running], len(running))  # type: ignore[misc]
+            self.session.warm = True
+            for i, a in enumerate(running):
+                slot = a.slot
+                assert slot is not None
+                slot.cached.append(a.next_token)  # type: ignore[arg-type]
+                a.n_past += 1
+                a.predicted_n += 1
+                a.predicted_s += took
+                self._take(a, a.sampler.sample(self.llm._ctx, i))
+        budget = self.n_batch
+        for a in answers:
+            if not a.todo or budget <= 0 or a.slot is None:
+                continue
+            chunk, a.todo = a.todo[: self.n_batch], a.todo[self.n_batch :]
+            budget -= len(chunk)
+            took = self._decode([(t, a) for t in chunk], 1 if not a.todo else 0)
+            self.session.warm = True
+            a.prompt_n += len(chunk)
+            a.prompt_s += took
+            slot = a.slot
+            slot.cached.extend(chunk)
+            a.n_past += len(chunk)
+            if not a.todo:
+                self._take(a, a.sampler.sample(self.llm._ctx, len(chunk) - 1))
+        self.session.last_progress = time.monotonic()
+
+    def _decode(self, tokens: list[tuple[int, Answer]], n_logits: int) -> float:
+        """One llama_decode of (token, answer) at each answer's next positions; logits for
+        the last `n_logits` rows. Returns the seconds it took."""
         low, b = self.low, self.batch
-        n = 0
-        rows: list[tuple[Answer, int]] = []  # (answer, batch index of its logits)
-        prompt_rows: list[tuple[Answer, int]] = []  # answers whose prompt chunk is in
-        active = sorted((s for s in self.slots if s.answer), key=lambda s: s.seq)
-
-        def add(token: int, pos: int, seq: int, logits: bool) -> None:
-            nonlocal n
-            b.token[n] = token
-            b.pos[n] = pos
-            b.n_seq_id[n] = 1
-            b.seq_id[n][0] = seq
-            b.logits[n] = logits
-            n += 1
-
-        for slot in active:
-            a = slot.answer
-            assert a is not None
-            if not a.todo and a.next_token is not None:
-                add(a.next_token, a.n_past, slot.seq, True)
-                rows.append((a, n - 1))
-        room = self.n_batch - len(rows)
-        for slot in active:
-            a = slot.answer
-            assert a is not None
-            if a.todo and room > 0:
-                chunk, a.todo = a.todo[:room], a.todo[room:]
-                for i, t in enumerate(chunk):
-                    add(t, a.n_past + i, slot.seq, not a.todo and i == len(chunk) - 1)
-                room -= len(chunk)
-                prompt_rows.append((a, len(chunk)))
-                if not a.todo:
-                    rows.append((a, n - 1))
-        if n == 0:
-            return
+        n = len(tokens)
+        pos: dict[int, int] = {}
+        for i, (token, a) in enumerate(tokens):
+            slot = a.slot
+            assert slot is not None
+            p = pos.get(slot.seq, a.n_past)
+            pos[slot.seq] = p + 1
+            b.token[i] = token
+            b.pos[i] = p
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = slot.seq
+            b.logits[i] = i >= n - n_logits
         b.n_tokens = n
         t0 = time.perf_counter()
         rc = low.llama_decode(self.ctx, b)
@@ -401,26 +491,7 @@ class BatchDecoder:
         # all) finish it when the logits are first read. Wait here, so the step's time is
         # the compute's and the answer's tok/s is what the person gets.
         low.llama_synchronize(self.ctx)
-        took = time.perf_counter() - t0
-        self.session.warm = True
-        for a, k in prompt_rows:
-            a.prompt_n += k
-            a.prompt_s += took
-            slot = a.slot
-            assert slot is not None
-            slot.cached.extend(a.prompt[a.n_past : a.n_past + k])
-            a.n_past += k
-        for a, idx in rows:
-            slot = a.slot
-            assert slot is not None
-            if a.next_token is not None:  # the answer's last token went in with this step
-                slot.cached.append(a.next_token)
-                a.n_past += 1
-                a.predicted_n += 1
-                a.predicted_s += took
-            token = a.sampler.sample(self.llm._ctx, idx)
-            self._take(a, token)
-        self.session.last_progress = time.monotonic()
+        return time.perf_counter() - t0
 
     def _take(self, a: Answer, token: int) -> None:
         """One sampled token: the answer ends, or hands out what text it can."""
@@ -503,6 +574,16 @@ class BatchDecoder:
             a.slot = None
             a.put(RuntimeError(f"The engine failed while answering: {error}"))
             a.put(_DONE)
+
+
+_REREAD = 2  # prompt tokens read again from a slot's cache (see _start)
+_WORTH_A_SLOT = 32  # shared prompt tokens that make a slot the one to take, gaps or not
+_WORTH_MOVING = 8  # tokens an answer may still write for a move to pay for its copy
+
+
+def _runs(seqs: set[int]) -> int:
+    """Runs of consecutive sequence ids: llama.cpp's micro-batches for one token each."""
+    return sum(1 for s in seqs if s - 1 not in seqs)
 
 
 def _common(a: list[int], b: list[int]) -> int:
