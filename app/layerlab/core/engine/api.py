@@ -11,25 +11,24 @@ in each lane, the rest are told so.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any
 
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sse_starlette.sse import EventSourceResponse
 
 from layerlab.core.api_auth import api_error as error
 from layerlab.core.api_auth import new_api, require_bearer_key
-from layerlab.core.engine.batch_decoder import Lane
+from layerlab.core.engine.batch_decoder import DONE, Lane
 from layerlab.core.engine.model_session import ModelSession
 from layerlab.core.engine.openai_protocol import ChatMessage
 from layerlab.core.engine.openai_routes import read_request, register
+from layerlab.core.engine.outlet import LoopOutlet
+from layerlab.core.engine.sse import EventStream
 
 MAX_WAITING = 4  # turns a request may wait: per lane, MAX_WAITING x parallel requests queue
 
@@ -108,28 +107,12 @@ def lane_of(request: Request) -> Lane:
     return "window" if request.headers.get(LANE_HEADER, "").lower() == "window" else "api"
 
 
-class _StreamInLine(EventSourceResponse):
-    """A streaming answer that gives its place back when the response ends, even when the
-    client left before the answer's generator ever ran (its own cleanup would then not run)."""
-
-    def __init__(self, place: Place, content: AsyncIterator[dict], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._place = place
-
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._place.leave()
-
-
 def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
     app = new_api("LayerLab engine")
     decoder = session.decoder
     assert decoder is not None
     line = Line(decoder.parallel)
-    # One thread per request in line (each only waits on its answer's pieces) + the bench.
-    executor = ThreadPoolExecutor(max_workers=2 * line.limit + 1, thread_name_prefix="generate")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench")  # one at a time
     started = time.time()
 
     require_bearer_key(app, token)
@@ -214,59 +197,29 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             place.leave()
         return result.to_dict()
 
-    async def _generate(start) -> AsyncIterator[dict]:
-        loop = asyncio.get_running_loop()
-        pieces: collections.deque = collections.deque()
+    async def _generate(start) -> AsyncIterator[tuple[int, object]]:
+        """A request's (choice index, Piece | Ending) as the decoder hands them over."""
+        outlet = LoopOutlet(asyncio.get_running_loop())
         stop = threading.Event()
-        end = object()
-        arrived = asyncio.Event()
-        asleep = threading.Event()  # the loop waits for this answer's next piece
-
-        def work() -> None:
-            # This thread sleeps until the decoder hands it a piece (it runs while the
-            # decoder is inside llama_decode) and wakes the loop only when the loop is
-            # waiting for this answer: at most once a token, never a timer. A 3 ms collect
-            # tick meant ~2 wake-ups a token per answer, each taking a core from the compute
-            # threads on a 2-core machine; waking the loop from the decoder thread itself
-            # handed it the GIL before the next decode (~0.4 ms a token, measured).
-            def put(item) -> None:
-                pieces.append(item)
-                if asleep.is_set():
-                    asleep.clear()
-                    loop.call_soon_threadsafe(arrived.set)
-
-            try:
-                for item in start(stop):
-                    put(item)
-            except Exception as e:  # llama.cpp errors surface as Python exceptions
-                put(e)
-            finally:
-                put(end)
-
-        done = loop.run_in_executor(executor, work)
         try:
-            while True:
-                if not pieces:
-                    arrived.clear()
-                    asleep.set()
-                    if not pieces:  # a piece that came between the look and the flag
-                        await arrived.wait()
-                    asleep.clear()
-                    continue
-                item = pieces.popleft()
-                if item is end:
-                    break
-                if isinstance(item, Exception):
-                    raise item
-                yield item
+            left = start(stop, outlet)  # a prompt too long is refused here, before any answer
+            while left:
+                for index, item in await outlet.take():
+                    if item is DONE:
+                        left -= 1
+                    elif isinstance(item, Exception):  # llama.cpp errors, as Python's
+                        raise item
+                    else:
+                        yield index, item
         finally:
-            # The client left (Stop) or we finished: the decoder frees the slot at its next
-            # step; wait for this request's thread to wind down.
+            # Finished, failed, or the client left (Stop): the decoder frees the slots at
+            # its next step.
             stop.set()
-            await asyncio.shield(done)
 
     app.state.line = line
     app.state.lane_of = lane_of
-    app.state.stream_in_line = lambda place, content: _StreamInLine(place, content, ping=15)
+    # a streaming answer gives its place back when the response ends, even when the client
+    # left before the answer's generator ever ran (its own cleanup would then not run)
+    app.state.stream_in_line = lambda place, events: EventStream(events, place.leave)
     register(app, session, _generate, model_id, started)
     return app

@@ -33,20 +33,34 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import queue
 import random
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from layerlab.core.engine.model_session import ModelSession, Sampling
 
 Lane = Literal["window", "api"]
 LANES: tuple[Lane, ...] = ("window", "api")  # the order free slots are offered in
-_DONE = object()  # the last item of an answer's stream
+DONE = object()  # the last item of an answer's stream
+
+
+class Outlet(Protocol):
+    """Where one request's answers go (outlet.py has the event loop's kind).
+
+    The decoder thread puts (index, item) as each comes: Pieces, then one Ending (or an
+    exception), then DONE, per answer. It rings each outlet that got items once a loop turn,
+    just before its next llama_decode: the reader wakes while the compute runs, not in the
+    middle of the decoder's sampling, where every ctypes call lets go of the GIL and a woken
+    reader would take it (each answer's request thread did, once a token, on the critical
+    path of the next decode)."""
+
+    def put(self, item: tuple[int, object]) -> None: ...
+
+    def ring(self) -> None: ...
 
 
 @dataclass
@@ -60,15 +74,8 @@ class Slot:
 
 
 class Answer:
-    """One answer being written: what the request asked, and where its pieces go.
-
-    The decoder thread puts Pieces, then one Ending (or an exception), then _DONE, into
-    its request's queue, tagged with the answer's index there; the request's thread sleeps
-    in get() until one comes (see answer_all). It used to poll a deque every 2 ms: ~3
-    wake-ups a token per answer, each taking a core from llama.cpp's compute threads on a
-    machine with as many cores as threads. A put wakes it once, and it runs while the
-    decoder is inside llama_decode (which lets go of the GIL).
-    """
+    """One answer being written: what the request asked, and where its pieces go (its
+    request's outlet, tagged with the answer's index in the request)."""
 
     def __init__(
         self,
@@ -76,15 +83,17 @@ class Answer:
         sampling: Sampling,
         stop: threading.Event,
         lane: Lane,
-        items: queue.SimpleQueue,
+        outlet: Outlet,
         tag: int,
+        touched: set[Outlet],
     ) -> None:
         self.prompt = prompt
         self.sampling = sampling
         self.stop = stop
         self.lane = lane
-        self.items = items  # shared by the request's answers
+        self.outlet = outlet  # shared by the request's answers
         self.tag = tag
+        self._touched = touched  # the decoder's: outlets to ring before its next decode
         self.queued_at = time.monotonic()
         # decoding state (the decoder thread's alone)
         self.slot: Slot | None = None
@@ -106,7 +115,8 @@ class Answer:
         self.predicted_s = 0.0
 
     def put(self, item: object) -> None:
-        self.items.put((self.tag, item))
+        self.outlet.put((self.tag, item))
+        self._touched.add(self.outlet)
 
 
 class BatchDecoder:
@@ -135,6 +145,7 @@ class BatchDecoder:
             low.llama_model_is_recurrent(llm.model) or low.llama_model_is_hybrid(llm.model)
         )
         self.moves = 0  # answers moved to close a gap (the tests read it)
+        self._touched: set[Outlet] = set()  # outlets given items since the last ring
         self._wake = threading.Condition()
         self._closed = False
         self._exclusive = 0  # a measurement wants the model to itself: admit nobody
@@ -155,28 +166,22 @@ class BatchDecoder:
             return len(self.queues[lane])
         return sum(len(q) for q in self.queues.values())
 
-    def answer_all(
-        self, asks: list[tuple[list[int], Sampling]], stop: threading.Event, lane: Lane = "api"
-    ) -> Iterator[tuple[int, object]]:
-        """A request's answers (one, or OpenAI's n, or several prompts), decoded together
-        in as many slots as are free: (index into `asks`, Piece | Ending) as each comes,
-        blocking between them. The first error ends them all (`stop`) and is raised."""
-        shared: queue.SimpleQueue = queue.SimpleQueue()
+    def submit(
+        self,
+        asks: list[tuple[list[int], Sampling]],
+        stop: threading.Event,
+        outlet: Outlet,
+        lane: Lane = "api",
+    ) -> None:
+        """A request's answers (one, or OpenAI's n, or several prompts), to be decoded
+        together in as many slots as are free; each goes to `outlet` tagged with its index
+        into `asks`. Setting `stop` ends them all at the next step."""
         with self._wake:
             for i, (prompt, sampling) in enumerate(asks):
-                self.queues[lane].append(Answer(prompt, sampling, stop, lane, shared, i))
+                answer = Answer(prompt, sampling, stop, lane, outlet, i, self._touched)
+                self.queues[lane].append(answer)
             self._idle.clear()
             self._wake.notify()
-        left = len(asks)
-        while left:
-            i, item = shared.get()
-            if item is _DONE:
-                left -= 1
-            elif isinstance(item, Exception):
-                stop.set()
-                raise item
-            else:
-                yield i, item
 
     @contextlib.contextmanager
     def exclusive(self, stop: threading.Event | None = None) -> Iterator[None]:
@@ -218,11 +223,13 @@ class BatchDecoder:
             s.answer = None
         for a in left:
             a.put(RuntimeError("The engine is closing; this answer was cut short."))
-            a.put(_DONE)
+            a.put(DONE)
+        self._ring()
 
     # -- the loop -------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
+            self._ring()  # the last turn's items, read while the next decode runs
             with self._wake:
                 while not self._closed and not self._has_work():
                     self._idle.set()
@@ -242,6 +249,14 @@ class BatchDecoder:
             except Exception as e:  # a failed decode fails the answers in that batch
                 self._fail_all(e)
             self.session.last_progress = time.monotonic()
+
+    def _ring(self) -> None:
+        if not self._touched:
+            return
+        touched = list(self._touched)
+        self._touched.clear()  # in place: every Answer holds this set
+        for outlet in touched:
+            outlet.ring()
 
     def _has_work(self) -> bool:
         if any(s.answer for s in self.slots):
@@ -277,7 +292,7 @@ class BatchDecoder:
                     self._start(answer, self._pick_slot(answer.prompt))
                 except Exception as e:
                     answer.put(e)
-                    answer.put(_DONE)
+                    answer.put(DONE)
 
     def _pick_slot(self, prompt: list[int]) -> Slot:
         """The free slot that already holds most of this prompt, when that is most of it (a
@@ -561,7 +576,7 @@ class BatchDecoder:
                 stopped_by_client=stopped,
             )
         )
-        a.put(_DONE)
+        a.put(DONE)
 
     def _fail_all(self, error: Exception) -> None:
         for slot in self.slots:
@@ -573,7 +588,7 @@ class BatchDecoder:
             slot.answer = None
             a.slot = None
             a.put(RuntimeError(f"The engine failed while answering: {error}"))
-            a.put(_DONE)
+            a.put(DONE)
 
 
 _REREAD = 2  # prompt tokens read again from a slot's cache (see _start)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
@@ -22,7 +22,7 @@ from layerlab.core.gguf import ggml_type
 from layerlab.core.load_plan import KVType, LoadPlan
 
 if TYPE_CHECKING:
-    from layerlab.core.engine.batch_decoder import BatchDecoder, Lane
+    from layerlab.core.engine.batch_decoder import BatchDecoder, Lane, Outlet
 
 # ggml_type numbers for the KV cache types a LoadPlan may name (ggml's one table, via gguf)
 KV_TYPES = {t: ggml_type(t) for t in get_args(KVType)}
@@ -334,36 +334,31 @@ class ModelSession:
         assert self.llm is not None
         return [self.llm.detokenize([t]).decode("utf-8", "replace") for t in tokens]
 
-    def generate(
+    def submit(
         self,
         asks: list[tuple[list[int], Sampling]],
         stop_event: threading.Event,
+        outlet: Outlet,
         lane: Lane = "api",
-    ) -> Iterator[tuple[int, Piece | Ending]]:
+    ) -> None:
         """Answer each (prompt tokens, sampling) of one request: (its index in `asks`,
-        Piece) as text comes, then one (index, Ending) each.
+        Piece) into `outlet` as text comes, then (index, Ending) and (index, DONE) each (an
+        exception in place of the Ending when it failed).
 
         The answers wait for free slots in their lane's queue, then are decoded together
         with the others (batch_decoder.py), as many at once as slots are free: our own loop
         over llama.cpp's sampler, not Llama.create_completion. It counts each answer's
         tokens exactly (usage), pairs each token with its log probability without
         logits_all (which would keep n_ctx x n_vocab floats), and takes a grammar. Setting
-        `stop_event` (or leaving early) ends them all at the next step.
+        `stop_event` ends them all at the next step. A prompt too long for a slot's context
+        is refused here, before any answer starts.
         """
         assert self.decoder is not None
         n_ctx = self.n_ctx()
         for prompt, _ in asks:
             if len(prompt) >= n_ctx:
                 raise ContextTooLong(n_ctx, len(prompt))
-        ended = False
-        try:
-            yield from self.decoder.answer_all(  # type: ignore[misc]
-                [(list(p), s) for p, s in asks], stop_event, lane
-            )
-            ended = True
-        finally:
-            if not ended:
-                stop_event.set()  # a reader that left early (closed generator) frees the slots
+        self.decoder.submit([(list(p), s) for p, s in asks], stop_event, outlet, lane)
 
     def _logprob(self, token: int, lp, top: int | None) -> TokenLogprob:
         import numpy as np

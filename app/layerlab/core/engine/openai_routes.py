@@ -14,7 +14,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from layerlab.core.engine import tool_calls
+from layerlab.core.engine.batch_decoder import Outlet
 from layerlab.core.engine.model_session import (
     ContextTooLong,
     Ending,
@@ -91,7 +92,7 @@ class Job:
     stream: bool = False
     include_usage: bool = False
     lane: str = "api"  # "window": the chat window's own request (api.Line)
-    start: Callable[[threading.Event], Iterator[tuple]] | None = None  # set by run_job
+    start: Callable[[threading.Event, Outlet], int] | None = None  # set by run_job
 
 
 def sampling_of(req: Any, grammar: str | None, top_logprobs: int | None) -> Sampling:
@@ -217,10 +218,10 @@ def _fits(session: ModelSession, tokens: list[int], param: str) -> None:
         raise RequestRefused(str(e), param, "context_length_exceeded")
 
 
-def run_job(session: ModelSession, job: Job) -> Callable[[threading.Event], Iterator[tuple]]:
-    """What the generation thread runs: (choice index, Piece | Ending) for every answer (n
-    per prompt), decoded together in as many slots as are free, their pieces interleaved
-    as they come (each chunk names its index)."""
+def run_job(session: ModelSession, job: Job) -> Callable[[threading.Event, Outlet], int]:
+    """What starts the job: every answer (n per prompt) submitted to be decoded together in
+    as many slots as are free, their (choice index, Piece | Ending) interleaved into the
+    outlet as they come (each chunk names its index). It returns how many answers."""
 
     asks = []
     for tokens in job.prompts:
@@ -231,8 +232,9 @@ def run_job(session: ModelSession, job: Job) -> Callable[[threading.Event], Iter
                 sampling = Sampling(**{**sampling.__dict__, "seed": sampling.seed + k})
             asks.append((tokens, sampling))
 
-    def start(stop: threading.Event) -> Iterator[tuple]:
-        return session.generate(asks, stop, job.lane)  # type: ignore[arg-type]
+    def start(stop: threading.Event, outlet: Outlet) -> int:
+        session.submit(asks, stop, outlet, job.lane)  # type: ignore[arg-type]
+        return len(asks)
 
     return start
 
@@ -672,10 +674,16 @@ async def collect_text(job: Job, pump, model_id: str) -> dict:
     }
 
 
-async def _sse(chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:
+async def _sse(chunks: AsyncIterator[dict]) -> AsyncIterator[bytes]:
+    """Each chunk as one server-sent event; an engine error as a last chunk that says so."""
     try:
         async for chunk in chunks:
-            yield {"data": json.dumps(chunk)}
+            yield b"data: " + _json(chunk) + b"\n\n"
     except Exception as e:
-        yield {"data": json.dumps({"error": {"message": str(e), "type": "engine_error"}})}
-    yield {"data": "[DONE]"}
+        yield b"data: " + _json({"error": {"message": str(e), "type": "engine_error"}}) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def _json(value: object) -> bytes:
+    # compact, and UTF-8 as it is (OpenAI's own streams send characters, not \u escapes)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,77 @@
+"""Server-sent events for a streamed answer: the path each token takes to the client.
+
+A plain ASGI response, not sse-starlette's: that one wraps every event in an anyio cancel
+scope with a send timeout and encodes it through its event class, which came to about a
+third of the event loop's time per token here (py-spy, the demo model at ~90 tok/s). On a
+machine whose cores all run llama.cpp's compute threads, every microsecond the loop spends
+is taken from them. What it did per request stays: a keep-alive comment in long silences
+(a long prompt being read), and the answer is stopped when the client goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+from starlette.responses import Response
+
+PING_S = 15.0  # a comment line after this long without an event keeps proxies from closing
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),  # nginx and the like pass events on as they come
+]
+
+
+class EventStream(Response):
+    """Sends each bytes `events` yields (whole `data: ...` events) as it comes; when the
+    client disconnects, the events' generator is cancelled (its cleanup stops the answer),
+    and `on_end` runs however the response ends. A Starlette Response only so that FastAPI
+    hands it on as it is; it sends everything itself."""
+
+    def __init__(self, events: AsyncIterator[bytes], on_end: Callable[[], None]) -> None:
+        self.background = None  # FastAPI attaches its background tasks here (none are used)
+        self._events = events
+        self._on_end = on_end
+        self._last_sent = time.monotonic()
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            body = asyncio.ensure_future(self._send_events(send))
+            gone = asyncio.ensure_future(_disconnect(receive))
+            ping = asyncio.ensure_future(self._ping(send))
+            try:
+                await asyncio.wait({body, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (body, gone, ping):
+                    task.cancel()
+                # the generator's cleanup (the answer's stop) runs inside the cancelled task;
+                # a send to a client that has gone fails with an OSError: nobody to tell
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await body
+                for task in (gone, ping):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        finally:
+            self._on_end()
+
+    async def _send_events(self, send) -> None:
+        async for data in self._events:
+            self._last_sent = time.monotonic()
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _ping(self, send) -> None:
+        while True:
+            await asyncio.sleep(PING_S)
+            if time.monotonic() - self._last_sent >= PING_S:
+                self._last_sent = time.monotonic()
+                await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+
+
+async def _disconnect(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
