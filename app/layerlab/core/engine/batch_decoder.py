@@ -135,6 +135,7 @@ class BatchDecoder:
         self.memory = low.llama_get_memory(self.ctx)
         self.n_batch = max(1, low.llama_n_batch(self.ctx))
         self.vocab = llm._model.vocab
+        self.n_vocab = llm.n_vocab()
         self.slots = [Slot(i) for i in range(parallel)]
         self.queues: dict[Lane, collections.deque[Answer]] = {
             lane: collections.deque() for lane in LANES
@@ -380,7 +381,10 @@ class BatchDecoder:
         answer.budget = n_ctx - len(prompt)
         if s.max_tokens:
             answer.budget = min(answer.budget, s.max_tokens)
-        answer.sampler = self._sampler(answer)
+        # a plain greedy answer is the logits' argmax: the sampler chain would copy all
+        # n_vocab logits into candidates and walk them (~90 us a token for the demo's 49k,
+        # ~25 us for numpy's argmax), between decodes, where the compute threads wait
+        answer.sampler = None if _plain_greedy(s) else self._sampler(answer)
 
     def _sampler(self, answer: Answer):
         """The same chain llama-cpp-python's Llama.generate builds (so an answer samples as
@@ -459,7 +463,7 @@ class BatchDecoder:
                 a.n_past += 1
                 a.predicted_n += 1
                 a.predicted_s += took
-                self._take(a, a.sampler.sample(self.llm._ctx, i))
+                self._take(a, self._sample(a, i))
         budget = self.n_batch
         for a in answers:
             if not a.todo or budget <= 0 or a.slot is None:
@@ -474,8 +478,18 @@ class BatchDecoder:
             slot.cached.extend(chunk)
             a.n_past += len(chunk)
             if not a.todo:
-                self._take(a, a.sampler.sample(self.llm._ctx, len(chunk) - 1))
+                self._take(a, self._sample(a, len(chunk) - 1))
         self.session.last_progress = time.monotonic()
+
+    def _sample(self, a: Answer, row: int) -> int:
+        """The answer's next token from the logits of the batch's `row`."""
+        if a.sampler is not None:
+            return a.sampler.sample(self.llm._ctx, row)
+        import numpy as np
+
+        logits = self.low.llama_get_logits_ith(self.ctx, row)
+        # the first of equal bests, as llama.cpp's greedy sampler takes it
+        return int(np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).argmax())
 
     def _decode(self, tokens: list[tuple[int, Answer]], n_logits: int) -> float:
         """One llama_decode of (token, answer) at each answer's next positions; logits for
@@ -589,6 +603,21 @@ class BatchDecoder:
             a.slot = None
             a.put(RuntimeError(f"The engine failed while answering: {error}"))
             a.put(DONE)
+
+
+def _plain_greedy(s: Sampling) -> bool:
+    """Temperature 0 and nothing that changes or reads the logits: llama-cpp-python's chain
+    (penalties, grammar, greedy) would then pick the best logit and nothing else."""
+    return (
+        s.temperature == 0
+        and s.grammar is None
+        and s.top_logprobs is None
+        and not s.logit_bias
+        and (
+            s.repeat_last_n == 0
+            or (s.repeat_penalty == 1.0 and s.frequency_penalty == 0 and s.presence_penalty == 0)
+        )
+    )
 
 
 _REREAD = 2  # prompt tokens read again from a slot's cache (see _start)
