@@ -14,18 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from zeroconf import (
-    InterfaceChoice,
-    IPVersion,
-    ServiceBrowser,
-    ServiceInfo,
-    ServiceStateChange,
-    Zeroconf,
-)
+from typing import TYPE_CHECKING
 
 from layerlab import __version__
 from layerlab.core.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    from zeroconf import ServiceInfo, ServiceStateChange, Zeroconf
+
+# zeroconf is imported where it is first used (~70 ms): the window's start, which imports
+# this module for DiscoveredWorker, does not wait for it.
 
 SERVICE_TYPE = "_layerlab._tcp.local."
 
@@ -53,6 +51,8 @@ class Announcement:
     def __init__(
         self, name: str, address: Endpoint, fingerprint: str, link_protocol: int, rpc_protocol: str
     ):
+        from zeroconf import InterfaceChoice, IPVersion, ServiceInfo, Zeroconf
+
         self.name = name
         self.zc = Zeroconf(
             interfaces=_interfaces(address.host) or InterfaceChoice.All,
@@ -98,6 +98,8 @@ def _parse(info: ServiceInfo) -> DiscoveredWorker | None:
         k.decode(errors="replace"): (v or b"").decode(errors="replace")
         for k, v in (info.properties or {}).items()
     }
+    from zeroconf import IPVersion
+
     addrs = info.parsed_addresses(IPVersion.V4Only)
     if not addrs or not info.port:
         return None
@@ -124,6 +126,8 @@ class WorkerBrowser:
         on_change: Callable[[list[DiscoveredWorker]], None] | None = None,
         interfaces: list[str] | None = None,
     ):
+        from zeroconf import InterfaceChoice, IPVersion, ServiceBrowser, Zeroconf
+
         self.on_change = on_change or (lambda workers: None)
         self._found: dict[str, DiscoveredWorker] = {}
         self._lock = threading.Lock()
@@ -137,6 +141,8 @@ class WorkerBrowser:
     def _handler(
         self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
+        from zeroconf import ServiceStateChange
+
         if state_change is ServiceStateChange.Removed:
             with self._lock:
                 self._found.pop(name, None)

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from layerlab.core.atomic_file import write_atomic
+
+# cryptography's x509 (~45 ms) is imported where a certificate is read or made: the window's
+# start imports this module for Peer and the trust store, and reads no certificate.
 
 KEY_FILE = "identity-key.pem"
 CERT_FILE = "identity-cert.pem"
@@ -52,6 +51,9 @@ def write_private(path: Path, data: bytes) -> None:
 
 def fingerprint_of_cert(cert_der_or_pem: bytes) -> str:
     """SHA-256 over the certificate's SubjectPublicKeyInfo, as 64 lowercase hex digits."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     if cert_der_or_pem.lstrip().startswith(b"-----"):
         cert = x509.load_pem_x509_certificate(cert_der_or_pem)
     else:
@@ -81,6 +83,11 @@ class Identity:
 
 
 def _make_identity(name: str) -> tuple[bytes, bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"LayerLab {name}"[:64])])
     now = dt.datetime.now(dt.timezone.utc)

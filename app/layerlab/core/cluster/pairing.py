@@ -22,10 +22,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from spake2 import SPAKE2_A, SPAKE2_B
-from spake2.spake2 import SPAKEError
+# cryptography's KDF and spake2 are imported where they are used (with x509 in identity.py,
+# ~60 ms): the window's start imports this module, and pairs nothing.
+
 
 PAIRING_VERSION = 1
 ID_HEAD = b"layerlab-head"
@@ -80,6 +79,9 @@ def _transcript(worker_fp: str, head_fp: str, msg_head: bytes, msg_worker: bytes
 
 
 def _confirm_keys(key: bytes, transcript: bytes) -> tuple[bytes, bytes]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     okm = HKDF(
         algorithm=hashes.SHA256(),
         length=64,
@@ -97,6 +99,8 @@ class HeadPairing:
     """The head's half: start() -> first message; finish(answer) -> confirmation to send."""
 
     def __init__(self, code: str, worker_fp: str, head_fp: str):
+        from spake2 import SPAKE2_A
+
         self._spake = SPAKE2_A(normalise_code(code).encode(), idA=ID_HEAD, idB=ID_WORKER)
         self.worker_fp = worker_fp
         self.head_fp = head_fp
@@ -107,6 +111,8 @@ class HeadPairing:
         return {"spake": _b64(self._msg)}
 
     def finish(self, answer: dict) -> dict:
+        from spake2.spake2 import SPAKEError
+
         msg_worker = _unb64(answer.get("spake"))
         try:
             key = self._spake.finish(msg_worker)
@@ -126,6 +132,8 @@ class WorkerPairing:
     """The worker's half of one attempt: answer(first) -> reply; check(confirmation)."""
 
     def __init__(self, code: str, worker_fp: str, head_fp: str):
+        from spake2 import SPAKE2_B
+
         self._spake = SPAKE2_B(code.encode(), idA=ID_HEAD, idB=ID_WORKER)
         self.worker_fp = worker_fp
         self.head_fp = head_fp
@@ -133,6 +141,8 @@ class WorkerPairing:
         self._t = b""
 
     def answer(self, first: dict) -> dict:
+        from spake2.spake2 import SPAKEError
+
         msg_head = _unb64(first.get("spake"))
         msg_worker = self._spake.start()
         try:
