@@ -36,6 +36,7 @@ class EventStream(Response):
         self._events = events
         self._on_end = on_end
         self._last_sent = time.monotonic()
+        self._ending = False  # the last body message is on its way: no comment after it
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
         try:
@@ -53,7 +54,7 @@ class EventStream(Response):
                 with contextlib.suppress(asyncio.CancelledError, OSError):
                     await body
                 for task in (gone, ping):
-                    with contextlib.suppress(asyncio.CancelledError):
+                    with contextlib.suppress(asyncio.CancelledError, OSError):
                         await task
         finally:
             self._on_end()
@@ -62,11 +63,14 @@ class EventStream(Response):
         async for data in self._events:
             self._last_sent = time.monotonic()
             await send({"type": "http.response.body", "body": data, "more_body": True})
+        self._ending = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _ping(self, send) -> None:
         while True:
             await asyncio.sleep(PING_S)
+            if self._ending:
+                return
             if time.monotonic() - self._last_sent >= PING_S:
                 self._last_sent = time.monotonic()
                 await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
