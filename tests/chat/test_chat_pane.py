@@ -241,6 +241,25 @@ def test_sampling_presets_and_system_prompt_are_kept_per_conversation(qtbot, pan
     assert head.chat.settings(cid).system_prompt == "Answer in French."
 
 
+def test_a_preset_chosen_before_the_first_message_is_the_one_kept(qtbot, head):
+    fresh = ChatPane(head)
+    qtbot.addWidget(fresh)
+    fresh.show()
+    fresh.set_client(head.client())
+    try:
+        # before any conversation: the default it will be saved with, details included
+        assert fresh.conversation_id is None
+        assert fresh.sampling.preset.currentText() == "Balanced"
+        assert fresh.sampling.temperature.value() == pytest.approx(0.7)
+        fresh.sampling.preset.setCurrentText("Creative")
+        fresh.params = {"max_tokens": 4}
+        ask(qtbot, fresh, "Say hello.")
+        kept = head.chat.settings(fresh.conversation_id).sampling
+        assert (kept.preset, kept.temperature, kept.top_k) == ("Creative", 1.0, 100)
+    finally:
+        fresh.shutdown()
+
+
 def test_the_sidebar_new_rename_search_delete_undo(qtbot, head, pane):
     side = ConversationSidebar(head)
     qtbot.addWidget(side)

@@ -124,6 +124,9 @@ class SamplingBox(QWidget):
             w.valueChanged.connect(self._detail_changed)
         self._template = ""
         self._drop_oldest = False
+        # what a first conversation will be saved with, shown before there is one (the combo
+        # box alone would show its first entry over empty details)
+        self.show_settings(ConversationSettings())
 
     def _double(self, lo: float, hi: float, step: float) -> QDoubleSpinBox:
         w = QDoubleSpinBox()
@@ -335,8 +338,9 @@ class ChatPane(QWidget):
 
     # -- conversations ------
     def new_conversation(self) -> str:
-        settings = self.sampling.settings() if self.conversation_id else ConversationSettings()
-        settings = replace(settings, template="", drop_oldest=False)
+        # what the box shows: the open conversation's settings, or what the person chose
+        # before the first message (a preset picked then used to be dropped for the default)
+        settings = replace(self.sampling.settings(), template="", drop_oldest=False)
         cid = self.service.new_conversation(settings=settings).id
         self.open_conversation(cid)
         self.conversationsChanged.emit()
