@@ -38,32 +38,51 @@ from layerlab.core.cluster.status import WorkerStatus, parse_status
 from layerlab.core.endpoint import Endpoint
 
 
-def _tcp(address: Endpoint, timeout: float) -> socket.socket:
+def _connect_tls(address: Endpoint, timeout: float, context: ssl.SSLContext) -> ssl.SSLSocket:
+    """A TLS session to `address`, its handshake done. LinkError when the TCP connection
+    cannot be made; the handshake's own errors (ssl.SSLError, OSError, TimeoutError) are
+    raised as they come, with the socket closed.
+
+    The TLS socket is made before it connects, not wrapped around a connected one: Python
+    3.11's wrap_socket re-raises a reset that lands between the connect and the wrap (a
+    worker killed just then) without closing the socket it made, which the caller cannot
+    reach to close (ssl.py, SSLSocket._create: getpeername, then recv(1)).
+    """
     try:
-        sock = socket.create_connection((address.host, address.port), timeout=timeout)
-    except ConnectionRefusedError:
+        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise LinkError("unreachable", f"The name '{address.host}' does not resolve.") from None
+    problem: OSError | None = None
+    for family, kind, proto, _, where in infos:
+        tls = context.wrap_socket(socket.socket(family, kind, proto), do_handshake_on_connect=False)
+        try:
+            relay.tune(tls, lan=not address.is_loopback)
+            tls.settimeout(timeout)
+            tls.connect(where)
+        except OSError as e:
+            tls.close()
+            problem = e
+            continue
+        try:
+            tls.do_handshake()
+        except BaseException:
+            tls.close()
+            raise
+        return tls
+    if isinstance(problem, ConnectionRefusedError):
         raise LinkError(
             "unreachable",
             f"Nothing is listening on {address}: is sharing switched on at that machine?",
         ) from None
-    except socket.gaierror:
-        raise LinkError("unreachable", f"The name '{address.host}' does not resolve.") from None
-    except OSError as e:
-        raise LinkError(
-            "unreachable", f"{address} cannot be reached ({e.strerror or e})."
-        ) from None
-    relay.tune(sock, lan=not address.is_loopback)
-    sock.settimeout(timeout)
-    return sock
+    why = (problem.strerror or problem) if problem else "no address"
+    raise LinkError("unreachable", f"{address} cannot be reached ({why}).") from None
 
 
 def _unpinned_tls(address: Endpoint, timeout: float) -> ssl.SSLSocket:
     """TLS to a link without checking its certificate: only to read or pin it (pairing)."""
-    sock = _tcp(address, timeout)
     try:
-        return client_context(None, None).wrap_socket(sock)
+        return _connect_tls(address, timeout, client_context(None, None))
     except (ssl.SSLError, OSError) as e:
-        sock.close()
         raise LinkError("protocol", f"{address} does not speak LayerLab's link ({e}).") from None
 
 
@@ -85,11 +104,9 @@ def open_link(
 ) -> tuple[ssl.SSLSocket, dict]:
     """A TLS session to a paired worker with `op` accepted, or LinkError saying why not."""
     address = address or Endpoint.parse(worker.address)
-    sock = _tcp(address, timeout)
     try:
-        tls = client_context(identity, worker.cert_pem).wrap_socket(sock)
+        tls = _connect_tls(address, timeout, client_context(identity, worker.cert_pem))
     except ssl.SSLCertVerificationError:
-        sock.close()
         try:
             now = presented_fingerprint(address, timeout)
         except LinkError:
@@ -102,7 +119,6 @@ def open_link(
             "is answering at its address.",
         ) from None
     except (ssl.SSLError, OSError) as e:
-        sock.close()
         if isinstance(e, TimeoutError):
             raise LinkError(
                 "frozen",
