@@ -197,20 +197,23 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             place.leave()
         return result.to_dict()
 
-    async def _generate(start) -> AsyncIterator[tuple[int, object]]:
-        """A request's (choice index, Piece | Ending) as the decoder hands them over."""
+    async def _generate(start) -> AsyncIterator[list[tuple[int, object]]]:
+        """A request's (choice index, Piece | Ending), a list for each decoder turn that
+        handed some over (one write to the client for them all)."""
         outlet = LoopOutlet(asyncio.get_running_loop())
         stop = threading.Event()
         try:
             left = start(stop, outlet)  # a prompt too long is refused here, before any answer
             while left:
+                turn = []
                 for index, item in await outlet.take():
                     if item is DONE:
                         left -= 1
                     elif isinstance(item, Exception):  # llama.cpp errors, as Python's
                         raise item
                     else:
-                        yield index, item
+                        turn.append((index, item))
+                yield turn
         finally:
             # Finished, failed, or the client left (Stop): the decoder frees the slots at
             # its next step.

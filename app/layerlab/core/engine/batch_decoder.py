@@ -61,7 +61,9 @@ class Outlet(Protocol):
 
     def put(self, item: tuple[int, object]) -> None: ...
 
-    def ring(self) -> None: ...
+    def ring(self) -> bool:
+        """Wake the reader; False when the outlet would rather be rung on the next turn."""
+        ...
 
 
 @dataclass
@@ -236,7 +238,9 @@ class BatchDecoder:
                 while not self._closed and not self._has_work():
                     self._idle.set()
                     self.session.generating = False
-                    self._wake.wait(0.5)
+                    # an outlet that asked to be rung later is rung soon, work or not
+                    self._wake.wait(0.02 if self._touched else 0.5)
+                    self._ring()
                 if self._closed:
                     return
                 self._drop_given_up()
@@ -262,7 +266,8 @@ class BatchDecoder:
         touched = list(self._touched)
         self._touched.clear()  # in place: every Answer holds this set
         for outlet in touched:
-            outlet.ring()
+            if not outlet.ring():
+                self._touched.add(outlet)  # not yet: again on the next turn
 
     def _has_work(self) -> bool:
         if any(s.answer for s in self.slots):

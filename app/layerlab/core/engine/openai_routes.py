@@ -341,7 +341,10 @@ def _prompt_index(job: Job, index: int) -> int:
     return index // job.n
 
 
-async def chat_stream(job: Job, pump, model_id: str, piecewise: bool = True) -> AsyncIterator[dict]:
+async def chat_stream(
+    job: Job, pump, model_id: str, piecewise: bool = True
+) -> AsyncIterator[list[dict]]:
+    """The chunks of a chat answer, a list for each decoder turn's pieces (sent together)."""
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     states: dict[int, ChoiceState] = {}
@@ -359,35 +362,41 @@ async def chat_stream(job: Job, pump, model_id: str, piecewise: bool = True) -> 
             **extra,
         }
 
-    async for index, item in pump(job.start):
-        state = states.get(index)
-        if state is None:
-            state = states[index] = ChoiceState(job.tools, piecewise)
-            yield chunk(index, {"role": "assistant", "content": ""})
-        if isinstance(item, Piece):
-            text, call_deltas = state.feed(item)
-            if text or (item.logprobs and state.is_plain):
-                lp = chat_logprobs(item.logprobs) if job.sampling.top_logprobs is not None else None
-                yield chunk(index, {"content": text}, logprobs=lp)
-            if call_deltas:
-                yield chunk(index, {"tool_calls": call_deltas})
-            continue
-        usage.add(_prompt_index(job, index), item)
-        rest, calls, reason = state.finish(item.finish_reason)
-        if rest:
-            yield chunk(index, {"content": rest})
-        if calls:
-            yield chunk(index, {"tool_calls": calls})
-        yield chunk(index, {}, finish=reason, **_finish_extra(job, item))
+    want_logprobs = job.sampling.top_logprobs is not None
+    async for turn in pump(job.start):
+        out = []
+        for index, item in turn:
+            state = states.get(index)
+            if state is None:
+                state = states[index] = ChoiceState(job.tools, piecewise)
+                out.append(chunk(index, {"role": "assistant", "content": ""}))
+            if isinstance(item, Piece):
+                text, call_deltas = state.feed(item)
+                if text or (item.logprobs and state.is_plain):
+                    lp = chat_logprobs(item.logprobs) if want_logprobs else None
+                    out.append(chunk(index, {"content": text}, logprobs=lp))
+                if call_deltas:
+                    out.append(chunk(index, {"tool_calls": call_deltas}))
+                continue
+            usage.add(_prompt_index(job, index), item)
+            rest, calls, reason = state.finish(item.finish_reason)
+            if rest:
+                out.append(chunk(index, {"content": rest}))
+            if calls:
+                out.append(chunk(index, {"tool_calls": calls}))
+            out.append(chunk(index, {}, finish=reason, **_finish_extra(job, item)))
+        yield out
     if job.include_usage:
-        yield {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model_id,
-            "choices": [],
-            "usage": usage.to_dict(),
-        }
+        yield [
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model_id,
+                "choices": [],
+                "usage": usage.to_dict(),
+            }
+        ]
 
 
 def _finish_extra(job: Job, ending: Ending) -> dict:
@@ -410,7 +419,8 @@ def usage_one(ending: Ending) -> dict:
     }
 
 
-async def text_stream(job: Job, pump, model_id: str) -> AsyncIterator[dict]:
+async def text_stream(job: Job, pump, model_id: str) -> AsyncIterator[list[dict]]:
+    """The chunks of a completion, a list for each decoder turn's pieces (sent together)."""
     cid = f"cmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     started: set[int] = set()
@@ -429,40 +439,51 @@ async def text_stream(job: Job, pump, model_id: str) -> AsyncIterator[dict]:
             **extra,
         }
 
-    async for index, item in pump(job.start):
-        if index not in started:
-            started.add(index)
-            offsets[index] = 0
-            if job.echo:
-                echo = job.echo[_prompt_index(job, index)]
-                offsets[index] = len(echo)
-                yield chunk(index, echo)
-        if isinstance(item, Piece):
-            lp = None
-            if job.sampling.top_logprobs is not None:
-                lp = text_logprobs(item.logprobs, offsets[index])
-            offsets[index] += len(item.text)
-            if item.text or lp:
-                yield chunk(index, item.text, logprobs=lp)
-            continue
-        usage.add(_prompt_index(job, index), item)
-        yield chunk(index, "", finish=item.finish_reason, **_finish_extra(job, item))
+    async for turn in pump(job.start):
+        out = []
+        for index, item in turn:
+            if index not in started:
+                started.add(index)
+                offsets[index] = 0
+                if job.echo:
+                    echo = job.echo[_prompt_index(job, index)]
+                    offsets[index] = len(echo)
+                    out.append(chunk(index, echo))
+            if isinstance(item, Piece):
+                lp = None
+                if job.sampling.top_logprobs is not None:
+                    lp = text_logprobs(item.logprobs, offsets[index])
+                offsets[index] += len(item.text)
+                if item.text or lp:
+                    out.append(chunk(index, item.text, logprobs=lp))
+                continue
+            usage.add(_prompt_index(job, index), item)
+            out.append(chunk(index, "", finish=item.finish_reason, **_finish_extra(job, item)))
+        yield out
     if job.include_usage:
-        yield {
-            "id": cid,
-            "object": "text_completion",
-            "created": created,
-            "model": model_id,
-            "choices": [],
-            "usage": usage.to_dict(),
-        }
+        yield [
+            {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": model_id,
+                "choices": [],
+                "usage": usage.to_dict(),
+            }
+        ]
+
+
+async def _each(turns: AsyncIterator[list[dict]]) -> AsyncIterator[dict]:
+    async for turn in turns:
+        for chunk in turn:
+            yield chunk
 
 
 async def collect_chat(job: Job, pump, model_id: str) -> dict:
     choices: dict[int, dict] = {}
     usage = Usage()
     timings = None
-    async for c in chat_stream(job, pump, model_id, piecewise=False):
+    async for c in _each(chat_stream(job, pump, model_id, piecewise=False)):
         if not c["choices"]:
             continue
         ch = c["choices"][0]
@@ -635,7 +656,7 @@ async def collect_text(job: Job, pump, model_id: str) -> dict:
     choices: dict[int, dict] = {}
     timings = None
     usage = Usage()
-    async for c in text_stream(job, pump, model_id):
+    async for c in _each(text_stream(job, pump, model_id)):
         if not c["choices"]:
             continue
         ch = c["choices"][0]
@@ -674,11 +695,13 @@ async def collect_text(job: Job, pump, model_id: str) -> dict:
     }
 
 
-async def _sse(chunks: AsyncIterator[dict]) -> AsyncIterator[bytes]:
-    """Each chunk as one server-sent event; an engine error as a last chunk that says so."""
+async def _sse(turns: AsyncIterator[list[dict]]) -> AsyncIterator[bytes]:
+    """Each chunk as one server-sent event, a decoder turn's together (one write to the
+    socket, one wake-up of the reader); an engine error as a last chunk that says so."""
     try:
-        async for chunk in chunks:
-            yield b"data: " + _json(chunk) + b"\n\n"
+        async for turn in turns:
+            if turn:
+                yield b"".join(b"data: " + _json(chunk) + b"\n\n" for chunk in turn)
     except Exception as e:
         yield b"data: " + _json({"error": {"message": str(e), "type": "engine_error"}}) + b"\n\n"
     yield b"data: [DONE]\n\n"

@@ -1,0 +1,41 @@
+"""The decoder's hand-over to the event loop: a waiting reader is woken for the first piece
+at once, then at most every WAKE_EVERY_S while pieces stream, and at once for the end."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from layerlab.core.engine.batch_decoder import DONE
+from layerlab.core.engine.outlet import WAKE_EVERY_S, LoopOutlet
+
+
+def test_pieces_in_quick_turns_are_handed_over_together_and_the_end_at_once():
+    async def main() -> tuple[list[tuple[float, list]], float]:
+        outlet = LoopOutlet(asyncio.get_running_loop())
+        t0 = time.monotonic()
+        ended: list[float] = []
+
+        def decoder() -> None:  # a piece every 5 ms, ringing each turn as the decoder does
+            unrung = False
+            for i in range(8):
+                outlet.put((0, f"piece {i}"))
+                unrung = not outlet.ring()
+                time.sleep(0.005)
+            ended.append(time.monotonic() - t0)
+            outlet.put((0, DONE))
+            assert outlet.ring() or not unrung
+
+        threading.Thread(target=decoder, daemon=True).start()
+        got: list[tuple[float, list]] = []
+        while not got or got[-1][1][-1][1] is not DONE:
+            got.append((time.monotonic() - t0, await outlet.take()))
+        return got, ended[0]
+
+    got, ended = asyncio.run(main())
+    items = [item for _, batch in got for _, item in batch]
+    assert items == [*(f"piece {i}" for i in range(8)), DONE]  # all, in order
+    assert got[0][0] < WAKE_EVERY_S  # the first piece did not wait
+    assert len(got) <= 5, got  # eight pieces 5 ms apart came in a few hand-overs
+    assert got[-1][0] - ended < WAKE_EVERY_S / 2  # the end did not wait
