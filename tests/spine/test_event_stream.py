@@ -38,24 +38,26 @@ class Served:
 @pytest.fixture
 def served(monkeypatch):
     monkeypatch.setattr(sse, "PING_S", 0.3)
+    monkeypatch.setattr(sse, "STALLED_S", 1.0)
     state = {"ended": 0, "cleaned": threading.Event(), "made": 0}
 
-    async def events(n: int, pause: float):
+    async def events(n: int, pause: float, size: int):
         try:
             for i in range(n):
                 await asyncio.sleep(pause)
                 state["made"] += 1
-                yield f"data: {i}\n\n".encode()
+                yield f"data: {i}{' ' * size}\n\n".encode()
         finally:
             state["cleaned"].set()
 
     async def route(request):
         n, pause = int(request.query_params["n"]), float(request.query_params["pause"])
+        size = int(request.query_params.get("size", 0))
 
         def ended() -> None:
             state["ended"] += 1
 
-        return sse.EventStream(events(n, pause), ended)
+        return sse.EventStream(events(n, pause, size), ended)
 
     s = Served(Starlette(routes=[Route("/events", route)]))
     yield s, state
@@ -90,3 +92,22 @@ def test_a_client_that_leaves_stops_the_generator(served):
     while state["ended"] != 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert state["ended"] == 1
+
+
+def test_a_client_that_stops_reading_is_let_go_and_gives_its_place_back(served):
+    s, state = served
+    host, port = s.url.removeprefix("http://").split(":")
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect((host, int(port)))
+    try:
+        # asks, then never reads again (a stopped app): the server's sends fill the socket
+        client.sendall(b"GET /events?n=100000&pause=0&size=60000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert state["cleaned"].wait(10), "the events ran on for a client that reads nothing"
+        deadline = time.monotonic() + 5
+        while state["ended"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert state["ended"] >= 1  # its place in line is back
+        assert state["made"] < 100_000
+    finally:
+        client.close()

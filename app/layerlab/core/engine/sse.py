@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.responses import Response
 
 PING_S = 15.0  # a comment line after this long without an event keeps proxies from closing
+STALLED_S = 60.0  # a client that has taken nothing for this long has stopped reading
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-store"),
@@ -28,15 +29,17 @@ HEADERS = [
 class EventStream(Response):
     """Sends each bytes `events` yields (whole `data: ...` events) as it comes; when the
     client disconnects, the events' generator is cancelled (its cleanup stops the answer),
-    and `on_end` runs however the response ends. A Starlette Response only so that FastAPI
-    hands it on as it is; it sends everything itself."""
+    and `on_end` runs once: when the events are all made, or however the response ends
+    before. A Starlette Response only so that FastAPI hands it on as it is; it sends
+    everything itself."""
 
     def __init__(self, events: AsyncIterator[bytes], on_end: Callable[[], None]) -> None:
         self.background = None  # FastAPI attaches its background tasks here (none are used)
         self._events = events
-        self._on_end = on_end
+        self._on_end: Callable[[], None] | None = on_end
         self._last_sent = time.monotonic()
         self._ending = False  # the last body message is on its way: no comment after it
+        self._sending_since: float | None = None  # a send waiting for the client to read
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
         try:
@@ -45,7 +48,7 @@ class EventStream(Response):
             gone = asyncio.ensure_future(_disconnect(receive))
             ping = asyncio.ensure_future(self._ping(send))
             try:
-                await asyncio.wait({body, gone}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({body, gone, ping}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for task in (body, gone, ping):
                     task.cancel()
@@ -57,22 +60,37 @@ class EventStream(Response):
                     with contextlib.suppress(asyncio.CancelledError, OSError):
                         await task
         finally:
-            self._on_end()
+            self._end()
+
+    def _end(self) -> None:
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end()
 
     async def _send_events(self, send) -> None:
         async for data in self._events:
-            self._last_sent = time.monotonic()
+            self._last_sent = self._sending_since = time.monotonic()
             await send({"type": "http.response.body", "body": data, "more_body": True})
+            self._sending_since = None
+        # The answer is written: its place in line goes back now, not when a client that
+        # stopped reading (a SIGSTOPped app, a phone asleep) takes the rest, if ever.
+        self._end()
         self._ending = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _ping(self, send) -> None:
+        """A comment in long silences; returns (ending the response, and with it the
+        answer) when a send has waited STALLED_S for a client that no longer reads (a
+        stopped app would otherwise hold its place in line for good)."""
         while True:
-            await asyncio.sleep(PING_S)
-            if self._ending:
+            await asyncio.sleep(min(PING_S, STALLED_S) / 3)
+            if self._ending:  # the last message is going: nothing after it
+                continue
+            now = time.monotonic()
+            if self._sending_since is not None and now - self._sending_since >= STALLED_S:
                 return
-            if time.monotonic() - self._last_sent >= PING_S:
-                self._last_sent = time.monotonic()
+            if self._sending_since is None and now - self._last_sent >= PING_S:
+                self._last_sent = now
                 await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
 
 
