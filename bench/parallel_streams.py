@@ -164,6 +164,18 @@ def describe(name: str, total: float, results: list[Result]) -> str:
     )
 
 
+def llama_server_run(args: argparse.Namespace, model: str) -> tuple[float, list[Result]]:
+    proc, base = start_llama_server(
+        model, args.slots, args.ctx, args.threads, args.port, args.flash_attn
+    )
+    try:
+        run_streams(base, "none", 2, 8)  # warm-up
+        return run_streams(base, "none", args.streams, args.max_tokens)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def many(args: argparse.Namespace) -> None:
     model = str(demo_model_path())
     plan = LoadPlan(
@@ -177,7 +189,15 @@ def many(args: argparse.Namespace) -> None:
     per_request = {}
     one = plan.model_copy(update={"parallel": 1})
     for rep in range(args.reps):
-        for name, p in [("LayerLab", plan)] + ([("LayerLab 1 slot", one)] if args.one_slot else []):
+        sides = [("LayerLab", plan)] + ([("LayerLab 1 slot", one)] if args.one_slot else [])
+        if not args.no_llama_server:
+            sides.append(("llama-server", None))
+        if rep % 2:  # every other rep the other goes first: neither always runs on a rested VM
+            sides.reverse()
+        for name, p in sides:
+            if p is None:
+                rows.append(("llama-server", rep, *llama_server_run(args, model)))
+                continue
             sup, ready = start_layerlab(p)
             try:
                 run_streams(ready.url, sup.token, 2, 8)  # warm-up
@@ -185,18 +205,6 @@ def many(args: argparse.Namespace) -> None:
                 rows.append((name, rep, total, res))
             finally:
                 sup.stop()
-        if args.no_llama_server:
-            continue
-        proc, base = start_llama_server(
-            model, args.slots, args.ctx, args.threads, args.port, args.flash_attn
-        )
-        try:
-            run_streams(base, "none", 2, 8)
-            total, res = run_streams(base, "none", args.streams, args.max_tokens)
-            rows.append(("llama-server", rep, total, res))
-        finally:
-            proc.terminate()
-            proc.wait(10)
     print(machine_note())
     print(
         f"\n{args.streams} streams at once, {args.slots} slots, {args.threads} threads, "
