@@ -478,6 +478,10 @@ class BatchDecoder:
         for a in answers:
             if not a.todo or budget <= 0 or a.slot is None:
                 continue
+            # what is written so far goes out before this prompt's decode (~150 ms for 40
+            # tokens of the demo here), not after every prompt of the step: four first tokens
+            # waited for four prompts' reading (0.6-0.7 s for the first of them)
+            self._ring()
             chunk, a.todo = a.todo[: self.n_batch], a.todo[self.n_batch :]
             budget -= len(chunk)
             took = self._decode([(t, a) for t in chunk], 1 if not a.todo else 0)
