@@ -312,15 +312,14 @@ class BatchDecoder:
         prefix (a system prompt), then the one used longest ago: a new conversation that
         shares only the chat template's first tokens leaves the others' caches alone."""
         free = [s for s in self.slots if s.answer is None]
-        best = max(free, key=lambda s: (_common(s.cached, prompt), -s.seq))
-        kept = _common(best.cached, prompt)
-        if kept >= _WORTH_A_SLOT and 2 * kept >= len(prompt):
+        kept = {s.seq: _common(s.cached, prompt) for s in free}  # walked once per slot
+        best = max(free, key=lambda s: (kept[s.seq], -s.seq))
+        if kept[best.seq] >= _WORTH_A_SLOT and 2 * kept[best.seq] >= len(prompt):
             return best
         busy = {s.seq for s in self.slots if s.answer is not None}
 
         def shared(s: Slot) -> int:
-            n = _common(s.cached, prompt)
-            return n if n >= _WORTH_A_SLOT else 0
+            return kept[s.seq] if kept[s.seq] >= _WORTH_A_SLOT else 0
 
         return min(free, key=lambda s: (_runs(busy | {s.seq}), -shared(s), s.last_used, s.seq))
 
