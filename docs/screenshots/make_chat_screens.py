@@ -1,6 +1,7 @@
 """Screenshots of the chat: a conversation with code, a table and stats; the sidebar; the
 branch switcher "< 2/3 >"; the context-overflow choice (a longer context that fits, and one
-that does not); the no-template notice.
+that does not); the no-template notice; a fresh pane before its first message (the default
+preset it will be saved with, and the details behind it).
 
   xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python docs/screenshots/make_chat_screens.py
 
@@ -142,6 +143,20 @@ def main() -> int:
         window.grab().save(str(HERE / "chat-no-template.png"))
         pane.shutdown()
         window.close()
+
+        # before any conversation: what the first message will be saved with
+        first = QWidget()
+        first.resize(1280, 800)
+        row = QHBoxLayout(first)
+        fresh = ChatPane(head)
+        row.addWidget(fresh, 1)
+        first.show()
+        fresh.sampling.details_button.setChecked(True)
+        fresh.input.setPlainText("Hello! What can you do?")
+        settle(app, fresh)
+        first.grab().save(str(HERE / "chat-before-first-message.png"))
+        fresh.shutdown()
+        first.close()
         head.close()
     return 0
 
