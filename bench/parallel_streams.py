@@ -3,7 +3,7 @@ with the same slots, model and threads, side by side in one run; and single-stre
 generation speed with batching on vs the engine before batching.
 
     bench/setup_llama_server.sh            # once: builds build/llama-server/bin/llama-server
-    .venv/bin/python bench/parallel_streams.py [--streams 10] [--slots 4] [--threads 2]
+    .venv/bin/python bench/parallel_streams.py [--streams 10] [--slots 4] [--threads 2] [--reps 10]
     .venv/bin/python bench/parallel_streams.py --single [--baseline REF] [--runs 5]
 
 Targets: total time <= llama-server's; single-stream ratio >= 0.97. `--baseline REF` takes
@@ -232,9 +232,27 @@ def many(args: argparse.Namespace) -> None:
         print(
             f"total time LayerLab / llama-server: {lt / st:.2f} of medians, "
             f"{statistics.median(pairs):.2f} median of the reps' ratios "
-            f"({', '.join(f'{x:.2f}' for x in pairs)}) (target <= 1.00)"
+            f"({', '.join(f'{x:.2f}' for x in pairs)}) (target <= 1.00); "
+            f"LayerLab first to finish in {sum(x < 1 for x in pairs)} of {len(pairs)} reps"
         )
     print("first token per request (s):", json.dumps(per_request))
+    # where a total's difference lies: the wall time between a stream's tokens, as its client
+    # saw it, for the requests in each wave of `slots` (in the order their first tokens came)
+    print(f"ms between tokens, by wave of {args.slots} (median over reps):")
+    for name in names:
+        waves: dict[int, list[float]] = {}
+        for n, _, _, res in rows:
+            if n != name:
+                continue
+            done = sorted((r for r in res if r.ttft is not None and r.pieces > 1), key=_ttft)
+            for i, r in enumerate(done):
+                gap = (r.total - r.ttft) / (r.pieces - 1) * 1000  # type: ignore[operator]
+                waves.setdefault(i // args.slots, []).append(gap)
+        print(f"  {name}: " + ", ".join(f"{statistics.median(v):.1f}" for v in waves.values()))
+
+
+def _ttft(r: Result) -> float:
+    return r.ttft or 0.0
 
 
 def baseline_tree(ref: str) -> Path:
@@ -339,7 +357,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ctx", type=int, default=1024, help="context per slot")
     ap.add_argument("--max-tokens", type=int, default=128)
-    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=10)  # one rep swings 10-20% here
     ap.add_argument("--port", type=int, default=8791)
     # the same attention kernel on both sides: llama-server's own default (auto) is on for
     # the CPU; LayerLab's plan says it explicitly
