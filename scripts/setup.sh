@@ -9,10 +9,12 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # --- system packages -------------------------------------------------------------------
 # Build tools for llama-cpp-python; the X libraries Qt's xcb platform needs for a real window;
-# xvfb for screenshots; iproute2 for the cluster tests' network namespaces.
+# xvfb for screenshots; iproute2 for the cluster tests' network namespaces; a Secret Service
+# (gnome-keyring on a private D-Bus) for the tests of keeping keys in the system keyring.
 APT_PACKAGES=(python3 python3-venv python3-dev build-essential cmake git
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
-  libxcb-shape0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 xvfb iproute2)
+  libxcb-shape0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 xvfb iproute2
+  dbus-daemon gnome-keyring)
 if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do

@@ -29,6 +29,9 @@ os.environ.setdefault("LAYERLAB_DISCOVERY", "off")
 # every platform directory (platformdirs reads these on each call, child processes inherit
 # them) points into one folder made for this run.
 _HOMES = Path(tempfile.mkdtemp(prefix="layerlab-tests-"))
+# ...and no keyring: a store asked to use one keeps its secret in its file here (the
+# keyring tests start a Secret Service of their own: tests/head/test_secrets_kept.py).
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
 for _var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
     os.environ[_var] = str(_HOMES / _var.lower())
 

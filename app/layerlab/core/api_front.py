@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import platformdirs
 
 from layerlab.core.endpoint import BadAddress, Endpoint
-from layerlab.core.secret_store import SecretStore
+from layerlab.core.secret_store import SecretStore, SecretUnreachable
 
 DEFAULT_PORT = 8080
 KEYRING_ENTRY = "api-key"
@@ -166,6 +166,13 @@ class ApiFront:
         if key is None:
             try:
                 key = self.keys.key()
+            except SecretUnreachable as e:
+                # the key the person's apps use may be in there: a new one would lock them out
+                why = (
+                    f"LayerLab could not read its API key: {e.strerror or e}. The key your apps "
+                    "use is kept there; turn the API on again once the keyring answers."
+                )
+                return self._set(ApiStatus(False, lan, port, problem=why))
             except OSError as e:
                 key, kept = "", f"LayerLab could not keep an API key ({e.strerror or e}). "
         problem = bind_problem(host, port, key)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from layerlab.core.secret_store import SecretStore
+from layerlab.core.hub.problems import HubProblem
+from layerlab.core.secret_store import SecretStore, SecretUnreachable
 
 ACCOUNT = "huggingface-token"
 
@@ -27,12 +28,30 @@ class TokenStore:
         return self._secret.where
 
     def get(self) -> str | None:
+        """The token, None when none is kept. A keyring that does not answer is a
+        HubProblem, not "no token": gated repos would fail as if the person had none."""
         env = os.environ.get("HF_TOKEN", "").strip()
-        return env or self._secret.get()
+        if env:
+            return env
+        try:
+            return self._secret.get()
+        except SecretUnreachable as e:
+            raise HubProblem(
+                "other",
+                f"Your Hugging Face token could not be read: {e.strerror or e}. Unlock the "
+                "keyring (or restart it) and try again.",
+            ) from e
 
     def set(self, token: str) -> str:
         """Keep `token`; returns where it went, in words."""
         return self._secret.set(token)
 
     def clear(self) -> None:
-        self._secret.clear()
+        try:
+            self._secret.clear()
+        except SecretUnreachable as e:
+            raise HubProblem(
+                "other",
+                f"The token could not be removed from the keyring: {e.strerror or e}. It is "
+                "still kept there; try again once the keyring answers.",
+            ) from e
