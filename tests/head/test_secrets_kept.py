@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port_pair
+
 PASSWORD = "layerlab-tests"
 
 # One store call in a child process: prints {"ok": value} or {"error": words}.
@@ -39,6 +41,12 @@ try:
             value = ring is not None and ring.get_password("layerlab-probe", "probe") is None
         except Exception:  # still starting: its collection not yet unlocked
             value = False
+    elif what == "api-switch":  # the window's API switch, turned on
+        from layerlab.core.api_front import ApiFront
+        keys = ApiKeyStore(Path(folder))
+        keys._secret.wait_s = wait
+        status = ApiFront(None, keys).start(port=int(arg))
+        value = [status.on, status.problem]
     elif what == "api-key":
         keys = ApiKeyStore(Path(folder))
         keys._secret.wait_s = wait
@@ -205,6 +213,10 @@ def test_a_stopped_keyring_costs_words_not_a_hang_and_the_api_key_is_not_replace
     got = keyring.call("api-key", wait_s=1)
     assert time.monotonic() - t0 < 15
     assert "did not answer within 1 s" in got["error"], got
+    # the window's switch says so, and does not serve under a new key behind the apps' backs
+    on, problem = keyring.call("api-switch", str(free_port_pair()), wait_s=1)["ok"]
+    assert not on
+    assert "could not read its API key" in problem and "did not answer" in problem, problem
     got = keyring.call("clear", wait_s=1)  # "forgotten" would be untrue: it is still there
     assert "did not answer" in got["error"], got
     keyring.signal(signal.SIGCONT)
