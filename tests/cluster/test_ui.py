@@ -73,4 +73,7 @@ def test_pairing_dialog_wrong_then_right_code(qtbot, start_sharing, make_head):
     dialog.code.setText("12")
     dialog.pair_button.click()
     assert dialog.message.text() == "A pairing code has 6 digits, like 482-913."
+    # each try's job is let go on the GUI thread once its own thread has ended, never while
+    # that thread may still touch it
+    qtbot.waitUntil(lambda: not dialog._tries, timeout=5000)
     dialog.done(0)

@@ -58,7 +58,8 @@ class PairingDialog(QDialog):
         self.setWindowTitle(f"Pair with {worker_name}" if worker_name else "Pair with a worker")
         self.identity, self.trust, self.fingerprint = identity, trust, fingerprint
         self.peer: Peer | None = None
-        self._thread: QThread | None = None
+        # every try's thread with its job, until that thread has finished (see _forget)
+        self._tries: list[tuple[QThread, _PairJob]] = []
         intro = QLabel(
             "On the other machine, switch on “Share this machine's GPUs” and type the "
             "pairing code it shows. You do this once; after that this computer and that "
@@ -107,9 +108,17 @@ class PairingDialog(QDialog):
         job.failed.connect(self._failed)
         job.done.connect(thread.quit)
         job.failed.connect(thread.quit)
-        thread.finished.connect(job.deleteLater)
-        self._job, self._thread = job, thread
+        # The job is let go here, on the GUI thread, once its thread has finished. Letting
+        # it go when the next try started (it was replaced) could delete it while its thread
+        # was still unwinding from run(): a crash in that thread (seen once on a loaded CI).
+        thread.finished.connect(self._forget)
+        self._tries.append((thread, job))
         thread.start()
+
+    def _forget(self) -> None:
+        for t in [t for t in self._tries if t[0].isFinished()]:
+            self._tries.remove(t)
+            t[0].deleteLater()
 
     def _done(self, peer: Peer) -> None:
         self.peer = peer
@@ -124,7 +133,7 @@ class PairingDialog(QDialog):
         self.message.setText(problem)
 
     def done(self, result: int) -> None:
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait(15000)
+        for thread, _ in self._tries:
+            thread.quit()
+            thread.wait(15000)
         super().done(result)
