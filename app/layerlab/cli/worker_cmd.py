@@ -60,6 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     share.add_argument(
         "--json-events", action="store_true", help="print events as JSON lines (for the GUI)"
     )
+    share.add_argument(
+        "--end-with-app",
+        action="store_true",
+        help="stop when standard input closes: the app that started this worker has gone",
+    )
     service = p.add_argument_group("as a service (Linux, systemd)")
     service.add_argument(
         "--install-service",
@@ -96,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir,
             threads=threads,
             allow_lan=args.allow_lan,
+            end_with_stdin=args.end_with_app,
         )
         if args.share:
             from pathlib import Path

@@ -10,6 +10,7 @@ watchdog tells frozen from busy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -42,6 +43,10 @@ class WorkerOptions:
     # Sharing on the LAN through LayerLab's TLS link (core/cluster/sharing.py); RPC and
     # status then stay on loopback.
     share: object | None = None  # a sharing.ShareOptions
+    # The window's share switch starts the worker as its child, with a pipe on stdin: when
+    # the window goes (quit, crash, kill -9) the pipe closes, and the worker stops sharing
+    # with it instead of going on unseen. The service and a terminal's worker leave it off.
+    end_with_stdin: bool = False
 
 
 def default_cache_dir() -> str:
@@ -206,6 +211,15 @@ def run_worker(opts: WorkerOptions, out=sys.stdout) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if opts.end_with_stdin:
+
+        def until_the_app_goes() -> None:
+            with contextlib.suppress(OSError, ValueError):
+                while sys.stdin.buffer.read(4096):
+                    pass
+            stop.set()
+
+        threading.Thread(target=until_the_app_goes, name="app-watch", daemon=True).start()
 
     # One document for both roads (plain HTTP here, the link's status session when sharing).
     document = StatusDocument(ep, devices)

@@ -45,7 +45,16 @@ class ShareProcess(QObject):
         self.running = True
         self._proc.start(
             self.program,
-            ["-m", "layerlab.cli.main", "worker", "--share", "--json-events", *self.args],
+            # its stdin is our pipe: when this app goes, so does its sharing (--end-with-app)
+            [
+                "-m",
+                "layerlab.cli.main",
+                "worker",
+                "--share",
+                "--json-events",
+                "--end-with-app",
+                *self.args,
+            ],
         )
 
     def stop(self) -> None:
