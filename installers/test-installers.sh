@@ -86,8 +86,12 @@ ok "installed $(basename "$DEB") into a clean $SUITE root ($(cr_in dpkg-query -W
 
 cr_person layerlab --version >"$OUT/clean-version.txt" || die "layerlab --version failed in the clean root"
 # The window: started as the person starts it from the menu.
+# Each in its own process group (set -m), so the TERM below reaches the program, not only the
+# subshell around chroot: a worker left running from one run answered the next run's probe.
+set -m
 cr_person layerlab >"$OUT/app.log" 2>&1 &
 APP=$!
+set +m
 t0=$(date +%s.%N)
 WIN=$(DISPLAY=:$DISPLAY_NUM timeout 60 xdotool search --sync --onlyvisible --name '^LayerLab' | head -1) || die "no window within 60 s ($(tail -3 "$OUT/app.log"))"
 ok "the window shows ($(echo "$(date +%s.%N) - $t0" | bc) s after start)"
@@ -151,10 +155,14 @@ sleep 2
 DISPLAY=:$DISPLAY_NUM import -window root "$ROOT/docs/screenshots/installed-clean-root.png"
 [ "$answered" = yes ] || die "no chat answer arrived in the window; see docs/screenshots/installed-clean-root.png"
 ok "a chat answer arrived in the window (screenshot docs/screenshots/installed-clean-root.png)"
-kill -TERM "$APP"; wait "$APP" 2>/dev/null || true
-# The worker: starts and answers llama.cpp's RPC hello.
+kill -TERM -- "-$APP" 2>/dev/null; wait "$APP" 2>/dev/null || true
+# The worker: starts and answers llama.cpp's RPC hello (on a port nothing else answers on).
+port_free() { "$PY" -c "import socket, sys; sys.exit(socket.socket().connect_ex(('127.0.0.1', 50152)) == 0)"; }
+port_free || die "something already listens on 127.0.0.1:50152: stop it first"
+set -m
 cr_person layerlab worker --listen 127.0.0.1:50152 >"$OUT/worker.log" 2>&1 &
 WORKER=$!
+set +m
 "$PY" - <<'PYEOF' || die "layerlab worker did not start in the clean root ($(tail -3 "$OUT/worker.log"))"
 import sys, time
 sys.path.insert(0, "app")
@@ -167,8 +175,10 @@ while time.monotonic() < deadline:
     time.sleep(0.5)
 sys.exit(1)
 PYEOF
-kill -TERM "$WORKER"; wait "$WORKER" 2>/dev/null || true
-ok "layerlab worker starts in the clean root and answers the RPC probe"
+kill -TERM -- "-$WORKER" 2>/dev/null; wait "$WORKER" 2>/dev/null || true
+for _ in $(seq 50); do port_free && break; sleep 0.2; done
+port_free || die "layerlab worker was still running 10 s after TERM"
+ok "layerlab worker starts in the clean root, answers the RPC probe and stops on TERM"
 
 # Removing it (purge, and the libraries it pulled in) leaves only the person's data.
 cr_in DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq layerlab >/dev/null
