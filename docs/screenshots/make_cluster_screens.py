@@ -58,23 +58,9 @@ def pump(app: QApplication, seconds: float) -> None:
 def share_and_pair_shots(app: QApplication, tmp: Path, free_port_pair) -> None:
     """The share switch with its code, and the pairing dialog (wrong code, then paired)."""
     link_port = free_port_pair()
-    proc = ShareProcess(
-        [
-            "--listen",
-            f"127.0.0.1:{free_port_pair()}",
-            "--threads",
-            "1",
-            "--cache-dir",
-            "",
-            "--share-on",
-            f"127.0.0.1:{link_port}",
-            "--name",
-            "bench-box",
-            "--no-announce",
-            "--state-dir",
-            str(tmp / "worker"),
-        ]
-    )
+    from tests.cluster.conftest import share_switch_args
+
+    proc = ShareProcess(share_switch_args(tmp / "worker", link_port))
     switch = ShareSwitch(proc)
     dialog = None
     try:

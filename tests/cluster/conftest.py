@@ -130,6 +130,25 @@ class SharingWorker(ControlledProcess):
             self.proc.stdout.close()
 
 
+def share_switch_args(state: Path, lan_port: int) -> list[str]:
+    """What the tests give the window's ShareProcess: one thread, no cache, loopback only."""
+    return [
+        "--listen",
+        f"127.0.0.1:{free_port_pair()}",
+        "--threads",
+        "1",
+        "--cache-dir",
+        "",
+        "--share-on",
+        f"127.0.0.1:{lan_port}",
+        "--name",
+        "bench-box",
+        "--no-announce",
+        "--state-dir",
+        str(state),
+    ]
+
+
 @pytest.fixture
 def start_sharing(tmp_path: Path) -> Iterator:
     started: list[SharingWorker] = []

@@ -12,6 +12,7 @@ import time
 
 import psutil
 
+from tests.cluster.conftest import share_switch_args
 from tests.conftest import free_port_pair
 
 # A window in miniature: the real ShareProcess in a Qt application, switched on; it prints
@@ -37,21 +38,7 @@ def _refused(port: int) -> bool:
 
 def test_killing_the_app_ends_its_sharing(tmp_path):
     lan = free_port_pair()
-    args = [
-        "--listen",
-        f"127.0.0.1:{free_port_pair()}",
-        "--threads",
-        "1",
-        "--cache-dir",
-        "",
-        "--share-on",
-        f"127.0.0.1:{lan}",
-        "--name",
-        "bench-box",
-        "--no-announce",
-        "--state-dir",
-        str(tmp_path / "worker"),
-    ]
+    args = share_switch_args(tmp_path / "worker", lan)
     started: list[psutil.Process] = []
     app = subprocess.Popen(
         [sys.executable, "-c", APP, *args], stdout=subprocess.PIPE, text=True, env=os.environ

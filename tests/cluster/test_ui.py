@@ -8,6 +8,7 @@ from layerlab.core.cluster import link
 from layerlab.ui.cluster.pairing_dialog import PairingDialog
 from layerlab.ui.cluster.share_process import ShareProcess
 from layerlab.ui.cluster.share_switch import ShareSwitch
+from tests.cluster.conftest import share_switch_args
 from tests.conftest import free_port_pair
 
 pytestmark = pytest.mark.gui
@@ -15,23 +16,7 @@ pytestmark = pytest.mark.gui
 
 def test_share_switch_shows_the_code_and_who_paired(qtbot, tmp_path, make_head):
     lan_port = free_port_pair()
-    proc = ShareProcess(
-        [
-            "--listen",
-            f"127.0.0.1:{free_port_pair()}",
-            "--threads",
-            "1",
-            "--cache-dir",
-            "",
-            "--share-on",
-            f"127.0.0.1:{lan_port}",
-            "--name",
-            "bench-box",
-            "--no-announce",
-            "--state-dir",
-            str(tmp_path / "worker"),
-        ]
-    )
+    proc = ShareProcess(share_switch_args(tmp_path / "worker", lan_port))
     widget = ShareSwitch(proc)
     qtbot.addWidget(widget)
     widget.show()
