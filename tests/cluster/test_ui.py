@@ -23,8 +23,10 @@ def test_share_switch_shows_the_code_and_who_paired(qtbot, tmp_path, make_head):
     assert widget.status.text() == "Not shared." and not widget.code.isVisible()
     widget.switch.setChecked(True)
     try:
-        qtbot.waitUntil(lambda: len(widget.code.text()) == 7, timeout=30000)
-        assert widget.code.isVisible() and "bench-box" in widget.identity.text()
+        qtbot.waitUntil(
+            lambda: widget.code.isVisible() and len(widget.code.text()) == 7, timeout=30000
+        )
+        assert "bench-box" in widget.identity.text()
         first = widget.code.text()
         head, trust = make_head("desk")
         link.pair(head, trust, f"127.0.0.1:{lan_port}", first)
@@ -62,3 +64,28 @@ def test_pairing_dialog_wrong_then_right_code(qtbot, start_sharing, make_head):
     # that thread may still touch it
     qtbot.waitUntil(lambda: not dialog._tries, timeout=5000)
     dialog.done(0)
+
+
+def test_an_event_after_llama_cpp_text_on_the_same_line_is_still_read(qtbot, tmp_path):
+    """llama.cpp's RPC thread writes to the worker's pipe too; a line of its that had no
+    newline yet carried the 'sharing' event at its end, and the switch never showed its code."""
+    fake = tmp_path / "worker.sh"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'printf \'Client connection closed{"event": "sharing", "name": "bench-box"}\\n\'\n'
+        'printf \'{"event": "pairing_code", "code": "123-456"}\\n\'\n'
+        "sleep 30\n"
+    )
+    fake.chmod(0o755)
+    proc = ShareProcess([], program=str(fake))
+    widget = ShareSwitch(proc)
+    qtbot.addWidget(widget)
+    widget.show()
+    widget.switch.setChecked(True)
+    try:
+        qtbot.waitUntil(lambda: widget.code.isVisible(), timeout=10000)
+        qtbot.waitUntil(lambda: widget.code.text() == "123-456", timeout=10000)
+        assert "bench-box" in widget.identity.text()
+    finally:
+        with qtbot.waitSignal(proc.stopped, timeout=10000):
+            widget.switch.setChecked(False)

@@ -71,10 +71,16 @@ class ShareProcess(QObject):
         *lines, self._buf = self._buf.split(b"\n")
         for raw in lines:
             line = raw.decode("utf-8", "replace").strip()
-            if not line.startswith("{"):
-                if line:
-                    self._tail = [*self._tail[-4:], line]
-                continue
+            # llama.cpp's RPC thread prints to the same pipe ("Client connection closed"): a
+            # line of its without a newline yet would carry our event at its end
+            at = line.find('{"event"')
+            if at != 0:
+                text = line if at < 0 else line[:at]
+                if text:
+                    self._tail = [*self._tail[-4:], text]
+                if at < 0:
+                    continue
+                line = line[at:]
             try:
                 ev = json.loads(line)
             except ValueError:
