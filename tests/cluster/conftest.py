@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from layerlab.core.cluster.identity import Identity, TrustStore, load_or_create_identity
+from layerlab.core.cluster.worker_events import read_line
 from tests.conftest import ControlledProcess, free_port_pair
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,9 +84,9 @@ class SharingWorker(ControlledProcess):
         for line in self.proc.stdout:
             with self._cv:
                 self.text.append(line)
-                if line.startswith("{"):
-                    with contextlib.suppress(ValueError):
-                        self.events.append(json.loads(line))
+                event = read_line(line.strip())[1]
+                if event is not None:
+                    self.events.append(event)
                 self._cv.notify_all()
         with self._cv:
             self._cv.notify_all()

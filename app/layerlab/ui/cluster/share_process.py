@@ -6,10 +6,11 @@ JSON-line events (core/cluster/sharing.py) as they arrive.
 
 from __future__ import annotations
 
-import json
 import sys
 
 from PySide6.QtCore import QObject, QProcess, Signal
+
+from layerlab.core.cluster.worker_events import read_line
 
 
 class ShareProcess(QObject):
@@ -70,20 +71,10 @@ class ShareProcess(QObject):
         self._buf += bytes(self._proc.readAllStandardOutput().data())
         *lines, self._buf = self._buf.split(b"\n")
         for raw in lines:
-            line = raw.decode("utf-8", "replace").strip()
-            # llama.cpp's RPC thread prints to the same pipe ("Client connection closed"): a
-            # line of its without a newline yet would carry our event at its end
-            at = line.find('{"event"')
-            if at != 0:
-                text = line if at < 0 else line[:at]
-                if text:
-                    self._tail = [*self._tail[-4:], text]
-                if at < 0:
-                    continue
-                line = line[at:]
-            try:
-                ev = json.loads(line)
-            except ValueError:
+            text, ev = read_line(raw.decode("utf-8", "replace").strip())
+            if text:
+                self._tail = [*self._tail[-4:], text]
+            if ev is None:
                 continue
             kind = ev.get("event")
             if kind == "sharing":
