@@ -18,8 +18,9 @@ QUESTIONS = [
 ]
 
 
-def chat(text: str) -> list[dict]:
-    return [{"role": "user", "content": text}]
+def chat(text: str, system: str | None = None) -> list[dict]:
+    said = [{"role": "system", "content": system}] if system else []
+    return [*said, {"role": "user", "content": text}]
 
 
 @dataclass
@@ -114,12 +115,14 @@ class Alone:
         return f"the other text runs on past this one's end\nalone: {self.text!r}\n{other!r}"
 
 
-def alone(url: str, token: str, text: str, max_tokens: int, **params) -> Alone:
+def alone(
+    url: str, token: str, text: str, max_tokens: int, system: str | None = None, **params
+) -> Alone:
     """The answer with nothing else running, with each token's lead (top_logprobs=2)."""
     body = {
         **GREEDY,
         **params,
-        "messages": chat(text),
+        "messages": chat(text, system),
         "max_tokens": max_tokens,
         "logprobs": True,
         "top_logprobs": 2,
@@ -146,9 +149,11 @@ def assert_agree(alone_answers: list[Alone], texts: list[str]) -> None:
     assert why == [None] * len(texts), "\n".join(w for w in why if w)
 
 
-def together(url: str, token: str, texts: list[str], max_tokens: int) -> list[Stream]:
+def together(
+    url: str, token: str, texts: list[str], max_tokens: int, system: str | None = None
+) -> list[Stream]:
     streams = [
-        Stream(EngineClient(url, token), chat(t), {**GREEDY, "max_tokens": max_tokens})
+        Stream(EngineClient(url, token), chat(t, system), {**GREEDY, "max_tokens": max_tokens})
         for t in texts
     ]
     for s in streams:

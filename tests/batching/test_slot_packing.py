@@ -1,12 +1,21 @@
-"""Running answers are kept in consecutive slots (one llama.cpp micro-batch a step), and a
-follow-up turn lands in the slot that holds its conversation."""
+"""Running answers are kept in consecutive slots (one llama.cpp micro-batch a step), a
+follow-up turn lands in the slot that holds its conversation, and a system prompt shared by
+new conversations is read once."""
 
 from __future__ import annotations
 
 import httpx
 
 from layerlab.core.engine.client import EngineClient
-from tests.batching.helpers import GREEDY, QUESTIONS, Stream, alone, assert_agree, chat
+from tests.batching.helpers import (
+    GREEDY,
+    QUESTIONS,
+    Stream,
+    alone,
+    assert_agree,
+    chat,
+    together,
+)
 
 LONG = 90
 
@@ -59,3 +68,30 @@ def test_a_follow_up_turn_decodes_only_what_is_new(engine):
     assert prompt > first["usage"]["prompt_tokens"] + 5
     # the first turn's prompt (and most of its answer) came from the slot's cache
     assert decoded < prompt - first["usage"]["prompt_tokens"] + 8, (decoded, prompt)
+
+
+# a system prompt no other test sends, so no slot holds it before this module's test does
+HOUSE_RULES = (
+    "You answer for the Okafor household's home lab. Keep answers short and plain, use "
+    "metric units, and say so when you are not sure of something."
+)
+
+
+def test_new_conversations_sharing_a_system_prompt_read_it_once(engine):
+    sup, ready = engine
+    expected = [alone(ready.url, sup.token, q, 24, system=HOUSE_RULES) for q in QUESTIONS]
+    # the alone runs left the system prompt in one slot at most; clear that by a long
+    # unrelated answer in every slot, so the four below start from caches without it
+    together(ready.url, sup.token, [f"Count from {i} to 40." for i in range(4)], 40)
+    before = sup.client().status()["borrowed"]
+    streams = together(ready.url, sup.token, QUESTIONS, 24, system=HOUSE_RULES)
+    assert [s.error for s in streams] == [None] * 4
+    # the first to be read read the system prompt; the other three copied its slot's cache
+    # and read only their own question (each with its last two tokens, see _start)
+    read = sorted(s.finished.timings["prompt_n"] for s in streams)  # type: ignore[union-attr]
+    prompt = [s.finished.usage["prompt_tokens"] for s in streams]  # type: ignore[union-attr]
+    shared = sup.client().status()["borrowed"] - before
+    assert shared >= 3 * 30, (shared, read, prompt)
+    assert read[-1] >= 40 and read[2] < 25, (read, prompt)
+    # and each wrote what it writes alone
+    assert_agree(expected, [s.text for s in streams])

@@ -139,6 +139,7 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             "running": decoder.running,
             "waiting": decoder.waiting(),
             "moves": decoder.moves,  # answers moved between slots to close a gap
+            "borrowed": decoder.borrowed,  # prompt tokens copied from another slot's cache
             "plan": session.plan.to_dict(),
             "loaded": session.loaded(),
         }
