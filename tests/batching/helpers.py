@@ -17,6 +17,12 @@ QUESTIONS = [
     "Tell me a story about a cat who learns to fly.",
 ]
 
+# a system prompt only the shared-prefix tests send: no slot holds it before they do
+HOUSE_RULES = (
+    "You answer for the Okafor household's home lab. Keep answers short and plain, use "
+    "metric units, and say so when you are not sure of something."
+)
+
 
 def chat(text: str, system: str | None = None) -> list[dict]:
     said = [{"role": "system", "content": system}] if system else []
@@ -161,3 +167,8 @@ def together(
     for s in streams:
         s.join()
     return streams
+
+
+def forget_in_every_slot(url: str, token: str, slots: int = 4) -> None:
+    """A long unrelated answer in every slot: what they held before is gone from all."""
+    together(url, token, [f"Count from {i} to 40." for i in range(slots)], 40)

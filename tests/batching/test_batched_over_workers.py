@@ -10,7 +10,17 @@ from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready, Wat
 from layerlab.core.head import Head
 from layerlab.core.load_plan import DeviceRef, LoadPlan
 from tests.batching.conftest import N_CTX, PARALLEL
-from tests.batching.helpers import GREEDY, QUESTIONS, Stream, alone, assert_agree, chat, together
+from tests.batching.helpers import (
+    GREEDY,
+    HOUSE_RULES,
+    QUESTIONS,
+    Stream,
+    alone,
+    assert_agree,
+    chat,
+    forget_in_every_slot,
+    together,
+)
 
 
 def _split_plan(demo_model, w1, w2) -> LoadPlan:
@@ -45,10 +55,14 @@ def test_split_over_two_workers_greedy_answers_are_the_same_alone_and_together(
     ready = sup.wait_for((Ready, Failed), 90)
     assert isinstance(ready, Ready), ready
     try:
-        one_by_one = [alone(ready.url, sup.token, q, 24) for q in QUESTIONS]
-        streams = together(ready.url, sup.token, QUESTIONS, 24)
+        one_by_one = [alone(ready.url, sup.token, q, 24, system=HOUSE_RULES) for q in QUESTIONS]
+        forget_in_every_slot(ready.url, sup.token)
+        streams = together(ready.url, sup.token, QUESTIONS, 24, system=HOUSE_RULES)
         assert [s.error for s in streams] == [None] * 4
         assert max(s.first_token for s in streams) < min(s.ended for s in streams)
+        # three of the four took the shared system prompt from another slot's cache: a
+        # KV stream copied on the workers, and still the text each writes alone
+        assert sup.client().status()["borrowed"] >= 3 * 30
         assert_agree(one_by_one, [s.text for s in streams])
     finally:
         sup.stop()

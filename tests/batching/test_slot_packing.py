@@ -9,11 +9,13 @@ import httpx
 from layerlab.core.engine.client import EngineClient
 from tests.batching.helpers import (
     GREEDY,
+    HOUSE_RULES,
     QUESTIONS,
     Stream,
     alone,
     assert_agree,
     chat,
+    forget_in_every_slot,
     together,
 )
 
@@ -70,19 +72,10 @@ def test_a_follow_up_turn_decodes_only_what_is_new(engine):
     assert decoded < prompt - first["usage"]["prompt_tokens"] + 8, (decoded, prompt)
 
 
-# a system prompt no other test sends, so no slot holds it before this module's test does
-HOUSE_RULES = (
-    "You answer for the Okafor household's home lab. Keep answers short and plain, use "
-    "metric units, and say so when you are not sure of something."
-)
-
-
 def test_new_conversations_sharing_a_system_prompt_read_it_once(engine):
     sup, ready = engine
     expected = [alone(ready.url, sup.token, q, 24, system=HOUSE_RULES) for q in QUESTIONS]
-    # the alone runs left the system prompt in one slot at most; clear that by a long
-    # unrelated answer in every slot, so the four below start from caches without it
-    together(ready.url, sup.token, [f"Count from {i} to 40." for i in range(4)], 40)
+    forget_in_every_slot(ready.url, sup.token)
     before = sup.client().status()["borrowed"]
     streams = together(ready.url, sup.token, QUESTIONS, 24, system=HOUSE_RULES)
     assert [s.error for s in streams] == [None] * 4
