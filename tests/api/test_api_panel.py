@@ -145,3 +145,25 @@ def test_the_key_is_kept_0600_and_never_in_settings_or_the_logs(loaded, caplog):
     assert any("the API is open" in line for line in said)
     assert not [line for line in said if first.key in line]
     assert first.key not in caplog.text
+
+
+def test_a_key_that_cannot_be_kept_serves_this_run_and_says_so(qtbot, loaded, tmp_path):
+    head, _, _ = loaded
+    not_a_folder = tmp_path / "config"
+    not_a_folder.write_text("a file where the config folder should be")
+    front = ApiFront(head, ApiKeyStore(not_a_folder, use_keyring=False))
+    port = free_port_pair()
+    s = front.start(port=port)
+    try:
+        # loopback still opens, with a key for this run, and the person is told why it
+        # will change (their apps will need the new one after a restart)
+        assert s.on and len(s.key) >= 24 and listening(port)
+        assert "could not keep an API key" in s.problem and "until LayerLab closes" in s.problem
+        with openai.OpenAI(base_url=s.url, api_key=s.key, max_retries=0) as client:
+            client.models.list()
+        panel = ApiPanel(head)
+        qtbot.addWidget(panel)
+        panel._show(s)
+        assert panel.status.text().startswith("On: ") and s.problem in panel.status.text()
+    finally:
+        front.stop()

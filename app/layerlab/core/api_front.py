@@ -113,7 +113,7 @@ class ApiStatus:
     port: int = DEFAULT_PORT
     url: str = ""  # the base URL other apps paste, ending in /v1
     key: str = ""
-    problem: str = ""  # why it is not on, in words ("" when nothing went wrong)
+    problem: str = ""  # what went wrong, in words: why it is off, or what an "on" lacks
 
 
 def lan_address() -> str:
@@ -174,7 +174,7 @@ class ApiFront:
                 )
                 return self._set(ApiStatus(False, lan, port, problem=why))
             except OSError as e:
-                key, kept = "", f"LayerLab could not keep an API key ({e.strerror or e}). "
+                key, kept = "", f"LayerLab could not keep an API key: {e.strerror or e}. "
         problem = bind_problem(host, port, key)
         if problem:
             return self._set(ApiStatus(False, lan, port, problem=kept + problem))
@@ -218,7 +218,10 @@ class ApiFront:
         shown = lan_address() if lan else "127.0.0.1"
         url = f"http://{shown}:{port}/v1"
         self._log(f"the API is open at {url}" + (" to your network" if lan else ""))
-        return self._set(ApiStatus(True, lan, port, url, key))
+        # a key kept nowhere changes at the next start: the apps it is pasted into must
+        # be told again, so the person hears it now, not then
+        lacks = kept + "This key works until LayerLab closes." if kept else ""
+        return self._set(ApiStatus(True, lan, port, url, key, problem=lacks))
 
     def stop(self) -> ApiStatus:
         """Stop listening (answers still running are cut after 2 s)."""

@@ -186,7 +186,8 @@ class ApiPanel(QWidget):
             self.switch.blockSignals(False)
         if s.on:
             reach = "from other computers on your network" if s.lan else "from this computer"
-            self.status.setText(f"On: apps can reach this model {reach}.")
+            said = f"On: apps can reach this model {reach}."
+            self.status.setText(f"{said} {s.problem}" if s.problem else said)
         else:
             self.status.setText(s.problem or "Off: no other app can reach this model.")
         self.paste_box.setVisible(s.on)
