@@ -2,7 +2,9 @@ r"""Screenshots of "Let other apps use this model" (ui/api/api_panel.py) on a re
 the demo model loaded, its API open on loopback, answering a real `openai` client:
 
 - api-off.png: the switch off (nothing listens);
-- api-on.png: on, with the URL and key to paste and the "works with" list.
+- api-on.png: on, with the URL and key to paste and the "works with" list;
+- api-key-not-kept.png: on with a key for this run only, where none could be kept (a file
+  stands where the config folder should be), and the panel saying so.
 
 Run under Xvfb from the repository root:
     xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python docs/screenshots/make_api_screens.py
@@ -21,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import openai
 from PySide6.QtWidgets import QApplication
 
+from layerlab.core.api_front import ApiKeyStore
 from layerlab.core.demo_model import demo_model_path
 from layerlab.core.engine.supervisor import Failed, Ready
 from layerlab.core.head import Head
@@ -70,6 +73,16 @@ def main() -> None:
         print("answered through the panel's URL:", repr(answer.choices[0].message.content))
         app.processEvents()
         panel.grab().save(str(OUT / "api-on.png"))
+
+        panel.switch.click()
+        pump_until(app, lambda: not head.api.status.on and panel.switch.isEnabled())
+        blocked = tmp / "config"
+        blocked.write_text("a file where the config folder should be")
+        head.api.keys = ApiKeyStore(blocked, use_keyring=False)
+        panel.switch.click()
+        pump_until(app, lambda: head.api.status.on and panel.switch.isEnabled())
+        app.processEvents()
+        panel.grab().save(str(OUT / "api-key-not-kept.png"))
         panel.close()
     finally:
         head.close()

@@ -174,7 +174,8 @@ class ApiFront:
                 )
                 return self._set(ApiStatus(False, lan, port, problem=why))
             except OSError as e:
-                key, kept = "", f"LayerLab could not keep an API key: {e.strerror or e}. "
+                where = f" in {e.filename}" if e.filename else ""
+                key, kept = "", f"LayerLab could not keep an API key{where}: {e.strerror or e}. "
         problem = bind_problem(host, port, key)
         if problem:
             return self._set(ApiStatus(False, lan, port, problem=kept + problem))
