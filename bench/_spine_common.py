@@ -36,6 +36,24 @@ def machine_note() -> str:
     import os
 
     return (
-        f"machine: {os.cpu_count()} cores; workers on loopback share them with the head, "
-        "so splits here measure overhead, not added compute"
+        f"machine: {cpu_name()}, {os.cpu_count()} cores; workers on loopback share them with "
+        "the head, so splits here measure overhead, not added compute"
     )
+
+
+def cpu_name() -> str:
+    """The CPU's model name, and whether it has AMX (figures differ between the Xeon with
+    AMX and the EPYC without, and a note must say which one they came from)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return "an unknown CPU"
+    name = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()
+            if line.startswith("model name")
+        ),
+        "an unknown CPU",
+    )
+    return name + (" with AMX" if " amx_tile" in info else "")
