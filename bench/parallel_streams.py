@@ -255,6 +255,9 @@ def _ttft(r: Result) -> float:
     return r.ttft or 0.0
 
 
+BASELINE_SITE = ROOT / "build" / "bench-baseline" / "site"  # its one dependency LayerLab dropped
+
+
 def baseline_tree(ref: str) -> Path:
     out = ROOT / "build" / "bench-baseline" / ref.replace("^", "-parent")
     if not (out / "app" / "layerlab").exists():
@@ -273,7 +276,7 @@ from layerlab.core.load_plan import LoadPlan
 sup = EngineSupervisor()
 sup.start(LoadPlan(sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=int(sys.argv[3])))
 s = sup.wait_for((Ready, Failed), 120)
-print(s.url, sup.token, flush=True)
+print(s.url, sup.token, flush=True) if isinstance(s, Ready) else print(s, file=sys.stderr)
 sys.stdin.read()
 sup.stop()
 """
@@ -291,6 +294,8 @@ class _Remote:
 
 def single(args: argparse.Namespace) -> None:
     model = str(demo_model_path())
+    if not (BASELINE_SITE / "sse_starlette").is_dir():
+        sys.exit(f"no {BASELINE_SITE}/sse_starlette: run bench/setup_llama_server.sh first")
     old_app = baseline_tree(args.baseline)
     configs = [
         ("before batching", LoadPlan(model, n_ctx=args.ctx, n_threads=args.threads), old_app),
@@ -316,14 +321,17 @@ def single(args: argparse.Namespace) -> None:
                 str(args.ctx),
                 str(args.threads),
             ],
-            env=dict(os.environ, PYTHONPATH=str(app)),
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(app), str(BASELINE_SITE)])),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         helpers.append(helper)
         assert helper.stdout is not None
-        url, token = helper.stdout.readline().split()
+        said = helper.stdout.readline().split()
+        if len(said) != 2:
+            sys.exit(f"the baseline engine ({args.baseline}) did not start: see its log above")
+        url, token = said
         engines.append((name, _Remote(token), Ready(plan, url, "", None, token=token)))  # type: ignore[arg-type]
     rates: dict[str, list[float]] = {name: [] for name, _, _ in engines}
     try:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build llama.cpp's own llama-server from the llama.cpp source vendored in the pinned
 # llama-cpp-python sdist, so bench/parallel_streams.py compares against the same llama.cpp
-# LayerLab runs. Into build/llama-server/ (about 10 minutes on 2 cores, at nice 19).
+# LayerLab runs. Into build/llama-server/ (about 10 minutes on 2 cores, at nice 19). Also
+# what the single-stream baseline engine needs, into build/bench-baseline/site/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
@@ -9,6 +10,12 @@ OUT="build/llama-server"
 SRC="$OUT/src"
 PY="${PYTHON:-.venv/bin/python}"
 mkdir -p "$OUT"
+# `parallel_streams.py --single` runs the engine from before batching (a git archive of
+# 5ad7fc5^), which streamed through sse-starlette; LayerLab itself no longer needs it
+BASE_SITE="build/bench-baseline/site"
+if [ ! -d "$BASE_SITE/sse_starlette" ]; then
+  "$PY" -m pip install -q --no-deps --target "$BASE_SITE" "sse-starlette>=2.0,<4"
+fi
 if [ -x "$OUT/bin/llama-server" ]; then
   echo "llama-server already built: $OUT/bin/llama-server"
   exit 0
