@@ -147,12 +147,15 @@ class BatchDecoder:
         }
         # Moving an answer between slots copies a KV stream; recurrent state is not a stream
         # of cells, so those models keep their answers where they started.
-        self.can_move = parallel > 1 and not (
+        self.cells = not (
             low.llama_model_is_recurrent(llm.model) or low.llama_model_is_hybrid(llm.model)
         )
+        self.can_move = parallel > 1 and self.cells
         self.moves = 0  # answers moved to close a gap (the tests read it)
         self.borrowed = 0  # prompt tokens taken from another slot's cache, not read
         self._pieces: dict[int, bytes] = {}  # token -> its bytes (at most the vocabulary)
+        self.n_swa = max(0, low.llama_model_n_swa(llm.model))  # 0: no sliding window
+        self.reread = 0  # cached prefixes found incomplete and read again (the tests read it)
         self._touched: set[Outlet] = set()  # outlets given items since the last ring
         self._wake = threading.Condition()
         self._closed = False
@@ -385,6 +388,10 @@ class BatchDecoder:
         if keep < len(slot.cached) and not low.llama_memory_seq_rm(self.memory, slot.seq, keep, -1):
             low.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
             keep = 0
+        if keep and not self._holds(slot.seq, keep):
+            low.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
+            keep = 0
+            self.reread += 1
         slot.cached = prompt[:keep]
         slot.answer, answer.slot = answer, slot
         slot.last_used = time.monotonic()
@@ -514,7 +521,8 @@ class BatchDecoder:
         limit = len(a.prompt) - _REREAD  # as in _start: the last tokens are read again
         donor, n = None, a.n_past
         for s in self.slots:
-            if s is not slot and (k := min(_common(s.cached, a.prompt), limit)) > n:
+            k = min(_common(s.cached, a.prompt), limit) if s is not slot else 0
+            if k > n and self._holds(s.seq, k):
                 donor, n = s, k
         if donor is None or n - a.n_past < _WORTH_BORROWING:
             return
@@ -525,6 +533,20 @@ class BatchDecoder:
         a.n_past = n
         a.todo = list(a.prompt[n:])
         self.borrowed += n
+
+    def _holds(self, seq: int, n: int) -> bool:
+        """Whether sequence `seq`'s cache still has what a token at position n attends to:
+        every position from 0 (or, for a sliding-window model, from n - n_swa) up. A
+        sliding-window layer may have given its cells past the window to newer tokens,
+        and a prefix read from such a cache would be silently wrong: the prompt is then
+        read again whole, as llama-server does ("lack of cache data")."""
+        if not self.cells:  # a recurrent state is one position: llama.cpp keeps it whole
+            return True
+        low = self.low
+        pos_min = low.llama_memory_seq_pos_min(self.memory, seq)
+        pos_max = low.llama_memory_seq_pos_max(self.memory, seq)
+        need = max(0, n - self.n_swa) if self.n_swa else 0
+        return 0 <= pos_min <= need and pos_max >= n - 1
 
     def _sample(self, a: Answer, row: int) -> int:
         """The answer's next token from the logits of the batch's `row`."""
