@@ -220,5 +220,11 @@ def test_a_stopped_keyring_costs_words_not_a_hang_and_the_api_key_is_not_replace
     got = keyring.call("clear", wait_s=1)  # "forgotten" would be untrue: it is still there
     assert "did not answer" in got["error"], got
     keyring.signal(signal.SIGCONT)
-    # the apps' key is still the same one: no new key was made while the keyring slept
-    assert keyring.call("api-key")["ok"] == [key, "the system keyring"]
+    # the apps' key is still the same one: no new key was made while the keyring slept.
+    # The daemon first works through what came while it was stopped: under a loaded CI
+    # machine one clean-clone run's first call after SIGCONT came back with an error (its
+    # words were not kept), so it is asked until it answers; an error is never a new key
+    deadline = time.monotonic() + 30
+    while "ok" not in (got := keyring.call("api-key", wait_s=5)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert got.get("ok") == [key, "the system keyring"], got
