@@ -286,7 +286,10 @@ from layerlab.core.load_plan import LoadPlan
 sup = EngineSupervisor()
 sup.start(LoadPlan(sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=int(sys.argv[3])))
 s = sup.wait_for((Ready, Failed), 120)
-print(s.url, sup.token, flush=True) if isinstance(s, Ready) else print(s, file=sys.stderr)
+if isinstance(s, Ready):
+    print(s.url, sup.token, flush=True)
+else:  # the bench reads an empty line and says so; why is here, on stderr
+    print(s, file=sys.stderr, flush=True)
 sys.stdin.read()
 sup.stop()
 """

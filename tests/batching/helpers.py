@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from layerlab.core.engine.client import Delta, EngineClient, EngineUnavailable, Finished
+from tests.batching.conftest import PARALLEL
 
 QUESTIONS = [
     "Write a short poem about the sea.",
@@ -169,6 +170,6 @@ def together(
     return streams
 
 
-def forget_in_every_slot(url: str, token: str, slots: int = 4) -> None:
+def forget_in_every_slot(url: str, token: str, slots: int = PARALLEL) -> None:
     """A long unrelated answer in every slot: what they held before is gone from all."""
     together(url, token, [f"Count from {i} to 40." for i in range(slots)], 40)

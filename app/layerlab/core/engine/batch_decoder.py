@@ -146,7 +146,8 @@ class BatchDecoder:
             lane: collections.deque() for lane in LANES
         }
         # Moving an answer between slots copies a KV stream; recurrent state is not a stream
-        # of cells, so those models keep their answers where they started.
+        # of cells, so those models keep their answers where they started, and their cache
+        # is not checked position by position (_holds).
         self.cells = not (
             low.llama_model_is_recurrent(llm.model) or low.llama_model_is_hybrid(llm.model)
         )
