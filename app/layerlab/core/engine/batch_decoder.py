@@ -157,6 +157,11 @@ class BatchDecoder:
         self._pieces: dict[int, bytes] = {}  # token -> its bytes (at most the vocabulary)
         self.n_swa = max(0, low.llama_model_n_swa(llm.model))  # 0: no sliding window
         self.reread = 0  # cached prefixes found incomplete and read again (the tests read it)
+        # Greedy answers' tokens picked by llama.cpp on the device that holds the output
+        # layer (its backend sampling): seq -> the greedy chain attached to it there.
+        self.greedy_on_device = session.plan.greedy_on_device
+        self._on_device: dict[int, object] = {}
+        self.sampled_on_device = 0  # tokens picked there (the status shows it, tests read it)
         self._touched: set[Outlet] = set()  # outlets given items since the last ring
         self._wake = threading.Condition()
         self._closed = False
@@ -206,6 +211,9 @@ class BatchDecoder:
                 if stop is not None and stop.is_set():
                     raise InterruptedError("stopped while waiting for the model")
                 time.sleep(0.01)
+            # the caller decodes on its own: its logits must come back as llama.cpp's are
+            for seq in list(self._on_device):
+                self._to_host(seq)
             yield
         finally:
             for s in self.slots:
@@ -224,6 +232,8 @@ class BatchDecoder:
         self._thread.join(timeout=5)
         if self._thread.is_alive():
             return  # still inside a decode: its answers are the decoder's to end
+        for seq in list(self._on_device):  # the context holds them until told
+            self._to_host(seq)
         # Readers sleep until their answer's next item: each left must get an end, or its
         # request thread (and with it the process's exit) would wait forever.
         left = [s.answer for s in self.slots if s.answer is not None]
@@ -475,6 +485,7 @@ class BatchDecoder:
         answers = [s.answer for s in sorted(self.slots, key=lambda s: s.seq) if s.answer]
         running = [a for a in answers if not a.todo and a.next_token is not None]
         if running:
+            self._pick_where(running)
             took = self._decode([(a.next_token, a) for a in running], len(running))  # type: ignore[misc]
             self.session.warm = True
             for i, a in enumerate(running):
@@ -497,6 +508,8 @@ class BatchDecoder:
             self._ring()
             chunk, a.todo = a.todo[: self.n_batch], a.todo[self.n_batch :]
             budget -= len(chunk)
+            if not a.todo:  # this decode's last row gives the answer's first token
+                self._pick_where([a])
             took = self._decode([(t, a) for t in chunk], 1 if not a.todo else 0)
             self.session.warm = True
             a.prompt_n += len(chunk)
@@ -549,10 +562,55 @@ class BatchDecoder:
         need = max(0, n - self.n_swa) if self.n_swa else 0
         return 0 <= pos_min <= need and pos_max >= n - 1
 
+    def _pick_where(self, answers: list[Answer]) -> None:
+        """Before a decode that gives these answers their next token: a plain greedy one's
+        token is picked on the device (llama.cpp's greedy sampler, an argmax in the graph),
+        any other's on the host from the logits. Only the token then crosses from a worker
+        that holds the output layer. A change costs llama.cpp a new graph reservation once;
+        a slot keeps its way between answers, so a run of greedy requests pays it once."""
+        for a in answers:
+            slot = a.slot
+            assert slot is not None
+            want = self.greedy_on_device and a.sampler is None
+            if want == (slot.seq in self._on_device):
+                continue
+            if not want:
+                self._to_host(slot.seq)
+                continue
+            from layerlab.core.engine import greedy_on_device
+
+            chain = greedy_on_device.attach(self.ctx, slot.seq)
+            if chain is not None:
+                self._on_device[slot.seq] = chain
+                continue
+            # llama.cpp cannot on this load (a tensor split): every answer picks on the host
+            self.greedy_on_device = False
+            print(
+                "layerlab: greedy tokens are picked on the head: llama.cpp cannot pick them "
+                "on this model's output device",
+                file=sys.stderr,
+            )
+
+    def _to_host(self, seq: int) -> None:
+        chain = self._on_device.pop(seq, None)
+        if chain is not None:
+            from layerlab.core.engine import greedy_on_device
+
+            greedy_on_device.detach(self.ctx, seq, chain)
+
     def _sample(self, a: Answer, row: int) -> int:
         """The answer's next token from the logits of the batch's `row`."""
         if a.sampler is not None:
             return a.sampler.sample(self.llm._ctx, row)
+        slot = a.slot
+        if slot is not None and slot.seq in self._on_device:
+            from layerlab.core.engine import greedy_on_device
+
+            token = greedy_on_device.token(self.ctx, row)
+            if token < 0:  # LLAMA_TOKEN_NULL: never left silent, the batch's answers fail
+                raise RuntimeError("llama.cpp picked no token for a greedy answer")
+            self.sampled_on_device += 1
+            return token
         import numpy as np
 
         logits = self.low.llama_get_logits_ith(self.ctx, row)
