@@ -47,7 +47,8 @@ def make_link(rate: str) -> None:
     sh("ip", "-n", NS, "addr", "add", f"{WORKER_IP}/24", "dev", NS_IF)
     sh("ip", "-n", NS, "link", "set", NS_IF, "up")
     sh("ip", "-n", NS, "link", "set", "lo", "up")
-    shape = ["root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms"]
+    # a burst of 128 KB: a 196 KB row of logits cannot slip through at the veth's own speed
+    shape = ["root", "tbf", "rate", rate, "burst", "128kb", "latency", "50ms"]
     sh("tc", "qdisc", "add", "dev", HOST_IF, *shape)
     sh("ip", "netns", "exec", NS, "tc", "qdisc", "add", "dev", NS_IF, *shape)
 
