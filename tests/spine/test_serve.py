@@ -77,6 +77,9 @@ def test_serve_demo_model_answers_with_a_key(tmp_path):
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
         health = httpx.get(base + "/health").json()
         assert health["status"] == "ok" and "CPU: layers 0-29 + output" in health["placement"]
+        # serve's plan has flash attention on, as the planner's and llama.cpp's own "auto"
+        status = httpx.get(base + "/layerlab/status", headers=H).json()
+        assert status["plan"]["flash_attn"] is True and status["loaded"]["flash_attn"] is True
     finally:
         out = stop(proc)
     assert "serving SmolLM2" in out

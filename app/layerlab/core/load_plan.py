@@ -253,6 +253,12 @@ def default_plan(
     model_path: str, workers: dict[str, int] | None = None, n_ctx: int = 4096, model_name: str = ""
 ) -> LoadPlan:
     """llama.cpp's own default: every layer on the given workers' devices (`endpoint ->
-    device count`), split in proportion to their free memory; the CPU alone without them."""
+    device count`), split in proportion to their free memory; the CPU alone without them.
+    Flash attention on, as the planner plans it and as llama.cpp's "auto" turns it on for
+    the CPU and GPUs: four answers at once took 21.4 against 25.1 ms a step with it on and
+    off (the demo on 2 CPU cores, in one process, alternating), and a follow-up turn that
+    reuses its cached answer reads as a fresh one only with it on."""
     devices = [DeviceRef.rpc(ep, i) for ep, n in (workers or {}).items() for i in range(max(n, 1))]
-    return LoadPlan(model_path=model_path, model_name=model_name, n_ctx=n_ctx, devices=devices)
+    return LoadPlan(
+        model_path=model_path, model_name=model_name, n_ctx=n_ctx, devices=devices, flash_attn=True
+    )
