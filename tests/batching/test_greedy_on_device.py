@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
+import httpx
 import pytest
 
 from layerlab.core.engine.client import EngineClient
@@ -108,5 +109,39 @@ def test_over_a_worker_only_the_token_comes_back(demo_model, start_worker, on_de
             assert per_token < N_VOCAB * 4 / 10, per_token
         else:
             assert per_token >= N_VOCAB * 4, per_token
+    finally:
+        sup.stop()
+
+
+def test_a_slot_goes_back_and_forth_between_the_device_and_the_host(demo_model):
+    # One slot, so every answer takes the same sequence: greedy (a chain attached), then a
+    # sampled answer (detached: llama.cpp's logits again), then greedy once more (a new
+    # chain: llama.cpp refuses one attached twice with an abort), then the bench's own use
+    # of the context, then greedy again. Each greedy answer is the first one's text.
+    plan = LoadPlan(str(demo_model), n_ctx=N_CTX, n_threads=2, parallel=1)
+    sup, ready = load(plan)
+    try:
+        first = together(ready.url, sup.token, QUESTIONS[:1], 12)[0]
+        picked = _picked(sup)
+        assert first.error is None and picked >= first.tokens > 0
+        sampled = Stream(
+            EngineClient(ready.url, sup.token),
+            chat(QUESTIONS[1]),
+            {"temperature": 0.8, "seed": 7, "max_tokens": 12},
+        ).start()
+        assert sampled.join().error is None and sampled.text
+        assert _picked(sup) == picked  # the sampled answer's tokens came from the host
+        again = together(ready.url, sup.token, QUESTIONS[:1], 12)[0]
+        assert again.error is None and again.text == first.text
+        r = httpx.post(
+            ready.url + "/layerlab/bench",
+            json={"n_prompt": 16, "n_gen": 4, "reps": 1},
+            headers={"Authorization": f"Bearer {sup.token}"},
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+        last = together(ready.url, sup.token, QUESTIONS[:1], 12)[0]
+        assert last.error is None and last.text == first.text
+        assert _picked(sup) >= picked + again.tokens + last.tokens
     finally:
         sup.stop()
