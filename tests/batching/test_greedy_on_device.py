@@ -1,6 +1,6 @@
-"""A greedy answer's token is picked where the output layer is (llama.cpp's backend
-sampling): the same tokens the host's argmax picks, and over a worker only the token comes
-back, not the n_vocab logits."""
+"""A greedy answer's token is picked on the worker that holds the output layer (llama.cpp's
+backend sampling): the same tokens the head's argmax picks, and only the token comes back,
+not the n_vocab logits. A load whose output is on this machine picks on the head."""
 
 from __future__ import annotations
 
@@ -21,48 +21,82 @@ from tests.batching.helpers import (
     chat,
     together,
 )
+from tests.conftest import WorkerProcess, free_port_pair
 from tests.spine.engine_helpers import load
 
 N_VOCAB = 49152  # the demo's vocabulary: a row of logits is 4 bytes a token
 
 
-def _plan(demo_model, on_device: bool, devices=()) -> LoadPlan:
+def _plan(demo_model, worker, on_device: bool = True, parallel: int = PARALLEL) -> LoadPlan:
     return LoadPlan(
         str(demo_model),
         n_ctx=N_CTX,
         n_threads=2,
-        parallel=PARALLEL,
-        devices=list(devices),
+        parallel=parallel,
+        devices=[DeviceRef.rpc(worker.endpoint)] if worker else [],
         greedy_on_device=on_device,
     )
 
 
+def _status(sup) -> dict:
+    return sup.client().status()
+
+
 def _picked(sup) -> int:
-    return sup.client().status()["sampled_on_device"]
+    return _status(sup)["sampled_on_device"]
 
 
-def test_greedy_tokens_picked_on_the_device_are_the_hosts_own(engine, demo_model):
-    sup, ready = engine  # greedy_on_device is the plan's default
-    before = _picked(sup)
-    on_device = together(ready.url, sup.token, QUESTIONS, 24)
-    assert [s.error for s in on_device] == [None] * PARALLEL
-    picked = _picked(sup) - before
-    assert picked >= sum(s.tokens for s in on_device) > 0, picked
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    w = WorkerProcess(free_port_pair(), tmp_path_factory.mktemp("worker"), threads=2)
+    yield w
+    w.stop()
 
-    host_sup, host = load(_plan(demo_model, on_device=False))
+
+def test_greedy_tokens_picked_on_the_worker_are_the_heads_own(demo_model, worker):
+    sup, ready = load(_plan(demo_model, worker))
     try:
-        on_host = together(host.url, host_sup.token, QUESTIONS, 24)
-        assert _picked(host_sup) == 0
+        assert _status(sup)["greedy_on_device"] is True
+        there = together(ready.url, sup.token, QUESTIONS, 24)
+        assert [s.error for s in there] == [None] * PARALLEL
+        assert _picked(sup) >= sum(s.tokens for s in there) > 0
     finally:
-        host_sup.stop()
-    # one argmax over the same logits, in the graph or in numpy: the first of equal bests
-    assert [s.text for s in on_device] == [s.text for s in on_host]
+        sup.stop()
+    worker.wait_idle()
+    head_sup, head = load(_plan(demo_model, worker, on_device=False))
+    try:
+        assert _status(head_sup)["greedy_on_device"] is False
+        here = together(head.url, head_sup.token, QUESTIONS, 24)
+        assert _picked(head_sup) == 0
+    finally:
+        head_sup.stop()
+    worker.wait_idle()
+    # one argmax over the same logits, in the worker's graph or in numpy: the first of
+    # equal bests, so the same text to the byte
+    assert [s.text for s in there] == [s.text for s in here]
 
 
-def test_an_answer_that_needs_its_logits_runs_beside_greedy_ones(engine):
-    # logprobs need the whole row on the host: that answer's slot leaves the device's way,
-    # the greedy answers beside it keep it, and each writes what it writes alone
+def test_a_load_on_this_machine_picks_on_the_head(engine):
+    # a row of logits here is a copy, not a network transfer: no chains, no reservations
     sup, ready = engine
+    assert together(ready.url, sup.token, QUESTIONS[:1], 8)[0].error is None
+    status = _status(sup)
+    assert status["greedy_on_device"] is False and status["sampled_on_device"] == 0
+
+
+@pytest.fixture
+def on_worker(demo_model, worker):
+    """The whole model (output layer included) on the loopback worker, picking there."""
+    sup, ready = load(_plan(demo_model, worker))
+    yield sup, ready
+    sup.stop()
+    worker.wait_idle()  # it serves one head at a time: the next test's
+
+
+def test_an_answer_that_needs_its_logits_runs_beside_greedy_ones(on_worker):
+    # logprobs need the whole row on the head: that answer's slot leaves the worker's way,
+    # the greedy answers beside it keep it, and each writes what it writes alone
+    sup, ready = on_worker
     first = alone(ready.url, sup.token, QUESTIONS[0], 16)
     lp = {**GREEDY, "max_tokens": 16, "logprobs": True, "top_logprobs": 2}
     before = _picked(sup)
@@ -71,7 +105,7 @@ def test_an_answer_that_needs_its_logits_runs_beside_greedy_ones(engine):
     with_logprobs.join()
     assert with_logprobs.error is None and [s.error for s in rest] == [None] * 3
     # the three greedy answers' tokens (and an end token each, at most) came from the
-    # device; the one with logprobs took none of its 16 there
+    # worker; the one with logprobs took none of its 16 there
     assert sum(s.tokens for s in rest) <= _picked(sup) - before <= 3 * 17
     assert_agree([first], [with_logprobs.text])
     again = [alone(ready.url, sup.token, q, 16) for q in QUESTIONS[1:]]
@@ -92,18 +126,17 @@ def _bytes_from(port: int) -> int:
 
 
 @pytest.mark.parametrize("on_device", [True, False], ids=["on the worker", "on the head"])
-def test_over_a_worker_only_the_token_comes_back(demo_model, start_worker, on_device):
-    w = start_worker()
-    sup, ready = load(_plan(demo_model, on_device, [DeviceRef.rpc(w.endpoint)]))
+def test_over_a_worker_only_the_token_comes_back(demo_model, worker, on_device):
+    sup, ready = load(_plan(demo_model, worker, on_device))
     try:
         together(ready.url, sup.token, QUESTIONS, 4)  # first graphs, reservations
-        before = _bytes_from(w.port)
+        before = _bytes_from(worker.port)
         streams = together(ready.url, sup.token, QUESTIONS, 32)
-        got = _bytes_from(w.port) - before
+        got = _bytes_from(worker.port) - before
         tokens = sum(s.tokens for s in streams)
         assert [s.error for s in streams] == [None] * PARALLEL and tokens > 0
         per_token = got / tokens
-        print(f"{per_token:.0f} bytes from the worker a token, picked on device: {on_device}")
+        print(f"{per_token:.0f} bytes from the worker a token, picked on the worker: {on_device}")
         if on_device:
             assert _picked(sup) > 0
             assert per_token < N_VOCAB * 4 / 10, per_token
@@ -111,15 +144,15 @@ def test_over_a_worker_only_the_token_comes_back(demo_model, start_worker, on_de
             assert per_token >= N_VOCAB * 4, per_token
     finally:
         sup.stop()
+        worker.wait_idle()
 
 
-def test_a_slot_goes_back_and_forth_between_the_device_and_the_host(demo_model):
+def test_a_slot_goes_back_and_forth_between_the_worker_and_the_head(demo_model, worker):
     # One slot, so every answer takes the same sequence: greedy (a chain attached), then a
     # sampled answer (detached: llama.cpp's logits again), then greedy once more (a new
     # chain: llama.cpp refuses one attached twice with an abort), then the bench's own use
     # of the context, then greedy again. Each greedy answer is the first one's text.
-    plan = LoadPlan(str(demo_model), n_ctx=N_CTX, n_threads=2, parallel=1)
-    sup, ready = load(plan)
+    sup, ready = load(_plan(demo_model, worker, parallel=1))
     try:
         first = together(ready.url, sup.token, QUESTIONS[:1], 12)[0]
         picked = _picked(sup)
@@ -130,7 +163,7 @@ def test_a_slot_goes_back_and_forth_between_the_device_and_the_host(demo_model):
             {"temperature": 0.8, "seed": 7, "max_tokens": 12},
         ).start()
         assert sampled.join().error is None and sampled.text
-        assert _picked(sup) == picked  # the sampled answer's tokens came from the host
+        assert _picked(sup) == picked  # the sampled answer's tokens came from the head
         again = together(ready.url, sup.token, QUESTIONS[:1], 12)[0]
         assert again.error is None and again.text == first.text
         r = httpx.post(
@@ -145,3 +178,4 @@ def test_a_slot_goes_back_and_forth_between_the_device_and_the_host(demo_model):
         assert _picked(sup) >= picked + again.tokens + last.tokens
     finally:
         sup.stop()
+        worker.wait_idle()

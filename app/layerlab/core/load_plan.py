@@ -98,11 +98,11 @@ class LoadPlan(BaseModel):
     type_v: KVType = Field("f16", description="KV cache type of values (quantized: flash attn)")
     flash_attn: bool = Field(False, description="use flash attention")
     use_mmap: bool = Field(True, description="map the file instead of reading it into memory")
-    # A greedy answer's token is the argmax of n_vocab logits: taken where the output layer
-    # is, only the token crosses to the head, not n_vocab floats a token (600 KB for a 152k
-    # vocabulary; over 1 Gbit ~5 ms a token per answer, when a worker holds the output).
+    # A greedy answer's token is the argmax of n_vocab logits: taken on the worker that holds
+    # the output layer, only the token crosses to the head, not n_vocab floats a token (600 KB
+    # for a 152k vocabulary; over 1 Gbit ~5 ms a token per answer).
     greedy_on_device: bool = Field(
-        True, description="greedy answers pick their token on the device with the output layer"
+        True, description="greedy answers pick their token on the worker with the output layer"
     )
     # FACTS.md: a native build on an AMX CPU with GCC 12 miscompiles the AMX repack path and
     # segfaults on the first decode; extra buffer types stay off unless the person opts in.

@@ -140,6 +140,7 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             "waiting": decoder.waiting(),
             "moves": decoder.moves,  # answers moved between slots to close a gap
             "borrowed": decoder.borrowed,  # prompt tokens copied from another slot's cache
+            "greedy_on_device": decoder.greedy_on_device,  # picked on the output's worker
             "sampled_on_device": decoder.sampled_on_device,  # greedy tokens picked there
             "plan": session.plan.to_dict(),
             "loaded": session.loaded(),

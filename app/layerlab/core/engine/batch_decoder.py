@@ -157,9 +157,12 @@ class BatchDecoder:
         self._pieces: dict[int, bytes] = {}  # token -> its bytes (at most the vocabulary)
         self.n_swa = max(0, low.llama_model_n_swa(llm.model))  # 0: no sliding window
         self.reread = 0  # cached prefixes found incomplete and read again (the tests read it)
-        # Greedy answers' tokens picked by llama.cpp on the device that holds the output
-        # layer (its backend sampling): seq -> the greedy chain attached to it there.
-        self.greedy_on_device = session.plan.greedy_on_device
+        # Greedy answers' tokens picked by llama.cpp on the worker that holds the output
+        # layer (its backend sampling): seq -> the greedy chain attached to it there. Only
+        # where the logits would cross a network: on this machine a row of them is a copy
+        # (the CPU, or PCIe), and each switch between a slot's ways costs llama.cpp a new
+        # graph reservation (~150 log lines, kept in LlamaLog).
+        self.greedy_on_device = session.plan.greedy_on_device and session.output_on_worker
         self._on_device: dict[int, object] = {}
         self.sampled_on_device = 0  # tokens picked there (the status shows it, tests read it)
         self._touched: set[Outlet] = set()  # outlets given items since the last ring

@@ -133,6 +133,7 @@ class ModelSession:
         self._labels: list[str] = []  # the devices handed to llama.cpp, in order
         self._keep: list = []  # ctypes objects llama.cpp points into; must outlive the model
         self.decoder: BatchDecoder | None = None  # runs every answer once loaded
+        self.output_on_worker = False
         # Watchdog inputs, read by the API's status route from another thread.
         self.generating = False
         self.last_progress = time.monotonic()
@@ -233,6 +234,8 @@ class ModelSession:
         # LlamaModel has no n_layer(); the C API does. Units: n_layer blocks + the output.
         n_layer = low.llama_model_n_layer(self.llm.model)
         by_index = self.log.layer_devices()
+        # the output layer (unit n_layer) on a worker: each token's logits cross the network
+        self.output_on_worker = by_index.get(n_layer, "CPU").startswith("RPC")
         layer_devices = [
             self._device_names.get(by_index.get(i, "CPU"), by_index.get(i, "CPU"))
             for i in range(n_layer + 1)
