@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         emit(events.LoadFailed(" ".join([*refusals, "The load was stopped."])))
         return 5
     emit(placement)
+    log.settle()  # what the load logged is read; later lines are kept for a while only
 
     import uvicorn
 

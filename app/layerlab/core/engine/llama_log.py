@@ -27,6 +27,7 @@ class LlamaLog:
     def __init__(self, echo: Callable[[str], None] | None = None):
         self._lock = threading.Lock()
         self._lines: list[str] = []
+        self._recent: collections.deque[str] | None = None  # after settle(): the last lines
         self._partial = ""
         self._echo = echo
         self._errors: collections.deque[str] = collections.deque(maxlen=12)
@@ -44,18 +45,25 @@ class LlamaLog:
                 self._errors.extend(x.strip() for x in done if x.strip())
             text = self._partial + text
             *complete, self._partial = text.split("\n")
-            self._lines.extend(complete)
+            (self._lines if self._recent is None else self._recent).extend(complete)
         if self._echo:
             self._echo(text if not complete else "\n".join(complete) + "\n")
+
+    def settle(self, keep: int = 2000) -> None:
+        """The load's lines have been read (placement, buffers, what the context runs
+        with): from here on only the last `keep` lines stay in memory. Each new graph
+        reservation (a greedy chain attached or let go) logs ~150 DEBUG lines, and an engine
+        that serves for weeks would keep them all; every line still goes to the echo."""
+        with self._lock:
+            self._recent = collections.deque(maxlen=keep)
 
     @property
     def lines(self) -> list[str]:
         with self._lock:
-            return list(self._lines)
+            return self._lines + list(self._recent or ())
 
     def tail(self, n: int = 20) -> list[str]:
-        with self._lock:
-            return self._lines[-n:]
+        return self.lines[-n:]
 
     def errors(self) -> list[str]:
         """The last lines llama.cpp logged as errors, oldest first."""
