@@ -161,7 +161,7 @@ class BatchDecoder:
         # layer (its backend sampling): seq -> the greedy chain attached to it there. Only
         # where the logits would cross a network: on this machine a row of them is a copy
         # (the CPU, or PCIe), and each switch between a slot's ways costs llama.cpp a new
-        # graph reservation (~150 log lines, kept in LlamaLog).
+        # graph reservation (~7-10 ms for the demo over a loopback worker).
         self.greedy_on_device = session.plan.greedy_on_device and session.output_on_worker
         self._on_device: dict[int, object] = {}
         self.sampled_on_device = 0  # tokens picked there (the status shows it, tests read it)
