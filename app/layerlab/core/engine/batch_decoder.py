@@ -163,6 +163,9 @@ class BatchDecoder:
         # (the CPU, or PCIe), and each switch between a slot's ways costs llama.cpp a new
         # graph reservation (~7-10 ms for the demo over a loopback worker).
         self.greedy_on_device = session.plan.greedy_on_device and session.output_on_worker
+        from layerlab.core.engine import greedy_on_device
+
+        self._device = greedy_on_device
         self._on_device: dict[int, object] = {}
         self.sampled_on_device = 0  # tokens picked there (the status shows it, tests read it)
         self._touched: set[Outlet] = set()  # outlets given items since the last ring
@@ -214,9 +217,7 @@ class BatchDecoder:
                 if stop is not None and stop.is_set():
                     raise InterruptedError("stopped while waiting for the model")
                 time.sleep(0.01)
-            # the caller decodes on its own: its logits must come back as llama.cpp's are
-            for seq in list(self._on_device):
-                self._to_host(seq)
+            self._all_to_host()  # the caller decodes on its own: its logits must come back
             yield
         finally:
             for s in self.slots:
@@ -235,8 +236,7 @@ class BatchDecoder:
         self._thread.join(timeout=5)
         if self._thread.is_alive():
             return  # still inside a decode: its answers are the decoder's to end
-        for seq in list(self._on_device):  # the context holds them until told
-            self._to_host(seq)
+        self._all_to_host()  # the context holds the chains until told
         # Readers sleep until their answer's next item: each left must get an end, or its
         # request thread (and with it the process's exit) would wait forever.
         left = [s.answer for s in self.slots if s.answer is not None]
@@ -580,9 +580,7 @@ class BatchDecoder:
             if not want:
                 self._to_host(slot.seq)
                 continue
-            from layerlab.core.engine import greedy_on_device
-
-            chain = greedy_on_device.attach(self.ctx, slot.seq)
+            chain = self._device.attach(self.ctx, slot.seq)
             if chain is not None:
                 self._on_device[slot.seq] = chain
                 continue
@@ -597,9 +595,11 @@ class BatchDecoder:
     def _to_host(self, seq: int) -> None:
         chain = self._on_device.pop(seq, None)
         if chain is not None:
-            from layerlab.core.engine import greedy_on_device
+            self._device.detach(self.ctx, seq, chain)
 
-            greedy_on_device.detach(self.ctx, seq, chain)
+    def _all_to_host(self) -> None:
+        for seq in list(self._on_device):
+            self._to_host(seq)
 
     def _sample(self, a: Answer, row: int) -> int:
         """The answer's next token from the logits of the batch's `row`."""
@@ -607,9 +607,7 @@ class BatchDecoder:
             return a.sampler.sample(self.llm._ctx, row)
         slot = a.slot
         if slot is not None and slot.seq in self._on_device:
-            from layerlab.core.engine import greedy_on_device
-
-            token = greedy_on_device.token(self.ctx, row)
+            token = self._device.token(self.ctx, row)
             if token < 0:  # LLAMA_TOKEN_NULL: never left silent, the batch's answers fail
                 raise RuntimeError("llama.cpp picked no token for a greedy answer")
             self.sampled_on_device += 1
