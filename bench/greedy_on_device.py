@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 from _spine_common import machine_note
-from layerlab.core.cluster.worker_check import probe
 from layerlab.core.demo_model import demo_model_path
 from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready
 from layerlab.core.load_plan import DeviceRef, LoadPlan
-from tests.batching.helpers import QUESTIONS, together
+from tests.batching.helpers import QUESTIONS, bytes_received_from, together
+from tests.conftest import wait_idle
 
 NS, HOST_IF, NS_IF = "llbench-w", "llbench-h", "llbench-w0"
 HEAD_IP, WORKER_IP, PORT = "10.232.0.1", "10.232.0.2", 50070
@@ -74,18 +74,6 @@ def start_worker(threads: int, log: Path) -> subprocess.Popen:
     return proc
 
 
-def bytes_from_worker() -> int:
-    out = sh("ss", "-Htin", "state", "established", "dst", f"{WORKER_IP}:{PORT}").stdout
-    return sum(int(w.split(":", 1)[1]) for w in out.split() if w.startswith("bytes_received:"))
-
-
-def wait_idle(endpoint: str) -> None:
-    deadline = time.monotonic() + 10
-    while not probe(endpoint, timeout=0.5).ok:
-        if time.monotonic() > deadline:
-            sys.exit(f"the worker at {endpoint} stayed busy")
-
-
 def one_run(plan: LoadPlan, streams: int, tokens: int) -> tuple[float, float]:
     """(ms between tokens, median over the streams; bytes from the worker a token)."""
     sup = EngineSupervisor()
@@ -95,9 +83,9 @@ def one_run(plan: LoadPlan, streams: int, tokens: int) -> tuple[float, float]:
         sys.exit(f"the engine did not load: {state}")
     try:
         together(state.url, sup.token, QUESTIONS[:streams], 4)  # first graphs, reservations
-        before = bytes_from_worker()
+        before = bytes_received_from(WORKER_IP, PORT)
         done = together(state.url, sup.token, QUESTIONS[:streams], tokens)
-        got = bytes_from_worker() - before
+        got = bytes_received_from(WORKER_IP, PORT) - before
         errors = [str(s.error) for s in done if s.error]
         if errors:
             sys.exit(f"an answer failed: {errors[0]}")
@@ -137,7 +125,10 @@ def main() -> None:
         for rep in range(args.reps):
             for on in (True, False) if rep % 2 == 0 else (False, True):
                 rows[on].append(one_run(plan(on), args.streams, args.tokens))
-                wait_idle(endpoint)
+                try:
+                    wait_idle(endpoint)
+                except TimeoutError as e:
+                    sys.exit(str(e))
     finally:
         worker.kill()
         drop_link()

@@ -136,12 +136,16 @@ class WorkerProcess(ControlledProcess):
         self.end()
 
     def wait_idle(self, timeout: float = 10) -> None:
-        """Until the worker answers a probe again (it serves one head at a time)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if probe(self.endpoint, timeout=0.5).ok:
-                return
-        raise TimeoutError(f"worker {self.endpoint} still busy")
+        wait_idle(self.endpoint, timeout)
+
+
+def wait_idle(endpoint: str, timeout: float = 10) -> None:
+    """Until the worker answers a probe again (it serves one head at a time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe(endpoint, timeout=0.5).ok:
+            return
+    raise TimeoutError(f"worker {endpoint} still busy")
 
 
 @pytest.fixture

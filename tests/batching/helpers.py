@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -173,3 +174,17 @@ def together(
 def forget_in_every_slot(url: str, token: str, slots: int = PARALLEL) -> None:
     """A long unrelated answer in every slot: what they held before is gone from all."""
     together(url, token, [f"Count from {i} to 40." for i in range(slots)], 40)
+
+
+def bytes_received_from(host: str, port: int) -> int:
+    """Bytes this machine's established sockets have read from host:port (`ss -ti`): what a
+    worker sent the head over its RPC link."""
+    out = subprocess.run(
+        ["ss", "-Htin", "state", "established", "dst", f"{host}:{port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sum(
+        int(word.split(":", 1)[1]) for word in out.split() if word.startswith("bytes_received:")
+    )

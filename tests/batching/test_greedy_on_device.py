@@ -4,8 +4,6 @@ not the n_vocab logits. A load whose output is on this machine picks on the head
 
 from __future__ import annotations
 
-import subprocess
-
 import httpx
 import pytest
 
@@ -18,6 +16,7 @@ from tests.batching.helpers import (
     Stream,
     alone,
     assert_agree,
+    bytes_received_from,
     chat,
     together,
 )
@@ -112,27 +111,14 @@ def test_an_answer_that_needs_its_logits_runs_beside_greedy_ones(on_worker):
     assert_agree(again, [s.text for s in rest])
 
 
-def _bytes_from(port: int) -> int:
-    """Bytes this machine's sockets have read from 127.0.0.1:port (the head's RPC link)."""
-    out = subprocess.run(
-        ["ss", "-Htin", "state", "established", "dst", f"127.0.0.1:{port}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return sum(
-        int(word.split(":", 1)[1]) for word in out.split() if word.startswith("bytes_received:")
-    )
-
-
 @pytest.mark.parametrize("on_device", [True, False], ids=["on the worker", "on the head"])
 def test_over_a_worker_only_the_token_comes_back(demo_model, worker, on_device):
     sup, ready = load(_plan(demo_model, worker, on_device))
     try:
         together(ready.url, sup.token, QUESTIONS, 4)  # first graphs, reservations
-        before = _bytes_from(worker.port)
+        before = bytes_received_from("127.0.0.1", worker.port)
         streams = together(ready.url, sup.token, QUESTIONS, 32)
-        got = _bytes_from(worker.port) - before
+        got = bytes_received_from("127.0.0.1", worker.port) - before
         tokens = sum(s.tokens for s in streams)
         assert [s.error for s in streams] == [None] * PARALLEL and tokens > 0
         per_token = got / tokens
