@@ -8,7 +8,7 @@ import threading
 import time
 
 from layerlab.core.engine.batch_decoder import DONE
-from layerlab.core.engine.outlet import WAKE_EVERY_S, LoopOutlet
+from layerlab.core.engine.outlet import ONLY_AT_THE_END, WAKE_EVERY_S, LoopOutlet
 
 
 def test_pieces_in_quick_turns_are_handed_over_together_and_the_end_at_once():
@@ -39,3 +39,30 @@ def test_pieces_in_quick_turns_are_handed_over_together_and_the_end_at_once():
     assert got[0][0] < WAKE_EVERY_S  # the first piece did not wait
     assert len(got) <= 5, got  # eight pieces 5 ms apart came in a few hand-overs
     assert got[-1][0] - ended < WAKE_EVERY_S / 2  # the end did not wait
+
+
+def test_a_whole_replys_reader_is_woken_once_at_the_end_with_everything():
+    async def main() -> tuple[list[list], list[bool]]:
+        outlet = LoopOutlet(asyncio.get_running_loop(), ONLY_AT_THE_END)
+        rung: list[bool] = []
+
+        def decoder() -> None:  # a piece every 30 ms: a stream's reader would wake for each
+            for i in range(6):
+                outlet.put((0, f"piece {i}"))
+                rung.append(outlet.ring())
+                time.sleep(0.03)
+            outlet.put((0, DONE))
+            rung.append(outlet.ring())
+
+        first = asyncio.ensure_future(outlet.take())
+        await asyncio.sleep(0)  # the reader waits before the first piece comes
+        threading.Thread(target=decoder, daemon=True).start()
+        got = [await first]
+        while got[-1][-1][1] is not DONE:
+            got.append(await outlet.take())
+        return got, rung
+
+    got, rung = asyncio.run(main())
+    assert len(got) == 1, got  # one hand-over ...
+    assert [item for _, item in got[0]] == [*(f"piece {i}" for i in range(6)), DONE]  # ... of all
+    assert rung[-1] and not any(rung[1:-1])  # the decoder rang again each turn until the end

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from layerlab.core.api_auth import api_error, new_api, require_bearer_key
 from layerlab.core.api_front import HeadLike
 from layerlab.core.engine.supervisor import Ready
+from layerlab.core.engine.whole_reply import WholeReply
 
 
 def _unavailable(head: HeadLike) -> JSONResponse:
@@ -65,29 +66,40 @@ def create_front(head: HeadLike, api_key: str, answer_any_model: bool = False) -
         body = await request.body()
         if answer_any_model and request.method == "POST" and body:
             body = _as_loaded_model(body, state.model)
-        # loopback to our own engine: no TLS store to load, no proxy from the environment
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0, read=None), verify=False, trust_env=False
-        )
-        try:
-            upstream = await client.send(
-                client.build_request(request.method, url, content=body, headers=headers),
-                stream=True,
-            )
-        except httpx.HTTPError:
-            await client.aclose()
-            return _unavailable(head)
-        ctype = upstream.headers.get("content-type", "")
-        if not ctype.startswith("text/event-stream"):
-            data = await upstream.aread()
-            await upstream.aclose()
-            await client.aclose()
-            return Response(data, status_code=upstream.status_code, media_type=ctype or None)
-        return StreamingResponse(
-            _relay(upstream, client, head, len(head.incidents)), media_type="text/event-stream"
-        )
+        # The engine's answer, through a WholeReply: a whole reply's headers come only when
+        # it is written, and a client that left before must stop it (the upstream request
+        # is cancelled, and the engine sees its own client go).
+        return WholeReply(lambda: _forwarded(head, request.method, url, body, headers))
 
     return app
+
+
+async def _forwarded(head: HeadLike, method: str, url: str, body: bytes, headers: dict) -> Response:
+    # loopback to our own engine: no TLS store to load, no proxy from the environment
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, read=None), verify=False, trust_env=False
+    )
+    try:
+        upstream = await client.send(
+            client.build_request(method, url, content=body, headers=headers), stream=True
+        )
+    except httpx.HTTPError:
+        await client.aclose()
+        return _unavailable(head)
+    except asyncio.CancelledError:  # the client left while the engine wrote a whole reply
+        await client.aclose()
+        raise
+    ctype = upstream.headers.get("content-type", "")
+    if not ctype.startswith("text/event-stream"):
+        try:
+            data = await upstream.aread()
+        finally:
+            await upstream.aclose()
+            await client.aclose()
+        return Response(data, status_code=upstream.status_code, media_type=ctype or None)
+    return StreamingResponse(
+        _relay(upstream, client, head, len(head.incidents)), media_type="text/event-stream"
+    )
 
 
 async def _relay(

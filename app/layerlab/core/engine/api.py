@@ -27,8 +27,9 @@ from layerlab.core.engine.batch_decoder import DONE, Lane
 from layerlab.core.engine.model_session import ModelSession
 from layerlab.core.engine.openai_protocol import ChatMessage
 from layerlab.core.engine.openai_routes import read_request, register
-from layerlab.core.engine.outlet import LoopOutlet
+from layerlab.core.engine.outlet import ONLY_AT_THE_END, WAKE_EVERY_S, LoopOutlet
 from layerlab.core.engine.sse import EventStream
+from layerlab.core.engine.whole_reply import WholeReply
 
 MAX_WAITING = 4  # turns a request may wait: per lane, MAX_WAITING x parallel requests queue
 
@@ -200,13 +201,15 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
             place.leave()
         return result.to_dict()
 
-    async def _generate(start) -> AsyncIterator[list[tuple[int, object]]]:
+    async def _generate(job) -> AsyncIterator[list[tuple[int, object]]]:
         """A request's (choice index, Piece | Ending), a list for each decoder turn that
-        handed some over (one write to the client for them all)."""
-        outlet = LoopOutlet(asyncio.get_running_loop())
+        handed some over (one write to the client for them all); for a whole reply, one
+        list at each answer's end."""
+        wake = WAKE_EVERY_S if job.stream else ONLY_AT_THE_END
+        outlet = LoopOutlet(asyncio.get_running_loop(), wake)
         stop = threading.Event()
         try:
-            left = start(stop, outlet)  # a prompt too long is refused here, before any answer
+            left = job.start(stop, outlet)  # a prompt too long is refused here, before any answer
             while left:
                 turn = []
                 for index, item in await outlet.take():
@@ -227,5 +230,7 @@ def create_app(session: ModelSession, token: str, model_id: str) -> FastAPI:
     # a streaming answer gives its place back when the response ends, even when the client
     # left before the answer's generator ever ran (its own cleanup would then not run)
     app.state.stream_in_line = lambda place, events: EventStream(events, place.leave)
+    # and a whole reply is stopped when its client leaves before it is written
+    app.state.whole_in_line = lambda place, reply: WholeReply(reply, place.leave)
     register(app, session, _generate, model_id, started)
     return app

@@ -363,7 +363,7 @@ async def chat_stream(
         }
 
     want_logprobs = job.sampling.top_logprobs is not None
-    async for turn in pump(job.start):
+    async for turn in pump(job):
         out = []
         for index, item in turn:
             state = states.get(index)
@@ -439,7 +439,7 @@ async def text_stream(job: Job, pump, model_id: str) -> AsyncIterator[list[dict]
             **extra,
         }
 
-    async for turn in pump(job.start):
+    async for turn in pump(job):
         out = []
         for index, item in turn:
             if index not in started:
@@ -557,12 +557,14 @@ def register(app: FastAPI, session: ModelSession, pump, model_id: str, started: 
             )
         if job.stream:
             return app.state.stream_in_line(place, _sse(shape_stream(job, pump, model_id)))
-        try:
-            return JSONResponse(await collect(job, pump, model_id))
-        except Exception as e:
-            return refuse(500, f"The engine failed while answering: {e}", "engine_error")
-        finally:
-            place.leave()
+
+        async def reply():
+            try:
+                return JSONResponse(await collect(job, pump, model_id))
+            except Exception as e:
+                return refuse(500, f"The engine failed while answering: {e}", "engine_error")
+
+        return app.state.whole_in_line(place, reply)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):

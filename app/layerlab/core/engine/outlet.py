@@ -11,7 +11,9 @@ A reader is woken at most every WAKE_EVERY_S while its answer streams, and at on
 answer's first piece and its end: a small model on a fast machine writes a token every
 ~10 ms, and each wake-up costs a socket write and a wake-up of the client too (the send was
 most of the loop's time per token, cProfile). Fifty updates a second is more than a person
-reads; what waits is rung on the decoder's next turn.
+reads; what waits is rung on the decoder's next turn. A whole (not streamed) reply's reader is
+woken only at an answer's end (ONLY_AT_THE_END): it has nothing to send before, and waking it
+every 20 ms cost the event loop ~60 µs a token (bench/per_core.py --whole).
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ import time
 from layerlab.core.engine.batch_decoder import DONE
 
 WAKE_EVERY_S = 0.02
+ONLY_AT_THE_END = float("inf")
 
 
 class LoopOutlet:
     """One request's (index, item) pairs, for a reader on `loop`."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, wake_every: float = WAKE_EVERY_S) -> None:
         self._loop = loop
+        self._wake_every = wake_every
         self._items: collections.deque = collections.deque()
         self._arrived = asyncio.Event()
         self._waiting = False  # the reader sleeps until rung
@@ -44,12 +48,12 @@ class LoopOutlet:
             self._ending = True
 
     def ring(self) -> bool:
-        """Wake the reader if it waits. False: not yet (woken under WAKE_EVERY_S ago);
+        """Wake the reader if it waits. False: not yet (woken under `wake_every` ago);
         the decoder rings again on its next turn."""
         if not self._waiting:
             return True
         now = time.monotonic()
-        if not self._ending and now - self._woken < WAKE_EVERY_S:
+        if not self._ending and now - self._woken < self._wake_every:
             return False
         self._waiting = self._ending = False
         self._woken = now

@@ -45,7 +45,7 @@ class EventStream(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             body = asyncio.ensure_future(self._send_events(send))
-            gone = asyncio.ensure_future(_disconnect(receive))
+            gone = asyncio.ensure_future(client_gone(receive))
             ping = asyncio.ensure_future(self._ping(send))
             try:
                 await asyncio.wait({body, gone, ping}, return_when=asyncio.FIRST_COMPLETED)
@@ -94,6 +94,7 @@ class EventStream(Response):
                 await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
 
 
-async def _disconnect(receive) -> None:
+async def client_gone(receive) -> None:
+    """Returns when the client has disconnected (its request's body already read)."""
     while (await receive())["type"] != "http.disconnect":
         pass
