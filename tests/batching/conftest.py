@@ -13,6 +13,8 @@ PARALLEL = 4
 
 @pytest.fixture(scope="module")
 def engine(demo_model):
-    sup, ready = load(LoadPlan(str(demo_model), n_ctx=N_CTX, n_threads=2, parallel=PARALLEL))
+    # flash attention on, as every load the person makes has it (planner, default_plan)
+    plan = LoadPlan(str(demo_model), n_ctx=N_CTX, n_threads=2, parallel=PARALLEL, flash_attn=True)
+    sup, ready = load(plan)
     yield sup, ready
     sup.stop()

@@ -31,6 +31,7 @@ def _split_plan(demo_model, w1, w2) -> LoadPlan:
         parallel=PARALLEL,
         devices=[DeviceRef.rpc(w1.endpoint), DeviceRef.rpc(w2.endpoint)],
         tensor_split=[1, 2],
+        flash_attn=True,
     )
 
 

@@ -34,6 +34,7 @@ def _plan(demo_model, worker, on_device: bool = True, parallel: int = PARALLEL) 
         parallel=parallel,
         devices=[DeviceRef.rpc(worker.endpoint)] if worker else [],
         greedy_on_device=on_device,
+        flash_attn=True,
     )
 
 
