@@ -228,3 +228,57 @@ def test_a_stopped_keyring_costs_words_not_a_hang_and_the_api_key_is_not_replace
     while "ok" not in (got := keyring.call("api-key", wait_s=5)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert got.get("ok") == [key, "the system keyring"], got
+
+
+# One long-lived process (the window) asking while the keyring is stopped, then after.
+ASKED_AGAIN = """
+import json, os, signal, sys, threading, time
+from pathlib import Path
+from layerlab.core.secret_store import SecretStore, SecretUnreachable
+store = SecretStore(Path(sys.argv[1]) / "secret", "tests", use_keyring=True)
+daemon = int(sys.argv[2])
+store.set("hf_kept")
+os.kill(daemon, signal.SIGSTOP)
+out = {"calls": []}
+for wait in (1.0, 5.0, 5.0):
+    store.wait_s = wait
+    t0 = time.monotonic()
+    try:
+        store.get()
+        words = None
+    except SecretUnreachable as e:
+        words = str(e)
+    out["calls"].append([round(time.monotonic() - t0, 2), words])
+out["waiting_threads"] = sum(t.name == "keyring-call" for t in threading.enumerate())
+os.kill(daemon, signal.SIGCONT)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        out["after"] = store.get()
+        break
+    except SecretUnreachable as e:
+        out["after"] = str(e)
+        time.sleep(0.2)
+out["threads_after"] = sum(t.name == "keyring-call" for t in threading.enumerate())
+print(json.dumps(out))
+"""
+
+
+def test_a_stopped_keyring_asked_again_says_so_at_once_and_leaves_one_waiting_thread(keyring):
+    pid = keyring.owner()
+    r = subprocess.run(
+        [sys.executable, "-c", ASKED_AGAIN, str(keyring.home), str(pid)],
+        env=keyring.env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    (first_s, first), *again = out["calls"]
+    assert "did not answer within 1 s" in first and first_s < 3, out
+    for took, words in again:  # not another 5 s and another thread each
+        assert took < 0.5 and "has not answered an earlier request" in words, out
+    assert out["waiting_threads"] == 1, out
+    assert out["after"] == "hf_kept", out  # answered once it runs again: nothing was lost
+    assert out["threads_after"] == 0, out

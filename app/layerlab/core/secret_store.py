@@ -47,10 +47,29 @@ def working_keyring() -> Any | None:
     return keyring
 
 
+# Calls whose caller gave up on them, still waiting for the keyring: while one is, the keyring
+# is taken as not answering, at once, not after another KEYRING_WAIT_S and another thread.
+_given_up: list[threading.Thread] = []
+_given_up_lock = threading.Lock()
+
+
+def _still_unanswered() -> threading.Thread | None:
+    with _given_up_lock:
+        _given_up[:] = [t for t in _given_up if t.is_alive()]  # answered since: gone
+        return _given_up[0] if _given_up else None
+
+
 def _asked(call: Callable[[], T], wait_s: float) -> T:
     """`call()` on a thread of its own, given `wait_s`: a D-Bus call to a stopped daemon
     never returns, and the caller (the API switch, the models screen) must. A thread left
-    waiting is a daemon thread: it ends with the process."""
+    waiting is a daemon thread: it ends with the process, or when the keyring answers it.
+    Until it does, later calls say so at once: a stopped keyring left one waiting thread
+    per call, and the person waited wait_s for each."""
+    if _still_unanswered() is not None:
+        raise SecretUnreachable(
+            "the system keyring has not answered an earlier request yet "
+            "(is it locked and waiting for its password?)"
+        )
     box: dict[str, Any] = {}
 
     def run() -> None:
@@ -63,6 +82,8 @@ def _asked(call: Callable[[], T], wait_s: float) -> T:
     t.start()
     t.join(wait_s)
     if t.is_alive():
+        with _given_up_lock:
+            _given_up.append(t)
         raise SecretUnreachable(
             f"the system keyring did not answer within {wait_s:.0f} s "
             "(is it locked and waiting for its password?)"
