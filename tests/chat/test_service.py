@@ -213,3 +213,32 @@ def test_an_answer_cut_off_by_a_dying_engine_keeps_its_text_and_continues_after_
     finally:
         chat.close()
         head.close()
+
+
+def test_a_message_is_counted_once_before_it_is_sent(head, store_path):
+    """Counting a conversation is a pass of the engine's tokenizer over all of it (~65 ms
+    for 15k tokens here): a send counts it once, then sends what it counted."""
+    counted: list[int] = []
+
+    def client():
+        real = head.client()
+        tokenize = real.tokenize
+
+        def counting(**kwargs):
+            if "messages" in kwargs:  # not the engine's template probe (once per engine)
+                counted.append(len(kwargs["messages"]))
+            return tokenize(**kwargs)
+
+        real.tokenize = counting
+        return real
+
+    chat = ChatService(client, store_path, engine_state=lambda: head.state)
+    try:
+        c = chat.new_conversation(settings=SETTINGS)
+        first = chat.send(c.id, "Name a colour.")
+        assert counted == [1] and first.content
+        chat.send(c.id, "Name another.")
+        assert counted == [1, 3]  # the whole conversation so far, once
+        assert [m.role for m in chat.messages(c.id)] == ["user", "assistant"] * 2
+    finally:
+        chat.close()

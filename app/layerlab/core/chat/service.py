@@ -251,9 +251,14 @@ class ChatService:
         """Say `text` at the end of the current branch and write the answer; returns it."""
         self._check_ready(cid)
         leaf = self.store.conversation(cid).current_leaf
-        question = self._check_fits(cid, leaf, text)
-        user = self.store.add_message(cid, leaf, "user", question)
-        return self._answer(cid, user.id, on_event)
+        # what is sent, fitted (counted by the engine's tokenizer) once: before the message is
+        # kept, so a message that would overflow is not, and then sent as it was counted. A
+        # second count cost a 15k-token conversation ~65 ms more before its first token
+        path = self.store.current_path(cid, leaf) if leaf else []
+        asked = [*self._for_engine(cid, path), {"role": "user", "content": text}]
+        fitted = self._fit(self._client(), cid, asked, self._room(cid))
+        user = self.store.add_message(cid, leaf, "user", text)
+        return self._answer(cid, user.id, on_event, fitted=fitted)
 
     def regenerate(
         self, answer_id: str, on_event: Callable[[AnswerEvent], None] | None = None
@@ -328,13 +333,6 @@ class ChatService:
         if self.needs_template(cid):
             raise NoChatTemplate()
 
-    def _check_fits(self, cid: str, leaf: str | None, text: str) -> str:
-        client = self._client()
-        path = self.store.current_path(cid, leaf) if leaf else []
-        messages = [*self._for_engine(cid, path), {"role": "user", "content": text}]
-        self._fit(client, cid, messages, self._room(cid))
-        return text
-
     def _room(self, cid: str) -> int:
         return min(ANSWER_ROOM, self.settings(cid).sampling.max_tokens)
 
@@ -357,11 +355,13 @@ class ChatService:
         parent_id: str | None,
         on_event: Callable[[AnswerEvent], None] | None,
         continuing: Message | None = None,
+        fitted: list[dict] | None = None,
     ) -> Message:
         if not self._turn.acquire(blocking=False):
             raise Busy("An answer is already being written; stop it first.")
         try:
-            return self._answer_locked(cid, parent_id, on_event or (lambda e: None), continuing)
+            emit = on_event or (lambda e: None)
+            return self._answer_locked(cid, parent_id, emit, continuing, fitted)
         finally:
             self._turn.release()
 
@@ -371,11 +371,14 @@ class ChatService:
         parent_id: str | None,
         emit: Callable[[AnswerEvent], None],
         continuing: Message | None,
+        fitted: list[dict] | None = None,
     ) -> Message:
         client = self._client()
         settings = self.settings(cid)
-        path = self.store.current_path(cid, parent_id) if parent_id else []
-        messages = self._fit(client, cid, self._for_engine(cid, path), self._room(cid))
+        messages = fitted
+        if messages is None:  # fitted here: a regenerate, an edit, a continue
+            path = self.store.current_path(cid, parent_id) if parent_id else []
+            messages = self._fit(client, cid, self._for_engine(cid, path), self._room(cid))
         params = settings.sampling.params()
         template = self._template(cid)
         if continuing is not None:
