@@ -17,16 +17,7 @@ from layerlab.core.demo_model import demo_model_path
 from layerlab.core.engine.client import Delta, EngineUnavailable
 from layerlab.core.engine.supervisor import EngineSupervisor, Failed, Ready, WatchSettings
 from layerlab.core.load_plan import LoadPlan
-
-
-def engine_pid() -> int:
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "layerlab.core.engine.host" in " ".join(child.cmdline()):
-                return child.pid
-        except psutil.Error:
-            continue
-    raise RuntimeError("no engine process")
+from tests.conftest import engine_pid
 
 
 def main() -> None:

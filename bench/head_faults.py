@@ -26,14 +26,7 @@ from layerlab.core.demo_model import demo_model_path
 from layerlab.core.engine.supervisor import Ready, WatchSettings
 from layerlab.core.head import Head
 from layerlab.core.load_plan import DeviceRef, LoadPlan
-from tests.conftest import WorkerProcess, free_port_pair
-
-
-def engine_pid() -> int:
-    for child in psutil.Process().children(recursive=True):
-        if "layerlab.core.engine.host" in " ".join(child.cmdline()):
-            return child.pid
-    raise RuntimeError("no engine")
+from tests.conftest import WorkerProcess, engine_pid, free_port_pair
 
 
 def load(head: Head, plan: LoadPlan) -> None:

@@ -167,22 +167,35 @@ def worker(start_worker) -> WorkerProcess:
     return start_worker()
 
 
+def engines(under: int | None = None) -> list:
+    """The engine processes below this process (or below pid `under`), found from the
+    outside as a person would (ps). Tests and benches share it."""
+    import psutil
+
+    found = []
+    for c in psutil.Process(under).children(recursive=True):
+        try:
+            if "layerlab.core.engine.host" in " ".join(c.cmdline()):
+                found.append(c)
+        except psutil.Error:
+            pass
+    return found
+
+
+def engine_pid(under: int | None = None) -> int:
+    """The one engine process below this process (or below pid `under`)."""
+    found = engines(under)
+    if not found:
+        raise AssertionError("no engine process")
+    return found[0].pid
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_engine_outlives_the_suite():
     """Fail the run if any test left an engine process behind (a leaked model holds memory
     and a port). Module fixtures may keep one for their tests; the session end may not."""
     yield
     import psutil
-
-    def engines() -> list[psutil.Process]:
-        found = []
-        for c in psutil.Process().children(recursive=True):
-            try:
-                if "layerlab.core.engine.host" in " ".join(c.cmdline()):
-                    found.append(c)
-            except psutil.Error:
-                pass
-        return found
 
     deadline = time.monotonic() + 10  # stop() calls still winding down
     left = engines()

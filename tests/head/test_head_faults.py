@@ -19,20 +19,9 @@ import pytest
 from layerlab.core.engine.supervisor import Failed, Ready, WatchSettings
 from layerlab.core.head import Head, Notice, WorkerBack
 from layerlab.core.load_plan import DeviceRef, LoadPlan
-from tests.conftest import WorkerProcess, free_port_pair
+from tests.conftest import WorkerProcess, engine_pid, free_port_pair
 
 pytestmark = pytest.mark.slow
-
-
-def engine_pid() -> int:
-    """The engine process, found from the outside as a person would (ps)."""
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "layerlab.core.engine.host" in " ".join(child.cmdline()):
-                return child.pid
-        except psutil.Error:
-            continue
-    raise AssertionError("no engine process")
 
 
 class Recorder:

@@ -12,16 +12,10 @@ import httpx
 import psutil
 import pytest
 
+from tests.conftest import engine_pid
 from tests.spine.test_serve import H, start_serve, stop
 
 pytestmark = pytest.mark.slow
-
-
-def engine_of(proc) -> int:
-    for child in psutil.Process(proc.pid).children(recursive=True):
-        if "layerlab.core.engine.host" in " ".join(child.cmdline()):
-            return child.pid
-    raise AssertionError("serve has no engine")
 
 
 def health(base: str) -> tuple[int, dict]:
@@ -42,7 +36,7 @@ def wait_for(predicate, timeout: float, what: str):
 def test_serve_loads_again_after_its_engine_is_killed():
     proc, base = start_serve()
     try:
-        first = engine_of(proc)
+        first = engine_pid(proc.pid)
         os.kill(first, signal.SIGKILL)
         _, body = wait_for(
             lambda: (h := health(base))[1].get("last_incident") and h, 10, "the incident"
@@ -51,7 +45,7 @@ def test_serve_loads_again_after_its_engine_is_killed():
         assert incident["cause"] == "engine_died"
         assert "signal 9" in incident["message"] and "llama_" not in incident["message"]
         wait_for(lambda: health(base)[0] == 200, 60, "serve to be ok again")
-        assert engine_of(proc) != first
+        assert engine_pid(proc.pid) != first
         r = httpx.post(
             base + "/v1/chat/completions",
             headers=H,
@@ -66,7 +60,7 @@ def test_serve_loads_again_after_its_engine_is_killed():
 
 def test_serve_never_says_ok_for_a_frozen_engine_and_loads_again():
     proc, base = start_serve()
-    frozen = engine_of(proc)
+    frozen = engine_pid(proc.pid)
     try:
         t0 = time.monotonic()
         os.kill(frozen, signal.SIGSTOP)
@@ -89,7 +83,7 @@ def test_serve_never_says_ok_for_a_frozen_engine_and_loads_again():
             "the frozen engine named",
         )
         wait_for(lambda: health(base)[0] == 200, 60, "serve to be ok again")
-        assert engine_of(proc) != frozen
+        assert engine_pid(proc.pid) != frozen
     finally:
         if psutil.pid_exists(frozen):
             os.kill(frozen, signal.SIGCONT)
