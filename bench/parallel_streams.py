@@ -59,14 +59,19 @@ class Result:
     error: str = ""
 
 
-def stream(base: str, key: str, topic: str, max_tokens: int, t0: float, out: Result) -> None:
-    body = {
+def story(topic: str, max_tokens: int, streamed: bool) -> dict:
+    """One bench request: a greedy story about `topic`."""
+    return {
         "messages": [{"role": "user", "content": f"Write a detailed story about {topic}."}],
         "max_tokens": max_tokens,
         "temperature": 0,
         "seed": 1,
-        "stream": True,
+        "stream": streamed,
     }
+
+
+def stream(base: str, key: str, topic: str, max_tokens: int, t0: float, out: Result) -> None:
+    body = story(topic, max_tokens, streamed=True)
     try:
         with (
             httpx.Client(timeout=600, trust_env=False) as http,
@@ -94,12 +99,33 @@ def stream(base: str, key: str, topic: str, max_tokens: int, t0: float, out: Res
     out.total = time.monotonic() - t0
 
 
-def run_streams(base: str, key: str, n: int, max_tokens: int) -> tuple[float, list[Result]]:
+def whole(base: str, key: str, topic: str, max_tokens: int, t0: float, out: Result) -> None:
+    """`stream`'s request for one whole (not streamed) reply: its tokens, no first token."""
+    try:
+        with httpx.Client(timeout=600, trust_env=False) as http:
+            r = http.post(
+                base + "/v1/chat/completions",
+                json=story(topic, max_tokens, streamed=False),
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            if r.status_code != 200:
+                out.error = f"HTTP {r.status_code}"
+            else:
+                out.pieces = r.json()["usage"]["completion_tokens"]
+    except httpx.HTTPError as e:
+        out.error = str(e)
+    out.total = time.monotonic() - t0
+
+
+def run_streams(
+    base: str, key: str, n: int, max_tokens: int, streamed: bool = True
+) -> tuple[float, list[Result]]:
     results = [Result() for _ in range(n)]
     t0 = time.monotonic()
+    ask = stream if streamed else whole
     threads = [
         threading.Thread(
-            target=stream, args=(base, key, TOPICS[i % len(TOPICS)], max_tokens, t0, results[i])
+            target=ask, args=(base, key, TOPICS[i % len(TOPICS)], max_tokens, t0, results[i])
         )
         for i in range(n)
     ]

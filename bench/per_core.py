@@ -31,49 +31,25 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 from _spine_common import machine_note
 from layerlab.core.demo_model import demo_model_path
 from layerlab.core.load_plan import LoadPlan
 from parallel_streams import run_streams, start_layerlab, start_llama_server
+from tests.conftest import engine_pid
 
 HERE = Path(__file__).resolve()
-
-
-def whole(base: str, key: str, topic: str, max_tokens: int, t0: float, out) -> None:
-    """parallel_streams.stream's shape, for one whole (not streamed) reply."""
-    body = {
-        "messages": [{"role": "user", "content": f"Write a detailed story about {topic}."}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "seed": 1,
-    }
-    try:
-        with httpx.Client(timeout=600, trust_env=False) as http:
-            r = http.post(
-                base + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
-            )
-            if r.status_code != 200:
-                out.error = f"HTTP {r.status_code}"
-            else:
-                out.pieces = r.json()["usage"]["completion_tokens"]
-    except httpx.HTTPError as e:
-        out.error = str(e)
-    out.total = time.monotonic() - t0
 
 
 def client(args: argparse.Namespace) -> None:
     """One server's client, in a process of its own (pinned beside its server): a line in,
     one round of requests, a line out."""
-    import parallel_streams
-
-    if args.whole:
-        parallel_streams.stream = whole
     print("ready", flush=True)
     for _ in sys.stdin:
-        total, res = run_streams(args.url, args.key, args.streams, args.max_tokens)
+        total, res = run_streams(
+            args.url, args.key, args.streams, args.max_tokens, streamed=not args.whole
+        )
         errors = [r.error for r in res if r.error]
         print(json.dumps([total, sum(r.pieces for r in res), errors]), flush=True)
 
@@ -128,11 +104,7 @@ def main_run(args: argparse.Namespace) -> None:
     model = str(demo_model_path())
     plan = LoadPlan(model, n_ctx=args.ctx, n_threads=1, parallel=args.slots, flash_attn=True)
     sup, ready = start_layerlab(plan)
-    engine = next(
-        c.pid
-        for c in psutil.Process().children(recursive=True)
-        if "layerlab.core.engine.host" in " ".join(c.cmdline())
-    )
+    engine = engine_pid()
     server, base = start_llama_server(model, args.slots, args.ctx, 1, args.port, "on")
     sides = {"LayerLab": (engine, ready.url, sup.token), "llama-server": (server.pid, base, "x")}
     clients = {}
