@@ -56,10 +56,12 @@ def test_a_whole_replys_reader_is_woken_once_at_the_end_with_everything():
 
         first = asyncio.ensure_future(outlet.take())
         await asyncio.sleep(0)  # the reader waits before the first piece comes
-        threading.Thread(target=decoder, daemon=True).start()
+        ringer = threading.Thread(target=decoder, daemon=True)
+        ringer.start()
         got = [await first]
         while got[-1][-1][1] is not DONE:
             got.append(await outlet.take())
+        ringer.join(5)  # its last ring wakes the reader before it is written down in `rung`
         return got, rung
 
     got, rung = asyncio.run(main())
