@@ -26,17 +26,30 @@ HEADERS = [
 ]
 
 
-class EventStream(Response):
+class AnswerResponse(Response):
+    """A response that makes its answer while it watches the client, and runs `on_end` once
+    (its place in line goes back). A Starlette Response only so that FastAPI hands it on
+    as it is; it sends everything itself."""
+
+    def __init__(self, on_end: Callable[[], None] | None) -> None:
+        self.background = None  # FastAPI attaches its background tasks here (none are used)
+        self._on_end = on_end
+
+    def _end(self) -> None:
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end()
+
+
+class EventStream(AnswerResponse):
     """Sends each bytes `events` yields (whole `data: ...` events) as it comes; when the
     client disconnects, the events' generator is cancelled (its cleanup stops the answer),
     and `on_end` runs once: when the events are all made, or however the response ends
-    before. A Starlette Response only so that FastAPI hands it on as it is; it sends
-    everything itself."""
+    before."""
 
     def __init__(self, events: AsyncIterator[bytes], on_end: Callable[[], None]) -> None:
-        self.background = None  # FastAPI attaches its background tasks here (none are used)
+        super().__init__(on_end)
         self._events = events
-        self._on_end: Callable[[], None] | None = on_end
         self._last_sent = time.monotonic()
         self._ending = False  # the last body message is on its way: no comment after it
         self._sending_since: float | None = None  # a send waiting for the client to read
@@ -61,11 +74,6 @@ class EventStream(Response):
                         await task
         finally:
             self._end()
-
-    def _end(self) -> None:
-        on_end, self._on_end = self._on_end, None
-        if on_end is not None:
-            on_end()
 
     async def _send_events(self, send) -> None:
         async for data in self._events:

@@ -16,20 +16,18 @@ from collections.abc import Awaitable, Callable
 
 from starlette.responses import Response
 
-from layerlab.core.engine.sse import client_gone
+from layerlab.core.engine.sse import AnswerResponse, client_gone
 
 
-class WholeReply(Response):
+class WholeReply(AnswerResponse):
     """Sends what `reply()` makes (a Response), unless the client disconnects first. `on_end`
-    runs once, when the reply is made or however it ends before. A Starlette Response only
-    so that FastAPI hands it on as it is."""
+    runs once, when the reply is made or however it ends before."""
 
     def __init__(
         self, reply: Callable[[], Awaitable[Response]], on_end: Callable[[], None] | None = None
     ):
-        self.background = None  # FastAPI attaches its background tasks here (none are used)
+        super().__init__(on_end)
         self._reply = reply
-        self._on_end: Callable[[], None] | None = on_end
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
         made = asyncio.ensure_future(self._reply())
@@ -48,8 +46,3 @@ class WholeReply(Response):
         if made.cancelled():
             return  # nobody to send it to
         await made.result()(scope, receive, send)
-
-    def _end(self) -> None:
-        on_end, self._on_end = self._on_end, None
-        if on_end is not None:
-            on_end()
