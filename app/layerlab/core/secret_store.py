@@ -53,10 +53,10 @@ _given_up: list[threading.Thread] = []
 _given_up_lock = threading.Lock()
 
 
-def _still_unanswered() -> threading.Thread | None:
+def _still_unanswered() -> bool:
     with _given_up_lock:
         _given_up[:] = [t for t in _given_up if t.is_alive()]  # answered since: gone
-        return _given_up[0] if _given_up else None
+        return bool(_given_up)
 
 
 def _asked(call: Callable[[], T], wait_s: float) -> T:
@@ -65,7 +65,7 @@ def _asked(call: Callable[[], T], wait_s: float) -> T:
     waiting is a daemon thread: it ends with the process, or when the keyring answers it.
     Until it does, later calls say so at once: a stopped keyring left one waiting thread
     per call, and the person waited wait_s for each."""
-    if _still_unanswered() is not None:
+    if _still_unanswered():
         raise SecretUnreachable(
             "the system keyring has not answered an earlier request yet "
             "(is it locked and waiting for its password?)"
