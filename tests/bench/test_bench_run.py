@@ -9,7 +9,6 @@ import io
 import json
 import time
 
-import psutil
 import pytest
 
 from layerlab.core.bench import BenchRun, BenchRunner, BenchSettings
@@ -26,7 +25,7 @@ from layerlab.core.gguf import check_model_file
 from layerlab.core.planner.calibration import Calibration, bare_name
 from layerlab.core.planner.devices import devices_from_probe, host_device
 from layerlab.core.planner.planner import Planner, PlanOptions
-from tests.conftest import WorkerProcess, free_port_pair
+from tests.conftest import WorkerProcess, engines, free_port_pair
 
 pytestmark = pytest.mark.slow
 SETTINGS = BenchSettings(n_prompt=32, n_gen=8, reps=1)
@@ -51,17 +50,6 @@ def setup(demo_model, workers):
     devices = [host_device(8 << 30, 16 << 30, f"Host RAM ({bare_name(remote[0].name)})")]
     devices += remote
     return planner, devices, facts
-
-
-def engines() -> list[psutil.Process]:
-    out = []
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if "layerlab.core.engine.host" in " ".join(p.cmdline()):
-                out.append(p)
-        except psutil.Error:
-            continue
-    return out
 
 
 def options(devices, ratios: dict[str, float]) -> PlanOptions:
